@@ -1,0 +1,38 @@
+# Two commands for a newcomer: `make demo` and `make test`. Everything else installs itself.
+SHELL := /bin/bash
+# Use the machine's Python; never fetch an interpreter at run time.
+export UV_PYTHON_DOWNLOADS := never
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
+
+.PHONY: env demo test lint format ui bench clean
+
+env: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+demo: env
+	$(UV) run --frozen attribution demo
+
+test: env
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen pytest
+
+lint format: env
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+ui: env
+	$(UV) run --frozen attribution ui
+
+bench: env
+	$(UV) run --frozen python -m orchestration.bench
+
+clean:
+	rm -rf data target logs .venv

@@ -1,0 +1,228 @@
+"""The `attribution` command line: generate, load, run, evaluate, report, demo, ui."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from orchestration.settings import DATA_DIR, SCHEMAS, TARGETS, Target, export_target, resolve_target
+from orchestration.warehouse import Warehouse, quote_ident
+
+DEMO_WORLD_DIR = DATA_DIR / "demo_world"
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _target(args: argparse.Namespace) -> Target:
+    target = resolve_target(args.target)
+    export_target(target)
+    return target
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+def cmd_generate(args: argparse.Namespace) -> int:
+    from python_models.synthetic import WorldConfig, generate_world
+
+    from orchestration.generate import write_world
+
+    started = time.perf_counter()
+    cfg = WorldConfig(persons=args.persons, seed=args.seed, days=args.days)
+    world = generate_world(cfg)
+    paths = write_world(world, Path(args.out), fmt=args.format)
+    elapsed = time.perf_counter() - started
+    counts = ", ".join(f"{name} {len(df):,}" for name, df in world.items() if not name.startswith("truth"))
+    _say(f"generated {counts} in {elapsed:.1f}s → {args.out}")
+    for name, path in paths.items():
+        _say(f"  {name}: {path}")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from orchestration.loader import LoadError, load_folder
+
+    target = _target(args)
+    try:
+        result = load_folder(Warehouse(target), Path(args.path))
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    rows = ", ".join(f"raw.{t} +{n:,}" for t, n in result.rows.items())
+    _say(f"loaded into {target.describe()} at {result.loaded_at.isoformat()}: {rows}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestration.runner import run_job
+
+    target = _target(args)
+    if args.full_refresh:
+        os.environ["ATTRIBUTION_DBT_FULL_REFRESH"] = "1"
+    partition_range = (args.start, args.end or args.start) if args.start else None
+    _say(f"running job {args.job} on {target.describe()} …")
+    started = time.perf_counter()
+    result = run_job(target, args.job, partition_range=partition_range, log_level=args.log_level)
+    elapsed = time.perf_counter() - started
+    materialized = len(result.get_asset_materialization_events())
+    checks = result.get_asset_check_evaluations()
+    failed_checks = [c for c in checks if not c.passed]
+    _say(
+        f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {elapsed:.1f}s — "
+        f"{materialized} materializations, {len(checks)} checks ({len(failed_checks)} failed)"
+    )
+    for c in failed_checks:
+        _say(f"  failed check: {c.asset_key.to_user_string()} {c.check_name}")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                _say(f"  failed step {event.step_key}: {event.step_failure_data.error.message.strip()}")
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestration.report import build_report
+
+    _say(build_report(Warehouse(_target(args))))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from orchestration.evaluate import evaluate_warehouse
+
+    target = _target(args)
+    result, text = evaluate_warehouse(Warehouse(target), Path(args.truth))
+    _say(json.dumps(result, indent=2, sort_keys=True) if args.json else text)
+    return 0
+
+
+def _reset_demo_warehouse(wh: Warehouse, world_dir: Path) -> None:
+    """Start the demo from empty raw tables, but never destroy data that the demo did not load."""
+    with wh.connect() as conn:
+        if wh.table_exists("raw", "load_log", conn):
+            prefix = str(world_dir.resolve()).replace("'", "''")
+            foreign = wh.scalar(f"select count(*) from raw.load_log where source_file not like '{prefix}%'", conn)
+            if foreign:
+                raise SystemExit(
+                    f"error: {wh.target.describe()} holds data the demo did not load; point the demo at an empty "
+                    "warehouse (ATTRIBUTION_DUCKDB_PATH or PGDATABASE) instead of overwriting it"
+                )
+        for schema in SCHEMAS:
+            wh.execute(f"drop schema if exists {quote_ident(schema)} cascade", conn)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    target = _target(args)
+    world_dir = Path(args.out)
+    _say(f"== 1/5 generate a synthetic world ({args.persons} persons, seed {args.seed}) → {world_dir}")
+    gen = argparse.Namespace(out=str(world_dir), persons=args.persons, seed=args.seed, days=args.days, format="csv")
+    if cmd_generate(gen):
+        return 1
+    _say(f"== 2/5 load into {target.describe()}")
+    _reset_demo_warehouse(Warehouse(target), world_dir)
+    if cmd_load(argparse.Namespace(path=str(world_dir), target=args.target)):
+        return 1
+    _say("== 3/5 materialise every asset through Dagster")
+    run = argparse.Namespace(
+        target=args.target,
+        job="attribution_all",
+        start=None,
+        end=None,
+        full_refresh=False,
+        log_level="WARNING",
+    )
+    if cmd_run(run):
+        return 1
+    _say("== 4/5 summary")
+    cmd_report(argparse.Namespace(target=args.target))
+    _say("== 5/5 accuracy against the world's ground truth (project vs baseline)")
+    try:
+        return cmd_evaluate(argparse.Namespace(target=args.target, truth=str(world_dir), json=False))
+    except ModuleNotFoundError as exc:
+        _say(f"  evaluation unavailable: {exc}")
+        return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from orchestration.runner import prepare_dagster_home
+
+    target = _target(args)
+    home = prepare_dagster_home(target)
+    _say(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home}, target {target.describe()})")
+    dagster = Path(sys.executable).with_name("dagster")
+    argv = [str(dagster), "dev", "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)]
+    os.execv(argv[0], argv)
+    return 0  # pragma: no cover - execv does not return
+
+
+# -- parser -----------------------------------------------------------------------------------------------
+def _add(
+    sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help_text: str
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default=None,
+        help="warehouse target (default: $ATTRIBUTION_TARGET or duckdb)",
+    )
+    p.set_defaults(func=func)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attribution", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = _add(sub, "generate", cmd_generate, "write a synthetic world with ground truth (raw files + truth files)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--persons", type=int, default=2000, help="number of simulated persons (default 2000)")
+    p.add_argument("--seed", type=int, default=42, help="random seed; the same seed gives the same world")
+    p.add_argument("--days", type=int, default=30, help="days simulated (default 30)")
+    p.add_argument("--format", choices=["csv", "csv.gz", "parquet"], default="csv", help="raw file format")
+
+    p = _add(sub, "load", cmd_load, "append links / clicks / conversions files of a folder to schema raw")
+    p.add_argument("path", help="folder with links, clicks, conversions as .csv, .csv.gz or .parquet")
+
+    p = _add(sub, "run", cmd_run, "materialise every asset on the target through Dagster, in-process")
+    p.add_argument("--job", default="attribution_all", help="job to run (default attribution_all)")
+    p.add_argument("--start", help="first partition (YYYY-MM-DD) instead of every partition")
+    p.add_argument("--end", help="last partition (YYYY-MM-DD), defaults to --start")
+    p.add_argument("--full-refresh", action="store_true", help="rebuild incremental dbt models from scratch")
+    p.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO)")
+
+    p = _add(sub, "evaluate", cmd_evaluate, "score the warehouse's outputs against ground truth, vs the baseline")
+    p.add_argument("--truth", required=True, help="folder with truth_clicks / truth_conversions")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    _add(sub, "report", cmd_report, "print the summary of the current warehouse")
+
+    p = _add(sub, "demo", cmd_demo, "generate → load → run → report → evaluate on a fresh demo warehouse")
+    p.add_argument("--persons", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--out", default=str(DEMO_WORLD_DIR), help=f"world folder (default {DEMO_WORLD_DIR})")
+
+    p = _add(sub, "ui", cmd_ui, "start the Dagster webserver and daemon (DAGSTER_HOME under data/)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

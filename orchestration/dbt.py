@@ -1,0 +1,156 @@
+"""dbt inside Dagster: the project, the translator and the dbt asset definitions.
+
+The dbt models are split into asset definitions by *position* (folder and the ``partitioned`` tag), never by
+model name: staging + intermediate run before the Python assets, partitioned facts after attribution, the
+remaining marts last. Splitting this way keeps the combined graph acyclic while the UI still shows one lineage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from orchestration.partitions import DAILY_PARTITIONS
+from orchestration.settings import PROJECT_ROOT, resolve_target
+
+DBT_PROFILES_DIR = PROJECT_ROOT / "dbt_project"
+DBT_SOURCES = (PROJECT_ROOT / "dbt_project", PROJECT_ROOT / "dbt_project.yml")
+
+
+def make_dbt_project(target_name: str | None = None) -> DbtProject:
+    name = target_name or resolve_target().name
+    return DbtProject(
+        project_dir=PROJECT_ROOT,
+        profiles_dir=DBT_PROFILES_DIR,
+        target=name,
+        # The manifest renders target-specific config (grants, dispatch), so each target keeps its own.
+        target_path=Path("target") / name,
+    )
+
+
+def _newest_source_mtime() -> float:
+    newest = 0.0
+    for root in DBT_SOURCES:
+        paths = [root] if root.is_file() else root.rglob("*")
+        for p in paths:
+            if p.is_file() and p.suffix in {".sql", ".yml", ".yaml", ".csv", ".md"}:
+                newest = max(newest, p.stat().st_mtime)
+    return newest
+
+
+def ensure_manifest(project: DbtProject) -> Path:
+    """Parse the dbt project when the manifest is missing or older than any dbt file (no connection needed)."""
+    manifest = project.manifest_path
+    if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime():
+        project.preparer.prepare(project)
+    return manifest
+
+
+class LayerTranslator(DagsterDbtTranslator):
+    """Asset keys are ``<schema>/<name>``; groups come from the dbt folder (staging / intermediate / marts)."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        meta_key = (dbt_resource_props.get("meta") or {}).get("dagster", {}).get("asset_key")
+        if meta_key:
+            return dg.AssetKey(meta_key)
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        schema = dbt_resource_props.get("schema") or _folder(dbt_resource_props)
+        return dg.AssetKey([schema, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return _folder(dbt_resource_props)
+
+
+def _folder(props: Mapping[str, Any]) -> str:
+    fqn = props.get("fqn") or []
+    # fqn = [project, folder, ..., name]; the first folder is the layer.
+    return fqn[1] if len(fqn) > 2 else "dbt"
+
+
+TRANSLATOR = LayerTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+# (name, select, exclude, partitioned) — positions in the pipeline, selected by folder and tag only.
+DBT_STAGES: tuple[tuple[str, str, str, bool], ...] = (
+    ("dbt_staging_intermediate", "staging intermediate", "tag:partitioned", False),
+    ("dbt_intermediate_partitioned", "intermediate,tag:partitioned", "", True),
+    ("dbt_marts_partitioned", "marts,tag:partitioned", "", True),
+    ("dbt_marts", "marts", "tag:partitioned", False),
+)
+
+
+def _selected_models(manifest: Mapping[str, Any], select: str, exclude: str) -> list[str]:
+    """A small evaluator of the folder/tag selectors used in DBT_STAGES, to skip empty stages."""
+
+    def matches(node: Mapping[str, Any], term: str) -> bool:
+        return all(
+            (part[4:] in node.get("tags", [])) if part.startswith("tag:") else (_folder(node) == part)
+            for part in term.split(",")
+        )
+
+    out = []
+    for uid, node in manifest.get("nodes", {}).items():
+        if node.get("resource_type") not in {"model", "seed", "snapshot"}:
+            continue
+        if any(matches(node, t) for t in select.split()) and not (
+            exclude and any(matches(node, t) for t in exclude.split())
+        ):
+            out.append(uid)
+    return out
+
+
+def dbt_vars_for(context: dg.AssetExecutionContext) -> dict[str, str]:
+    if not context.has_partition_key_range and not context.has_partition_key:
+        return {}
+    window = context.partition_time_window
+    return {"partition_start": window.start.isoformat(), "partition_end": window.end.isoformat()}
+
+
+def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
+    manifest_path = ensure_manifest(project)
+    manifest = json.loads(manifest_path.read_text())
+    defs: list[dg.AssetsDefinition] = []
+    for name, select, exclude, partitioned in DBT_STAGES:
+        if not _selected_models(manifest, select, exclude):
+            continue
+        defs.append(_dbt_stage(project, manifest, name, select, exclude, partitioned))
+    return defs
+
+
+def _dbt_stage(
+    project: DbtProject, manifest: Mapping[str, Any], name: str, select: str, exclude: str, partitioned: bool
+) -> dg.AssetsDefinition:
+    @dbt_assets(
+        manifest=manifest,
+        select=select,
+        exclude=exclude,
+        name=name,
+        project=project,
+        dagster_dbt_translator=TRANSLATOR,
+        partitions_def=DAILY_PARTITIONS if partitioned else None,
+        # A backfill of any range is one dbt invocation over the whole window, not one per day.
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        pool="warehouse",
+    )
+    def _assets(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        args = ["build"]
+        dbt_vars = dbt_vars_for(context) if partitioned else {}
+        if dbt_vars:
+            args += ["--vars", json.dumps(dbt_vars)]
+        if os.environ.get("ATTRIBUTION_DBT_FULL_REFRESH") == "1":
+            args.append("--full-refresh")
+        yield from dbt.cli(args, context=context).stream().fetch_row_counts()
+
+    return _assets

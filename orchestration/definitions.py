@@ -1,0 +1,20 @@
+"""The Dagster code location: it only assembles what the domain modules define."""
+
+import dagster as dg
+
+from orchestration.assets import PYTHON_ASSETS
+from orchestration.dbt import build_dbt_assets, make_dbt_project
+from orchestration.jobs import JOBS
+from orchestration.resources import executor_for, make_resources
+from orchestration.settings import export_target, resolve_target
+
+target = resolve_target()
+export_target(target)
+dbt_project = make_dbt_project(target.name)
+
+defs = dg.Definitions(
+    assets=[*build_dbt_assets(dbt_project), *PYTHON_ASSETS],
+    jobs=JOBS,
+    resources=make_resources(target, dbt_project),
+    executor=executor_for(target),
+)

@@ -1,0 +1,82 @@
+"""Run Dagster jobs in-process from the CLI, on a persistent instance so the UI shows CLI runs too."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.settings import Target, dagster_home, export_target
+
+DAGSTER_YAML = """\
+# Written by `attribution`; see README "Dagster UI".
+telemetry:
+  enabled: false
+run_queue:
+  # DuckDB has a single writer: queued runs execute one at a time. PostgreSQL runs may overlap.
+  max_concurrent_runs: {max_runs}
+concurrency:
+  pools:
+    default_limit: {pool_limit}
+"""
+
+
+def prepare_dagster_home(target: Target, home: Path | None = None) -> Path:
+    home = home or dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    limit = 1 if target.is_duckdb else 4
+    (home / "dagster.yaml").write_text(DAGSTER_YAML.format(max_runs=limit, pool_limit=limit))
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def load_definitions(target: Target) -> dg.Definitions:
+    """Import (or re-import) the code location after the target has been exported to the environment."""
+    export_target(target)
+    module = importlib.import_module("orchestration.definitions")
+    if getattr(module, "target", None) != target:
+        module = importlib.reload(module)
+    return module.defs
+
+
+def full_partition_range(job: dg.JobDefinition) -> dict[str, str]:
+    partitions = job.partitions_def
+    if partitions is None:
+        return {}
+    keys = partitions.get_partition_keys()
+    if not keys:
+        return {}
+    return {
+        "dagster/asset_partition_range_start": keys[0],
+        "dagster/asset_partition_range_end": keys[-1],
+    }
+
+
+def run_job(
+    target: Target,
+    job_name: str = "attribution_all",
+    *,
+    partition_range: tuple[str, str] | None = None,
+    log_level: str = "INFO",
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
+    defs = load_definitions(target)
+    job = defs.resolve_job_def(job_name)
+    if partition_range is not None:
+        tags = {
+            "dagster/asset_partition_range_start": partition_range[0],
+            "dagster/asset_partition_range_end": partition_range[1],
+        }
+    else:
+        tags = full_partition_range(job)
+    if instance is None:
+        prepare_dagster_home(target)
+        instance = dg.DagsterInstance.get()
+    return job.execute_in_process(
+        instance=instance,
+        tags=tags,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        raise_on_error=False,
+    )

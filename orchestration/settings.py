@@ -1,0 +1,114 @@
+"""Target selection: the one place that decides which warehouse everything talks to.
+
+The CLI, dbt (through ``dbt_project/profiles.yml``, which only reads ``env_var()``) and Dagster all call
+``resolve_target``; ``export_target`` writes the decision into the environment so that dbt subprocesses and
+Dagster resources started later follow the same choice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+TargetName = Literal["duckdb", "postgres"]
+TARGETS: tuple[TargetName, ...] = ("duckdb", "postgres")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_DUCKDB_PATH = DATA_DIR / "warehouse.duckdb"
+# The schemas BI tools and people query; dbt's generate_schema_name macro keeps these names verbatim.
+SCHEMAS = ("raw", "staging", "intermediate", "marts")
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    def dsn_kwargs(self) -> dict[str, object]:
+        kwargs: dict[str, object] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "dbname": self.dbname,
+            # Dates of partitions and reports are UTC dates; never depend on the server's zone.
+            "options": "-c TimeZone=UTC",
+        }
+        if self.password:
+            kwargs["password"] = self.password
+        return kwargs
+
+
+@dataclass(frozen=True)
+class Target:
+    name: TargetName
+    duckdb_path: Path
+    postgres: PostgresSettings
+
+    @property
+    def is_duckdb(self) -> bool:
+        return self.name == "duckdb"
+
+    def describe(self) -> str:
+        if self.is_duckdb:
+            return f"duckdb ({self.duckdb_path})"
+        pg = self.postgres
+        return f"postgres ({pg.user}@{pg.host}:{pg.port}/{pg.dbname})"
+
+
+def _default_pg_user() -> str:
+    try:
+        return os.getlogin()
+    except OSError:
+        return os.environ.get("USER", "postgres")
+
+
+def resolve_target(cli_target: str | None = None, environ: dict[str, str] | None = None) -> Target:
+    """Decide the target from ``--target`` (wins) or ``ATTRIBUTION_TARGET`` (default ``duckdb``)."""
+    env = os.environ if environ is None else environ
+    name = (cli_target or env.get("ATTRIBUTION_TARGET") or "duckdb").strip().lower()
+    if name not in TARGETS:
+        raise ValueError(f"unknown target {name!r}: ATTRIBUTION_TARGET / --target must be one of {TARGETS}")
+    duckdb_path = Path(env.get("ATTRIBUTION_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)
+    if not duckdb_path.is_absolute():
+        duckdb_path = (PROJECT_ROOT / duckdb_path).resolve()
+    user = env.get("PGUSER") or _default_pg_user()
+    postgres = PostgresSettings(
+        host=env.get("PGHOST") or "127.0.0.1",
+        port=int(env.get("PGPORT") or 5432),
+        user=user,
+        password=env.get("PGPASSWORD") or "",
+        dbname=env.get("PGDATABASE") or user,
+    )
+    return Target(name=name, duckdb_path=duckdb_path, postgres=postgres)  # type: ignore[arg-type]
+
+
+def target_env(target: Target) -> dict[str, str]:
+    """Environment variables that make dbt's profile and Dagster's resources follow ``target``."""
+    pg = target.postgres
+    return {
+        "ATTRIBUTION_TARGET": target.name,
+        "ATTRIBUTION_DUCKDB_PATH": str(target.duckdb_path),
+        "PGHOST": pg.host,
+        "PGPORT": str(pg.port),
+        "PGUSER": pg.user,
+        "PGPASSWORD": pg.password,
+        "PGDATABASE": pg.dbname,
+        # dbt-postgres has no session options; libpq reads PGTZ so dbt's sessions run in UTC too.
+        "PGTZ": "UTC",
+    }
+
+
+def export_target(target: Target) -> None:
+    os.environ.update(target_env(target))
+    if target.is_duckdb:
+        target.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def dagster_home() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or DATA_DIR / "dagster_home")

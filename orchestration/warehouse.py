@@ -1,0 +1,276 @@
+"""Warehouse I/O for Python assets and the CLI: the same calls on DuckDB and PostgreSQL.
+
+Bulk data always moves in bulk: DuckDB scans pandas frames natively, PostgreSQL uses ``COPY`` in both
+directions. Table replacement is atomic on both engines (build beside, swap in one transaction), so a reader
+never sees an empty or half-built table.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from orchestration.settings import SCHEMAS, Target
+
+# PostgreSQL type OIDs → how a COPY'd CSV column is parsed back into pandas.
+_PG_BOOL = {16}
+_PG_INT = {20, 21, 23}
+_PG_FLOAT = {700, 701, 1700}
+_PG_TIMESTAMPTZ = {1184}
+_PG_TIMESTAMP = {1114}
+_PG_DATE = {1082}
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
+
+
+def sql_type_for(series: pd.Series) -> str:
+    """Portable column type for a pandas column (both engines accept these names)."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "bigint"
+    if pd.api.types.is_float_dtype(dtype):
+        return "double precision"
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return "timestamp with time zone"
+    if pd.api.types.is_datetime64_dtype(dtype):
+        return "timestamp"
+    if pd.api.types.is_object_dtype(dtype) and len(series.dropna()) and isinstance(series.dropna().iloc[0], bool):
+        return "boolean"
+    return "text"
+
+
+class Warehouse:
+    """A thin connection wrapper; open one per asset step and close it, never hold it across steps."""
+
+    def __init__(self, target: Target):
+        self.target = target
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        if self.target.is_duckdb:
+            import duckdb
+
+            self.target.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = duckdb.connect(str(self.target.duckdb_path))
+            try:
+                # Set after connecting: ICU is statically linked but not yet loaded at connect-time config.
+                conn.execute("set TimeZone = 'UTC'")
+                yield conn
+            finally:
+                conn.close()
+        else:
+            import psycopg2
+
+            conn = psycopg2.connect(**self.target.postgres.dsn_kwargs())
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                conn.close()
+
+    # -- generic statements -------------------------------------------------------------------------
+    def execute(self, sql: str, conn: Any = None) -> None:
+        if conn is None:
+            with self.connect() as own:
+                self.execute(sql, own)
+            return
+        if self.target.is_duckdb:
+            conn.execute(sql)
+        else:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+
+    def ensure_schemas(self, conn: Any = None) -> None:
+        for schema in SCHEMAS:
+            self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
+
+    def table_exists(self, schema: str, table: str, conn: Any = None) -> bool:
+        sql = (
+            f"select count(*) from information_schema.tables where table_schema = '{schema}' and table_name = '{table}'"
+        )
+        return int(self.scalar(sql, conn) or 0) > 0
+
+    def columns(self, schema: str, table: str, conn: Any = None) -> list[str]:
+        sql = (
+            "select column_name from information_schema.columns "
+            f"where table_schema = '{schema}' and table_name = '{table}' order by ordinal_position"
+        )
+        return list(self.query_df(sql, conn)["column_name"])
+
+    def scalar(self, sql: str, conn: Any = None) -> Any:
+        if conn is None:
+            with self.connect() as own:
+                return self.scalar(sql, own)
+        if self.target.is_duckdb:
+            row = conn.execute(sql).fetchone()
+        else:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                row = cur.fetchone()
+        return None if row is None else row[0]
+
+    # -- reading ------------------------------------------------------------------------------------
+    def query_df(self, sql: str, conn: Any = None) -> pd.DataFrame:
+        if conn is None:
+            with self.connect() as own:
+                return self.query_df(sql, own)
+        if self.target.is_duckdb:
+            return conn.execute(sql).df()
+        return _pg_query_df(conn, sql)
+
+    # -- writing ------------------------------------------------------------------------------------
+    def replace_table(self, df: pd.DataFrame, schema: str, table: str, conn: Any = None) -> int:
+        """Atomically replace ``schema.table`` with ``df`` (readers see the old or the new table)."""
+        if conn is None:
+            with self.connect() as own:
+                return self.replace_table(df, schema, table, own)
+        self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
+        target = qualified(schema, table)
+        if self.target.is_duckdb:
+            conn.register("_frame", df)
+            try:
+                conn.execute(f"create or replace table {target} as select * from _frame")
+            finally:
+                conn.unregister("_frame")
+            return len(df)
+        staging_name = f"{table}__swap"
+        with conn.cursor() as cur:
+            cur.execute(f"drop table if exists {qualified(schema, staging_name)}")
+            cur.execute(f"create table {qualified(schema, staging_name)} ({_column_ddl(df)})")
+            _pg_copy_in(cur, df, qualified(schema, staging_name))
+            cur.execute(f"drop table if exists {target}")
+            cur.execute(f"alter table {qualified(schema, staging_name)} rename to {quote_ident(table)}")
+        return len(df)
+
+    def replace_rows(self, df: pd.DataFrame, schema: str, table: str, where: str, conn: Any = None) -> int:
+        """Delete the rows matching ``where`` and insert ``df`` in one transaction (partition overwrite).
+
+        Creates the table from ``df``'s columns when it does not exist yet.
+        """
+        if conn is None:
+            with self.connect() as own:
+                if self.target.is_duckdb:
+                    own.execute("begin transaction")
+                    try:
+                        n = self.replace_rows(df, schema, table, where, own)
+                        own.execute("commit")
+                    except BaseException:
+                        own.execute("rollback")
+                        raise
+                    return n
+                return self.replace_rows(df, schema, table, where, own)
+        self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
+        target = qualified(schema, table)
+        if not self.table_exists(schema, table, conn):
+            self.execute(f"create table {target} ({_column_ddl(df)})", conn)
+        self.execute(f"delete from {target} where {where}", conn)
+        if df.empty:
+            return 0
+        columns = ", ".join(quote_ident(c) for c in df.columns)
+        if self.target.is_duckdb:
+            conn.register("_frame", df)
+            try:
+                conn.execute(f"insert into {target} ({columns}) select {columns} from _frame")
+            finally:
+                conn.unregister("_frame")
+        else:
+            with conn.cursor() as cur:
+                _pg_copy_in(cur, df, target, columns=list(df.columns))
+        return len(df)
+
+
+def _column_ddl(df: pd.DataFrame) -> str:
+    return ", ".join(f"{quote_ident(c)} {sql_type_for(df[c])}" for c in df.columns)
+
+
+def _pg_copy_in(cur: Any, df: pd.DataFrame, target: str, columns: Sequence[str] | None = None) -> None:
+    if df.empty:
+        return
+    frame = df.copy()
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(frame[col].dtype):
+            frame[col] = frame[col].map(lambda v: v.isoformat() if pd.notna(v) else None)
+    buf = io.StringIO()
+    # NULL is an unquoted empty field in PostgreSQL's CSV format; a real empty string is quoted ("").
+    frame.to_csv(buf, index=False, header=False, na_rep="")
+    buf.seek(0)
+    cols = f" ({', '.join(quote_ident(c) for c in columns)})" if columns else ""
+    cur.copy_expert(f"copy {target}{cols} from stdin with (format csv)", buf)
+
+
+def _pg_query_df(conn: Any, sql: str) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(f"select * from ({sql}) as _q limit 0")
+        names = [d.name for d in cur.description]
+        oids = [d.type_code for d in cur.description]
+        buf = io.StringIO()
+        cur.copy_expert(f"copy ({sql}) to stdout with (format csv, header false)", buf)
+    buf.seek(0)
+    if not buf.getvalue():
+        return pd.DataFrame({n: pd.Series(dtype=_empty_dtype(o)) for n, o in zip(names, oids, strict=True)})
+    frame = pd.read_csv(
+        buf,
+        header=None,
+        names=names,
+        dtype=str,
+        keep_default_na=False,
+        na_values=[""],
+    )
+    for name, oid in zip(names, oids, strict=True):
+        frame[name] = _convert_pg_column(frame[name], oid)
+    return frame
+
+
+def _empty_dtype(oid: int) -> Any:
+    if oid in _PG_BOOL:
+        return "boolean"
+    if oid in _PG_INT:
+        return "Int64"
+    if oid in _PG_FLOAT:
+        return "float64"
+    if oid in _PG_TIMESTAMPTZ:
+        return pd.DatetimeTZDtype(tz="UTC")
+    if oid in _PG_TIMESTAMP:
+        return "datetime64[ns]"
+    return object
+
+
+def _convert_pg_column(col: pd.Series, oid: int) -> pd.Series:
+    if oid in _PG_BOOL:
+        return col.map({"t": True, "f": False}).astype("boolean")
+    if oid in _PG_INT:
+        return pd.to_numeric(col).astype("Int64")
+    if oid in _PG_FLOAT:
+        return pd.to_numeric(col).astype("float64")
+    if oid in _PG_TIMESTAMPTZ:
+        return pd.to_datetime(col, utc=True, format="ISO8601")
+    if oid in _PG_TIMESTAMP:
+        return pd.to_datetime(col, format="ISO8601")
+    if oid in _PG_DATE:
+        return pd.to_datetime(col, format="ISO8601").dt.date
+    return col.astype(object).where(col.notna(), None)
+
+
+def frame_checksum(df: pd.DataFrame) -> str:
+    """Order-independent checksum of a frame's content, for idempotency checks."""
+    if df.empty:
+        return "empty:" + ",".join(df.columns)
+    ordered = df[sorted(df.columns)]
+    hashed = pd.util.hash_pandas_object(ordered.astype(str), index=False).to_numpy()
+    return f"{len(df)}:{int(np.sort(hashed).sum(dtype=np.uint64))}"

@@ -1,0 +1,135 @@
+"""Shared fixtures: throwaway warehouses on both targets, and generated worlds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestration.settings import PROJECT_ROOT, Target, resolve_target, target_env
+
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+
+
+def _pg_admin_kwargs() -> dict[str, object]:
+    return {
+        "host": os.environ.get("PGHOST") or "127.0.0.1",
+        "port": int(os.environ.get("PGPORT") or 5432),
+        "user": os.environ.get("PGUSER") or "root",
+        "password": os.environ.get("PGPASSWORD") or None,
+        "dbname": "postgres",
+        "connect_timeout": 5,
+    }
+
+
+def postgres_unavailable_reason() -> str | None:
+    try:
+        import psycopg2
+
+        psycopg2.connect(**_pg_admin_kwargs()).close()
+    except Exception as exc:  # any failure to connect means "no server for these tests"
+        return f"PostgreSQL not reachable at {_pg_admin_kwargs()['host']}:{_pg_admin_kwargs()['port']}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> dict[str, object]:
+    reason = postgres_unavailable_reason()
+    if reason:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    return _pg_admin_kwargs()
+
+
+def create_pg_database(admin: dict[str, object], prefix: str = "attr_test") -> str:
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(**admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'create database "{name}"')
+    conn.close()
+    return name
+
+
+def drop_pg_database(admin: dict[str, object], name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(**admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'drop database if exists "{name}" with (force)')
+    conn.close()
+
+
+@pytest.fixture
+def pg_database(postgres_server: dict[str, object]) -> Iterator[str]:
+    """A throwaway PostgreSQL database, dropped afterwards."""
+    name = create_pg_database(postgres_server)
+    try:
+        yield name
+    finally:
+        drop_pg_database(postgres_server, name)
+
+
+def make_target(name: str, tmp_path: Path, pg_dbname: str | None = None) -> Target:
+    env = {"ATTRIBUTION_TARGET": name, "ATTRIBUTION_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}
+    if name == "postgres":
+        admin = _pg_admin_kwargs()
+        env.update(
+            PGHOST=str(admin["host"]),
+            PGPORT=str(admin["port"]),
+            PGUSER=str(admin["user"]),
+            PGPASSWORD=str(admin["password"] or ""),
+            PGDATABASE=str(pg_dbname),
+        )
+    return resolve_target(environ=env)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
+    """A throwaway warehouse on each target; the environment follows it (dbt and Dagster read it)."""
+    dbname = None
+    if request.param == "postgres":
+        admin = request.getfixturevalue("postgres_server")
+        dbname = create_pg_database(admin)
+    t = make_target(request.param, tmp_path, dbname)
+    for key, value in target_env(t).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    try:
+        yield t
+    finally:
+        if dbname:
+            drop_pg_database(request.getfixturevalue("postgres_server"), dbname)
+
+
+def run_dbt(target: Target, *args: str, target_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run dbt against ``target`` in a subprocess and fail with dbt's output when it fails."""
+    env = {**os.environ, **target_env(target)}
+    dbt = Path(sys.executable).with_name("dbt")
+    cmd = [
+        str(dbt),
+        *args,
+        "--project-dir",
+        str(PROJECT_ROOT),
+        "--profiles-dir",
+        str(PROJECT_ROOT / "dbt_project"),
+    ]
+    cmd += [
+        "--target",
+        target.name,
+        "--target-path",
+        str(target_path or PROJECT_ROOT / "target" / f"test_{target.name}"),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
+    if proc.returncode != 0:
+        pytest.fail(f"dbt {' '.join(args)} failed on {target.name}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
+    return proc
