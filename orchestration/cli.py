@@ -29,9 +29,8 @@ def _target(args: argparse.Namespace) -> Target:
 
 # -- commands ---------------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
-    from python_models.synthetic import WorldConfig, generate_world
-
     from orchestration.generate import write_world
+    from python_models.synthetic import WorldConfig, generate_world
 
     started = time.perf_counter()
     cfg = WorldConfig(persons=args.persons, seed=args.seed, days=args.days)

@@ -2,10 +2,12 @@
 
 import dagster as dg
 
-from orchestration.assets import PYTHON_ASSETS
+from orchestration.assets import ASSET_CHECKS, EXTERNAL_ASSETS, PYTHON_ASSETS
 from orchestration.dbt import build_dbt_assets, make_dbt_project
 from orchestration.jobs import JOBS
 from orchestration.resources import executor_for, make_resources
+from orchestration.schedules import SCHEDULES
+from orchestration.sensors import SENSORS
 from orchestration.settings import export_target, resolve_target
 
 target = resolve_target()
@@ -13,8 +15,11 @@ export_target(target)
 dbt_project = make_dbt_project(target.name)
 
 defs = dg.Definitions(
-    assets=[*build_dbt_assets(dbt_project), *PYTHON_ASSETS],
+    assets=[*EXTERNAL_ASSETS, *build_dbt_assets(dbt_project), *PYTHON_ASSETS],
+    asset_checks=ASSET_CHECKS,
     jobs=JOBS,
+    schedules=SCHEDULES,
+    sensors=SENSORS,
     resources=make_resources(target, dbt_project),
     executor=executor_for(target),
 )

@@ -1,11 +1,38 @@
-"""Jobs: the whole pipeline; schedules and sensors target subsets of it."""
+"""Jobs: the whole pipeline, the hourly refresh of recent days, and the daily re-fit."""
 
 import dagster as dg
 
-ALL_ASSETS_JOB = dg.define_asset_job(
-    "attribution_all",
-    selection=dg.AssetSelection.all(),
-    description="Every asset: staging, identities, confidence, attribution and marts.",
+from orchestration.assets.keys import (
+    CHANNEL_WEIGHTS,
+    EVENT_IDENTITIES,
+    IDENTITY_MAP,
+    IDENTITY_PROFILES,
+    MATCH_MODEL,
+    SIGNAL_WEIGHTS,
 )
 
-JOBS = [ALL_ASSETS_JOB]
+# Fitted once a day: identities, the confidence model and the data-driven channel weights.
+DAILY_FITTED = dg.AssetSelection.assets(
+    IDENTITY_MAP, EVENT_IDENTITIES, IDENTITY_PROFILES, MATCH_MODEL, SIGNAL_WEIGHTS, CHANNEL_WEIGHTS
+)
+EVERYTHING = dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks()
+
+ALL_ASSETS_JOB = dg.define_asset_job(
+    "attribution_all",
+    selection=EVERYTHING,
+    description="Every asset: staging, identities, confidence, attribution and marts.",
+)
+HOURLY_JOB = dg.define_asset_job(
+    "hourly_refresh",
+    selection=EVERYTHING - DAILY_FITTED,
+    description="New raw rows through staging, then candidates, scores, credits and marts of recent days, "
+    "with the identities and models fitted by the daily job.",
+)
+DAILY_JOB = dg.define_asset_job(
+    "daily_refit",
+    selection=EVERYTHING,
+    description="Re-resolve identities, re-fit the confidence model and channel weights, recompute the "
+    "partitions within the lookback window.",
+)
+
+JOBS = [ALL_ASSETS_JOB, HOURLY_JOB, DAILY_JOB]

@@ -1,0 +1,239 @@
+"""Attribution: data-driven channel weights (daily) and confidence-weighted credits per conversion day."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from orchestration.assets.common import PYTHON_SCHEMA, date_where, env_float, partition_dates, png_metadata
+from orchestration.assets.keys import (
+    ATTRIBUTION_CREDITS,
+    CHANNEL_WEIGHTS,
+    CONVERSION_ATTRIBUTION,
+    EVENT_IDENTITIES,
+    INT_CLICKS,
+    INT_MATCH_CANDIDATES,
+    MATCH_SCORES,
+    STG_CONVERSIONS,
+)
+from orchestration.partitions import DAILY_PARTITIONS
+from orchestration.resources import WarehouseResource
+from orchestration.warehouse import Warehouse
+from python_models.attribution import (
+    AttributionConfig,
+    combine_paths,
+    conversion_paths,
+    fit_data_driven,
+    null_paths,
+    select_touches,
+)
+from python_models.attribution import attribute as attribute_conversions
+from python_models.facts import conversion_facts
+
+CONFIDENCE_THRESHOLD = env_float("ATTRIBUTION_CONFIDENCE_THRESHOLD", 0.5)
+CHANNEL_FIT_WINDOW_DAYS = int(env_float("ATTRIBUTION_CHANNEL_FIT_WINDOW_DAYS", 90))
+
+
+def attribution_config() -> AttributionConfig:
+    return AttributionConfig(
+        lookback_days=env_float("ATTRIBUTION_LOOKBACK_DAYS", 30.0),
+        probability_floor=env_float("ATTRIBUTION_PROBABILITY_FLOOR", 0.05),
+        half_life_days=env_float("ATTRIBUTION_HALF_LIFE_DAYS", 7.0),
+        grain=os.environ.get("ATTRIBUTION_GRAIN", "channel"),
+    )
+
+
+SCORED_CANDIDATES_SQL = """
+select c.*, s.match_probability
+from intermediate.int_match_candidates c
+join intermediate.match_scores s on s.conversion_id = c.conversion_id and s.click_id = c.click_id
+where {where}
+"""
+
+
+def _scored_candidates(wh: Warehouse, conn: object, where: str) -> pd.DataFrame:
+    frame = wh.query_df(SCORED_CANDIDATES_SQL.format(where=where), conn)
+    frame["revenue"] = frame["revenue"].astype("float64").fillna(0.0)
+    return frame
+
+
+@dg.asset(
+    key=CHANNEL_WEIGHTS,
+    deps=[MATCH_SCORES, INT_CLICKS, EVENT_IDENTITIES],
+    group_name="attribution",
+    description="Markov removal effects and Shapley values per grain value, fitted over recent journeys.",
+    pool="warehouse",
+)
+def channel_weights(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = warehouse.get()
+    config = attribution_config()
+    with wh.connect() as conn:
+        last = wh.scalar("select max(conversion_date) from intermediate.match_scores", conn)
+        where = "1 = 1"
+        click_where = "1 = 1"
+        if last is not None:
+            start = (pd.Timestamp(last) - pd.Timedelta(days=CHANNEL_FIT_WINDOW_DAYS)).date().isoformat()
+            where = f"c.conversion_date > cast('{start}' as date)"
+            click_where = f"c.clicked_date > cast('{start}' as date)"
+        scored = _scored_candidates(wh, conn, where)
+        non_converting = wh.query_df(
+            "select c.click_id, c.clicked_at, c.link_id, c.campaign_id, c.creator_id, c.channel, e.identity_id "
+            "from intermediate.int_clicks c "
+            "join intermediate.event_identities e on e.event_kind = 'click' and e.event_id = c.click_id "
+            f"where not c.is_bot and {click_where} and e.identity_id not in "
+            "(select identity_id from intermediate.event_identities where event_kind = 'conversion')",
+            conn,
+        )
+    touches = select_touches(scored, config)
+    paths = combine_paths(
+        conversion_paths(touches, config.grain),
+        null_paths(non_converting, config.grain, "identity_id", config.lookback_days),
+    )
+    fit = fit_data_driven(paths, config)
+    values = pd.concat(
+        [
+            fit.markov[["channel", "removal_effect"]]
+            .rename(columns={"removal_effect": "value"})
+            .assign(model="markov"),
+            fit.shapley[["channel", "shapley_value"]]
+            .rename(columns={"shapley_value": "value"})
+            .assign(model="shapley"),
+        ]
+    ).rename(columns={"channel": "grain_value"})
+    weights = fit.channel_weights.merge(values, on=["model", "grain_value"], how="left")
+    wh.replace_table(weights, PYTHON_SCHEMA, "channel_weights")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(weights),
+            "grain": config.grain,
+            "converting_paths": int((paths["conversions"] > 0).sum()),
+            "non_converting_paths": int((paths["nulls"] > 0).sum()),
+            "weights": dg.MetadataValue.md(weights.to_markdown(index=False)),
+        }
+    )
+
+
+def _revenue_chart(credits: pd.DataFrame) -> dg.MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_model = (
+        credits.assign(kind=np.where(credits["is_unattributed"], "unattributed", "credited"))
+        .pivot_table(index="model", columns="kind", values="credit_revenue", aggfunc="sum", fill_value=0.0)
+        .reindex(columns=["credited", "unattributed"], fill_value=0.0)
+    )
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    by_model.plot.barh(stacked=True, ax=ax, color=["#2b7bba", "#cccccc"])
+    ax.set_xlabel("revenue")
+    ax.set_title("Revenue by attribution model")
+    value = png_metadata(fig)
+    plt.close(fig)
+    return value
+
+
+def conservation_errors(credits: pd.DataFrame, conversions: pd.DataFrame) -> dict[str, int]:
+    """Per model: conversions whose shares do not sum to 1, and whether revenue is conserved to the cent."""
+    shares = credits.groupby(["model", "conversion_id"])["credit_share"].sum()
+    bad_shares = (shares - 1.0).abs() > 1e-6
+    revenue = credits.groupby("model")["credit_revenue"].sum()
+    total = float(conversions["revenue"].round(2).sum())
+    bad_revenue = ((revenue - total).abs() > 0.005).sum()
+    return {"share_errors": int(bad_shares.sum()), "revenue_errors": int(bad_revenue)}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ATTRIBUTION_CREDITS,
+            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, CHANNEL_WEIGHTS, STG_CONVERSIONS],
+            description="Credit of every conversion per model and touch, plus its unattributed share.",
+            group_name="attribution",
+        ),
+        dg.AssetSpec(
+            CONVERSION_ATTRIBUTION,
+            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, STG_CONVERSIONS, EVENT_IDENTITIES],
+            description="One row per conversion: last-touch link, calibrated confidence, signals.",
+            group_name="attribution",
+        ),
+    ],
+    partitions_def=DAILY_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "credit_conservation",
+            asset=ATTRIBUTION_CREDITS,
+            blocking=True,
+            description="Per conversion and model shares sum to 1; per model revenue is conserved to the cent.",
+        ),
+        dg.AssetCheckSpec(
+            "one_row_per_conversion",
+            asset=CONVERSION_ATTRIBUTION,
+            blocking=True,
+            description="Every staged conversion of the partition has exactly one attribution row.",
+        ),
+    ],
+    pool="warehouse",
+)
+def attribution(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    config = attribution_config()
+    window = partition_dates(context)
+    with wh.connect() as conn:
+        scored = _scored_candidates(wh, conn, date_where("c.conversion_date", window))
+        conversions = wh.query_df(
+            "select v.conversion_id, v.converted_date as conversion_date, v.converted_at, v.event_type, "
+            "v.revenue, e.identity_id from staging.stg_raw__conversions v "
+            "left join intermediate.event_identities e on e.event_kind = 'conversion' and e.event_id = v.conversion_id "
+            f"where {date_where('v.converted_date', window)}",
+            conn,
+        )
+        has_weights = wh.table_exists(PYTHON_SCHEMA, "channel_weights", conn)
+        weights = wh.query_df("select * from intermediate.channel_weights", conn) if has_weights else None
+    conversions["revenue"] = conversions["revenue"].astype("float64").fillna(0.0)
+    credits = attribute_conversions(scored, conversions, config, weights)
+    credits = credits.merge(conversions[["conversion_id", "conversion_date"]], on="conversion_id", how="left")
+    touches = select_touches(scored, config)
+    facts = conversion_facts(touches, scored, conversions["conversion_id"], CONFIDENCE_THRESHOLD)
+    facts = conversions.merge(facts, on="conversion_id", how="left")
+
+    where = date_where("conversion_date", window)
+    with wh.connect() as conn:
+        wh.replace_rows(credits, PYTHON_SCHEMA, "attribution_credits", where, conn)
+        wh.replace_rows(facts, PYTHON_SCHEMA, "conversion_attribution", where, conn)
+
+    errors = conservation_errors(credits, conversions)
+    yield dg.MaterializeResult(
+        asset_key=ATTRIBUTION_CREDITS,
+        metadata={
+            "dagster/row_count": len(credits),
+            "revenue_by_model": _revenue_chart(credits) if len(credits) else dg.MetadataValue.text("no credits"),
+        },
+    )
+    attributed = int(facts["is_attributed"].sum())
+    yield dg.MaterializeResult(
+        asset_key=CONVERSION_ATTRIBUTION,
+        metadata={
+            "dagster/row_count": len(facts),
+            "attributed": attributed,
+            "attributed_share": attributed / len(facts) if len(facts) else 0.0,
+            "mean_confidence": float(facts["confidence_score"].mean()) if len(facts) else 0.0,
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="credit_conservation",
+        asset_key=ATTRIBUTION_CREDITS,
+        passed=errors["share_errors"] == 0 and errors["revenue_errors"] == 0,
+        metadata=errors,
+    )
+    duplicated = int(facts["conversion_id"].duplicated().sum())
+    yield dg.AssetCheckResult(
+        check_name="one_row_per_conversion",
+        asset_key=CONVERSION_ATTRIBUTION,
+        passed=duplicated == 0 and len(facts) == len(conversions),
+        metadata={"conversions": len(conversions), "rows": len(facts), "duplicated": duplicated},
+    )

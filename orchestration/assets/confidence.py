@@ -1,0 +1,160 @@
+"""Match confidence: fit the model daily on direct-click labels, score candidate pairs per day partition."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from orchestration.assets.common import (
+    PYTHON_SCHEMA,
+    date_where,
+    env_float,
+    partition_dates,
+    png_metadata,
+    table_metadata,
+)
+from orchestration.assets.keys import INT_MATCH_CANDIDATES, MATCH_MODEL, MATCH_SCORES, SIGNAL_WEIGHTS
+from orchestration.partitions import DAILY_PARTITIONS
+from orchestration.resources import WarehouseResource
+from python_models.confidence import (
+    MatchModelConfig,
+    calibration_bins,
+    fit_match_model,
+    model_from_frame,
+    model_to_frame,
+    score_candidates,
+    signal_weights,
+)
+
+# The model is fitted on the most recent conversions only, so it follows drift in how people browse.
+FIT_WINDOW_DAYS = int(env_float("ATTRIBUTION_FIT_WINDOW_DAYS", 90))
+# Held-out calibration error on direct-click labels above this blocks the run (see the asset check).
+MAX_LABEL_ECE = env_float("ATTRIBUTION_MAX_LABEL_ECE", 0.10)
+
+
+def _calibration_plot(bins: pd.DataFrame) -> dg.MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+    filled = bins.loc[bins["n"] > 0]
+    ax.plot(filled["mean_predicted"], filled["observed_rate"], marker="o", label="held-out labels")
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed rate")
+    ax.set_title("Match-probability calibration")
+    ax.legend(loc="upper left")
+    value = png_metadata(fig)
+    plt.close(fig)
+    return value
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            MATCH_MODEL,
+            deps=[INT_MATCH_CANDIDATES],
+            description="The fitted match-confidence model (learned from direct-click labels, calibrated).",
+            group_name="confidence",
+        ),
+        dg.AssetSpec(
+            SIGNAL_WEIGHTS,
+            deps=[MATCH_MODEL],
+            description="Learned weight of every signal beside the old fixed prior, with label counts.",
+            group_name="confidence",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "calibration_on_direct_click_labels",
+            asset=MATCH_MODEL,
+            blocking=True,
+            description=f"Held-out expected calibration error on direct-click labels ≤ {MAX_LABEL_ECE}.",
+        )
+    ],
+    pool="warehouse",
+)
+def match_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    with wh.connect() as conn:
+        last = wh.scalar("select max(conversion_date) from intermediate.int_match_candidates", conn)
+        where = "1 = 1"
+        if last is not None:
+            start = pd.Timestamp(last) - pd.Timedelta(days=FIT_WINDOW_DAYS)
+            where = f"conversion_date > cast('{start.date().isoformat()}' as date)"
+        candidates = wh.query_df(f"select * from intermediate.int_match_candidates where {where}", conn)
+    model = fit_match_model(candidates, MatchModelConfig())
+    weights = signal_weights(model)
+    with wh.connect() as conn:
+        wh.replace_table(model_to_frame(model), PYTHON_SCHEMA, "match_model", conn)
+        wh.replace_table(weights, PYTHON_SCHEMA, "signal_weights", conn)
+
+    holdout = model.holdout
+    metadata: dict[str, object] = {
+        "candidate_pairs": len(candidates),
+        "labelled_conversions": int(model.n_labelled_conversions),
+        "fitted_from": "priors (too few labels)" if model.used_priors else "direct-click labels",
+        "signal_weights": table_metadata(weights),
+    }
+    ece = None
+    if holdout is not None and len(holdout):
+        bins = calibration_bins(holdout["probability"].to_numpy(), holdout["label"].to_numpy())
+        ece = float(np.nansum(bins["n"] * (bins["mean_predicted"] - bins["observed_rate"]).abs()) / bins["n"].sum())
+        metadata["holdout_ece"] = ece
+        metadata["calibration_plot"] = _calibration_plot(bins)
+        metadata["calibration_bins"] = table_metadata(bins)
+    yield dg.MaterializeResult(asset_key=MATCH_MODEL, metadata=metadata)
+    yield dg.MaterializeResult(asset_key=SIGNAL_WEIGHTS, metadata={"dagster/row_count": len(weights)})
+    if ece is None:
+        yield dg.AssetCheckResult(
+            check_name="calibration_on_direct_click_labels",
+            asset_key=MATCH_MODEL,
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"note": "no held-out labels: the model uses the fixed priors"},
+        )
+    else:
+        yield dg.AssetCheckResult(
+            check_name="calibration_on_direct_click_labels",
+            asset_key=MATCH_MODEL,
+            passed=ece <= MAX_LABEL_ECE,
+            metadata={"holdout_ece": ece, "threshold": MAX_LABEL_ECE},
+        )
+
+
+@dg.asset(
+    key=MATCH_SCORES,
+    deps=[INT_MATCH_CANDIDATES, MATCH_MODEL],
+    partitions_def=DAILY_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="confidence",
+    description="Calibrated P(click made by the converting person) for every candidate pair, per conversion day.",
+    check_specs=[dg.AssetCheckSpec("probabilities_in_unit_interval", asset=MATCH_SCORES, blocking=True)],
+    pool="warehouse",
+)
+def match_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    wh = warehouse.get()
+    window = partition_dates(context)
+    with wh.connect() as conn:
+        model = model_from_frame(wh.query_df("select * from intermediate.match_model", conn))
+        candidates = wh.query_df(
+            f"select * from intermediate.int_match_candidates where {date_where('conversion_date', window)}", conn
+        )
+    scores = candidates[["conversion_id", "click_id", "conversion_date"]].copy()
+    scores["match_probability"] = score_candidates(candidates, model) if len(candidates) else np.array([], float)
+    wh.replace_rows(scores, PYTHON_SCHEMA, "match_scores", date_where("conversion_date", window))
+    p = scores["match_probability"]
+    outside = int(((p < 0) | (p > 1) | p.isna()).sum())
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(scores),
+            "mean_probability": float(p.mean()) if len(p) else 0.0,
+            "pairs_above_0.5": int((p >= 0.5).sum()),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="probabilities_in_unit_interval", passed=outside == 0, metadata={"outside_or_missing": outside}
+    )

@@ -1,0 +1,24 @@
+"""Asset keys shared by Python assets, checks and jobs: ``<schema>/<table>``, the same as the dbt translator's."""
+
+import dagster as dg
+
+# dbt models (keys produced by orchestration.dbt.LayerTranslator)
+STG_CONVERSIONS = dg.AssetKey(["staging", "stg_raw__conversions"])
+INT_CLICKS = dg.AssetKey(["intermediate", "int_clicks"])
+INT_IDENTIFIERS = dg.AssetKey(["intermediate", "int_identifiers"])
+INT_IDENTITY_EDGES = dg.AssetKey(["intermediate", "int_identity_edges"])
+INT_MATCH_CANDIDATES = dg.AssetKey(["intermediate", "int_match_candidates"])
+
+# Python outputs (declared as dbt sources with meta.dagster.asset_key, so marts connect to them)
+IDENTITY_MAP = dg.AssetKey(["intermediate", "identity_map"])
+EVENT_IDENTITIES = dg.AssetKey(["intermediate", "event_identities"])
+IDENTITY_PROFILES = dg.AssetKey(["intermediate", "identity_profiles"])
+MATCH_MODEL = dg.AssetKey(["intermediate", "match_model"])
+SIGNAL_WEIGHTS = dg.AssetKey(["intermediate", "signal_weights"])
+MATCH_SCORES = dg.AssetKey(["intermediate", "match_scores"])
+CHANNEL_WEIGHTS = dg.AssetKey(["intermediate", "channel_weights"])
+ATTRIBUTION_CREDITS = dg.AssetKey(["intermediate", "attribution_credits"])
+CONVERSION_ATTRIBUTION = dg.AssetKey(["intermediate", "conversion_attribution"])
+
+# Raw tables (written by the loader, observed by Dagster)
+RAW_TABLES = {name: dg.AssetKey(["raw", name]) for name in ("links", "clicks", "conversions")}

@@ -1,0 +1,70 @@
+"""`attribution evaluate`: read the warehouse's outputs and the truth files, score them, project vs baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from orchestration.warehouse import Warehouse
+from python_models.baseline import baseline_pick
+from python_models.evaluation import evaluate, format_report
+
+TRUTH_FILES = ("truth_clicks", "truth_conversions")
+
+
+def read_truth(folder: Path) -> dict[str, pd.DataFrame]:
+    frames = {}
+    for name in TRUTH_FILES:
+        path = folder / f"{name}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: truth file missing (written by `attribution generate`)")
+        frames[name] = pd.read_parquet(path)
+    return frames
+
+
+def read_outputs(wh: Warehouse) -> dict[str, pd.DataFrame]:
+    with wh.connect() as conn:
+        return {
+            "conversion_attribution": wh.query_df(
+                "select conversion_id, attributed_link_id, attributed_click_id, confidence_score, is_attributed "
+                "from marts.fct_conversion_attribution",
+                conn,
+            ),
+            "credits": wh.query_df(
+                "select conversion_id, model, click_id, link_id, credit_share, is_unattributed "
+                "from marts.fct_attribution_credits where model in ('linear', 'rule_based')",
+                conn,
+            ),
+            "candidates": wh.query_df("select * from intermediate.int_match_candidates", conn),
+            "click_identities": wh.query_df(
+                "select event_id as click_id, identity_id from intermediate.event_identities "
+                "where event_kind = 'click'",
+                conn,
+            ),
+            "clicks": wh.query_df(
+                "select c.click_id, c.is_bot, c.cookie_id, s.is_bot as is_bot_row_rules "
+                "from intermediate.int_clicks c join staging.stg_raw__clicks s on s.click_id = c.click_id",
+                conn,
+            ),
+        }
+
+
+def evaluate_warehouse(wh: Warehouse, truth_dir: Path) -> tuple[dict[str, Any], str]:
+    truth = read_truth(truth_dir)
+    out = read_outputs(wh)
+    clicks = out["clicks"]
+    result = evaluate(
+        out["conversion_attribution"],
+        out["credits"],
+        baseline_pick(out["candidates"]),
+        out["click_identities"],
+        clicks[["click_id", "is_bot"]],
+        truth["truth_clicks"],
+        truth["truth_conversions"],
+        click_cookies=clicks[["click_id", "cookie_id"]],
+        # The old app only had user-agent rules; our behavioural rules are part of what is measured.
+        baseline_clicks_flagged=clicks[["click_id", "is_bot_row_rules"]].rename(columns={"is_bot_row_rules": "is_bot"}),
+    )
+    return result, format_report(result)

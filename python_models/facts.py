@@ -1,0 +1,111 @@
+"""One row per conversion: the last-touch pick and a calibrated confidence that its link is right.
+
+For touches i of one conversion (ordered by time) with match probabilities p_i, the probability that touch i is
+the converter's *last* click is
+
+    P(last_i) = p_i * prod_{j later than i} (1 - p_j)
+
+(a later touch that is also the converter's would be the last one instead). The confidence that link L is the
+true last-touch link is the sum of P(last_i) over the touches on L. The pick is the link with the largest
+confidence; ``is_attributed`` holds when that confidence reaches a threshold, and the fact then names the link.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from python_models.attribution import unattributed_share
+from python_models.baseline import matched_signals, require_columns, strongest_signal
+
+FACT_COLUMNS: tuple[str, ...] = (
+    "conversion_id",
+    "attributed_link_id",
+    "attributed_click_id",
+    "candidate_link_id",
+    "candidate_click_id",
+    "confidence_score",
+    "strongest_signal",
+    "matched_signals",
+    "n_candidate_touches",
+    "is_attributed",
+    "unattributed_share",
+)
+# Keeps log(1 - p) finite for p = 1 (a direct click id): the product then becomes ~0, as it should.
+_P_MAX = 1.0 - 1e-12
+
+
+def last_click_probabilities(touches: pd.DataFrame) -> pd.Series:
+    """P(touch is the converter's last click) for every touch (index aligned with ``touches``)."""
+    require_columns(touches, ["conversion_id", "clicked_at", "click_id", "match_probability"], "touches")
+    if len(touches) == 0:
+        return pd.Series([], dtype="float64", index=touches.index)
+    ordered = touches.sort_values(["conversion_id", "clicked_at", "click_id"], ascending=[True, False, False])
+    p = ordered["match_probability"].astype("float64").clip(0.0, _P_MAX)
+    log_miss = np.log1p(-p)
+    # Exclusive cumulative sum over later touches: the sum includes the touch itself, so subtract it back.
+    later = log_miss.groupby(ordered["conversion_id"], sort=False).cumsum() - log_miss
+    return (p * np.exp(later)).reindex(touches.index)
+
+
+def link_confidence(touches: pd.DataFrame) -> pd.DataFrame:
+    """Per conversion and link: confidence that the link is the true last touch, and its most likely click."""
+    frame = touches.assign(p_last=last_click_probabilities(touches))
+    per_link = frame.groupby(["conversion_id", "link_id"], sort=False, dropna=False).agg(confidence=("p_last", "sum"))
+    best_click = frame.sort_values(["p_last", "clicked_at"], ascending=[False, False]).drop_duplicates(
+        ["conversion_id", "link_id"]
+    )[["conversion_id", "link_id", "click_id"]]
+    return per_link.reset_index().merge(best_click, on=["conversion_id", "link_id"], how="left")
+
+
+def conversion_facts(
+    touches: pd.DataFrame, candidates: pd.DataFrame, conversion_ids: pd.Series, threshold: float = 0.5
+) -> pd.DataFrame:
+    """The one-row-per-conversion attribution for ``conversion_ids``.
+
+    ``touches`` come from :func:`python_models.attribution.select_touches`; ``candidates`` are the scored
+    candidate pairs with their ``sig_*`` flags (for the signals that linked the picked click).
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    ids = pd.DataFrame({"conversion_id": pd.Series(conversion_ids).drop_duplicates().to_numpy()})
+    if len(touches) == 0:
+        picks = pd.DataFrame(columns=["conversion_id", "link_id", "click_id", "confidence"])
+        counts = pd.Series(dtype="int64")
+        unattributed = pd.Series(dtype="float64")
+    else:
+        links = link_confidence(touches)
+        picks = links.sort_values(["conversion_id", "confidence", "link_id"], ascending=[True, False, True])
+        picks = picks.drop_duplicates("conversion_id")
+        counts = touches.groupby("conversion_id").size()
+        unattributed = unattributed_share(touches)
+    picked_pairs = candidates.merge(
+        picks[["conversion_id", "click_id"]], on=["conversion_id", "click_id"], how="inner"
+    ).drop_duplicates(["conversion_id", "click_id"])
+    matched = matched_signals(picked_pairs)
+    strongest = strongest_signal(picked_pairs)
+    if "sig_identity" in picked_pairs.columns:
+        # Same resolved identity is the project's own evidence; the fixed-signal list does not know it.
+        same_identity = picked_pairs["sig_identity"].fillna(False).astype(bool)
+        matched = matched.where(~same_identity, matched.fillna("").str.cat(["identity"] * len(matched), sep=","))
+        matched = matched.str.strip(",")
+        strongest = strongest.where(strongest.notna() | ~same_identity, "identity")
+    signals = pd.DataFrame(
+        {
+            "conversion_id": picked_pairs["conversion_id"].to_numpy(),
+            "strongest_signal": strongest.to_numpy(),
+            "matched_signals": matched.to_numpy(),
+        }
+    )
+    out = ids.merge(picks.rename(columns={"link_id": "candidate_link_id", "click_id": "candidate_click_id"}),
+                    on="conversion_id", how="left")  # fmt: skip
+    out = out.merge(signals, on="conversion_id", how="left")
+    confidence = out["confidence"].astype("float64").clip(0.0, 1.0)
+    attributed = confidence.fillna(0.0) >= threshold
+    out["confidence_score"] = confidence
+    out["is_attributed"] = attributed.astype(bool)
+    out["attributed_link_id"] = out["candidate_link_id"].where(attributed)
+    out["attributed_click_id"] = out["candidate_click_id"].where(attributed)
+    out["n_candidate_touches"] = out["conversion_id"].map(counts).fillna(0).astype("int64")
+    out["unattributed_share"] = out["conversion_id"].map(unattributed).fillna(1.0).astype("float64")
+    return out[list(FACT_COLUMNS)]

@@ -1,0 +1,91 @@
+"""The one-row-per-conversion fact: last-touch pick and the confidence that its link is right."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from python_models.attribution import select_touches
+from python_models.baseline import SIGNAL_COLUMNS
+from python_models.facts import FACT_COLUMNS, conversion_facts, last_click_probabilities, link_confidence
+
+T0 = pd.Timestamp("2026-10-10T12:00:00Z")
+
+
+def candidates(rows: list[tuple]) -> pd.DataFrame:
+    """rows: (conversion_id, click_id, link_id, hours_before, probability, identity, signals...)"""
+    records = []
+    for conversion_id, click_id, link_id, hours, p, identity, *signals in rows:
+        record = {
+            "conversion_id": conversion_id,
+            "click_id": click_id,
+            "link_id": link_id,
+            "channel": "instagram",
+            "converted_at": T0,
+            "clicked_at": T0 - pd.Timedelta(hours=hours),
+            "click_identity_id": identity,
+            "match_probability": p,
+            "sig_identity": False,
+        }
+        record.update({c: c.removeprefix("sig_") in signals for c in SIGNAL_COLUMNS})
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def test_last_click_probability_discounts_earlier_touches_by_later_ones() -> None:
+    frame = candidates([("v1", "a", "L1", 10, 0.8, "i1"), ("v1", "b", "L2", 2, 0.5, "i2")])
+    p_last = last_click_probabilities(frame)
+    assert p_last.tolist() == pytest.approx([0.8 * 0.5, 0.5])
+
+
+def test_certain_later_touch_leaves_nothing_to_earlier_ones() -> None:
+    frame = candidates([("v1", "a", "L1", 10, 0.9, "i1"), ("v1", "b", "L2", 2, 1.0, "i1")])
+    assert last_click_probabilities(frame).tolist() == pytest.approx([0.0, 1.0], abs=1e-9)
+
+
+def test_link_confidence_sums_touches_on_the_same_link() -> None:
+    frame = candidates(
+        [("v1", "a", "L1", 10, 0.6, "i1"), ("v1", "b", "L2", 5, 0.5, "i2"), ("v1", "c", "L1", 1, 0.4, "i3")]
+    )
+    conf = link_confidence(frame).set_index("link_id")["confidence"]
+    # a: 0.6*0.5*0.6 = 0.18, b: 0.5*0.6 = 0.30, c: 0.4 → L1 = 0.58, L2 = 0.30
+    assert conf["L1"] == pytest.approx(0.58)
+    assert conf["L2"] == pytest.approx(0.30)
+
+
+def test_facts_pick_attribute_and_threshold() -> None:
+    frame = candidates(
+        [
+            ("v1", "a", "L1", 30, 0.95, "i1", "cookie", "ip"),
+            ("v1", "b", "L2", 3, 0.20, "i2", "ip"),
+            ("v2", "c", "L3", 5, 0.30, "i3", "fingerprint"),
+        ]
+    )
+    touches = select_touches(frame)
+    facts = conversion_facts(touches, frame, pd.Series(["v1", "v2", "v3"]), threshold=0.5).set_index("conversion_id")
+    assert list(facts.reset_index().columns) == list(FACT_COLUMNS)
+    assert facts.loc["v1", "attributed_link_id"] == "L1"
+    assert facts.loc["v1", "confidence_score"] == pytest.approx(0.95 * 0.8)
+    assert facts.loc["v1", "strongest_signal"] == "cookie"
+    assert facts.loc["v1", "matched_signals"] == "cookie,ip"
+    assert facts.loc["v1", "unattributed_share"] == pytest.approx(0.05 * 0.8)
+    assert bool(facts.loc["v1", "is_attributed"]) is True
+    # Below the threshold: the candidate is kept for analysis, the attributed link is not claimed.
+    assert bool(facts.loc["v2", "is_attributed"]) is False
+    assert pd.isna(facts.loc["v2", "attributed_link_id"]) and facts.loc["v2", "candidate_link_id"] == "L3"
+    # No candidate at all: fully unattributed.
+    assert facts.loc["v3", "n_candidate_touches"] == 0 and facts.loc["v3", "unattributed_share"] == 1.0
+    assert pd.isna(facts.loc["v3", "confidence_score"])
+
+
+def test_identity_only_match_is_named() -> None:
+    frame = candidates([("v1", "a", "L1", 3, 0.9, "i1")])
+    frame["sig_identity"] = True
+    facts = conversion_facts(select_touches(frame), frame, pd.Series(["v1"]))
+    assert facts.loc[0, "strongest_signal"] == "identity" and facts.loc[0, "matched_signals"] == "identity"
+
+
+def test_threshold_is_validated() -> None:
+    frame = candidates([("v1", "a", "L1", 3, 0.9, "i1")])
+    with pytest.raises(ValueError, match="threshold"):
+        conversion_facts(select_touches(frame), frame, pd.Series(["v1"]), threshold=1.5)
