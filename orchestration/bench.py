@@ -1,0 +1,350 @@
+"""`make bench`: speed, memory and accuracy at three world sizes on both targets → BENCHMARKS.md.
+
+Each measured step runs in its own subprocess so its peak memory (max RSS of the process tree's largest
+process) is measured in isolation. Stage times come from the Dagster run's step events, so the table shows
+where the time goes, not only the total. Every size also gets a *bare load* of the same files into the same
+engine (a plain CREATE TABLE AS / COPY with no cleaning) as the reference the end-to-end time is compared to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from orchestration.settings import DATA_DIR, PROJECT_ROOT, resolve_target, target_env
+
+BENCH_DIR = DATA_DIR / "bench"
+# persons per size; the generator makes ~10 clicks per person (see python_models/synthetic.py).
+SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
+DAYS = 30
+# Step name prefixes → the stage they belong to (dbt stages are split by folder in orchestration/dbt.py).
+STAGES = {
+    "dbt_staging_intermediate": "staging",
+    "identity_graph": "identity",
+    "dbt_intermediate_partitioned": "candidates",
+    "match_model": "confidence",
+    "match_scores": "confidence",
+    "channel_weights": "attribution",
+    "attribution": "attribution",
+    "dbt_marts_partitioned": "marts",
+    "dbt_marts": "marts",
+}
+STAGE_ORDER = ("generate", "load", "staging", "identity", "candidates", "confidence", "attribution", "marts")
+
+
+@dataclass
+class Measure:
+    seconds: float
+    peak_mb: float
+    output: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _python() -> str:
+    return sys.executable
+
+
+# A wrapper process per measurement: RUSAGE_CHILDREN is a running maximum, so it must start from zero each time.
+_MEASURE = (
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+    "print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(r.returncode)"
+)
+
+
+def run_measured(args: list[str], env: dict[str, str]) -> Measure:
+    """Run a command in a fresh process; wall time and the peak RSS of its largest descendant."""
+    started = time.perf_counter()
+    proc = subprocess.run([_python(), "-c", _MEASURE, *args], env=env, capture_output=True, text=True,
+                          cwd=PROJECT_ROOT)  # fmt: skip
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    peak_kb = int(next(line.split()[1] for line in proc.stderr.splitlines()[::-1] if line.startswith("PEAK_KB")))
+    return Measure(seconds=seconds, peak_mb=peak_kb / 1024, output=proc.stdout)
+
+
+def _attribution(*args: str) -> list[str]:
+    return [_python(), "-m", "orchestration.cli", *args]
+
+
+def generate(size: str, persons: int) -> tuple[Path, Measure]:
+    out = BENCH_DIR / f"world_{size}"
+    marker = out / ".complete"
+    if marker.exists():
+        return out, Measure(**json.loads(marker.read_text()))
+    shutil.rmtree(out, ignore_errors=True)
+    m = run_measured(
+        _attribution("generate", "--out", str(out), "--persons", str(persons), "--seed", "1", "--days", str(DAYS),
+                     "--format", "parquet"),
+        dict(os.environ),
+    )  # fmt: skip
+    marker.write_text(json.dumps({"seconds": m.seconds, "peak_mb": m.peak_mb}))
+    return out, m
+
+
+def split_last_day(world: Path) -> tuple[Path, Path]:
+    """Base folder (all but the last day) and increment folder (the last day) for the hourly-append measure."""
+    import pandas as pd
+
+    base, inc = world.parent / f"{world.name}_base", world.parent / f"{world.name}_lastday"
+    if (inc / ".complete").exists():
+        return base, inc
+    for folder in (base, inc):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    shutil.copy(world / "links.parquet", base / "links.parquet")
+    for name, column in (("clicks", "clicked_at"), ("conversions", "converted_at")):
+        frame = pd.read_parquet(world / f"{name}.parquet")
+        ts = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
+        cutoff = ts.max().normalize()
+        last = ts >= cutoff
+        frame.loc[~last].to_parquet(base / f"{name}.parquet", index=False)
+        frame.loc[last].to_parquet(inc / f"{name}.parquet", index=False)
+    (inc / ".complete").write_text("ok")
+    return base, inc
+
+
+def fresh_target_env(target_name: str, size: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DAGSTER_HOME"] = str(BENCH_DIR / f"dagster_home_{target_name}_{size}")
+    if target_name == "duckdb":
+        path = BENCH_DIR / f"{size}.duckdb"
+        path.unlink(missing_ok=True)
+        Path(str(path) + ".wal").unlink(missing_ok=True)
+        env["ATTRIBUTION_DUCKDB_PATH"] = str(path)
+    else:
+        dbname = f"attribution_bench_{size.lower()}"
+        _pg_admin(f'drop database if exists "{dbname}" with (force)')
+        _pg_admin(f'create database "{dbname}"')
+        env["PGDATABASE"] = dbname
+    env["ATTRIBUTION_TARGET"] = target_name
+    env.update(target_env(resolve_target(target_name, env)))
+    shutil.rmtree(env["DAGSTER_HOME"], ignore_errors=True)
+    return env
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg2
+
+    t = resolve_target("postgres")
+    kwargs = {**t.postgres.dsn_kwargs(), "dbname": "postgres"}
+    conn = psycopg2.connect(**kwargs)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql)
+    conn.close()
+
+
+BARE_LOAD = """
+import sys, time
+from pathlib import Path
+from orchestration.settings import resolve_target
+from orchestration.warehouse import Warehouse
+folder = Path(sys.argv[1]); wh = Warehouse(resolve_target())
+with wh.connect() as conn:
+    wh.execute("create schema if not exists bare", conn)
+    for name in ("links", "clicks", "conversions"):
+        path = folder / f"{name}.parquet"
+        if wh.target.is_duckdb:
+            conn.execute(f"create or replace table bare.{name} as select * from read_parquet('{path}')")
+        else:
+            import pyarrow.parquet as pq, pyarrow.csv as pacsv, io
+            pf = pq.ParquetFile(path)
+            cols = ", ".join(f'"{c}" text' for c in pf.schema_arrow.names)
+            with conn.cursor() as cur:
+                cur.execute(f"drop table if exists bare.{name}"); cur.execute(f"create table bare.{name} ({cols})")
+                for batch in pf.iter_batches(batch_size=500_000):
+                    buf = io.BytesIO(); pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=False))
+                    buf.seek(0); cur.copy_expert(f"copy bare.{name} from stdin with (format csv)", buf)
+"""
+
+
+def stage_times(dagster_home: str) -> dict[str, float]:
+    """Sum of step durations per stage for the newest run of the instance at ``dagster_home``."""
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = dagster_home
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        starts: dict[str, float] = {}
+        totals: dict[str, float] = {}
+        for record in instance.all_logs(run.run_id):
+            event = record.dagster_event
+            if event is None or record.step_key is None:
+                continue
+            if event.event_type_value == "STEP_START":
+                starts[record.step_key] = record.timestamp
+            elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and record.step_key in starts:
+                stage = next((s for p, s in STAGES.items() if record.step_key.startswith(p)), record.step_key)
+                totals[stage] = totals.get(stage, 0.0) + record.timestamp - starts[record.step_key]
+    return totals
+
+
+def bench_target(target_name: str, size: str, world: Path, measure_append: bool) -> dict[str, Any]:
+    env = fresh_target_env(target_name, size)
+    row: dict[str, Any] = {"target": target_name, "size": size}
+    bare = run_measured([_python(), "-c", BARE_LOAD, str(world)], env)
+    row["bare_load_s"] = bare.seconds
+    env = fresh_target_env(target_name, size)
+    base, inc = split_last_day(world) if measure_append else (world, None)
+    load = run_measured(_attribution("load", str(base)), env)
+    run = run_measured(_attribution("run", "--log-level", "WARNING"), env)
+    row["load_s"] = load.seconds
+    row["run_s"] = run.seconds
+    row["peak_mb"] = max(load.peak_mb, run.peak_mb)
+    row["stages"] = stage_times(env["DAGSTER_HOME"])
+    row["stages"]["load"] = load.seconds
+    if inc is not None:
+        last_day = sorted(p.name for p in inc.iterdir())
+        inc_load = run_measured(_attribution("load", str(inc)), env)
+        day = _last_day(inc)
+        # What the hourly schedule does after a new day lands: refresh yesterday's and today's partitions.
+        previous = (datetime.fromisoformat(day) - timedelta(days=1)).strftime("%Y-%m-%d")
+        hourly_args = ("run", "--job", "hourly_refresh", "--start", previous, "--end", day, "--log-level", "WARNING")
+        hourly = run_measured(_attribution(*hourly_args), env)
+        row["append_s"] = inc_load.seconds + hourly.seconds
+        row["append_files"] = last_day
+    return row
+
+
+def _last_day(folder: Path) -> str:
+    import pandas as pd
+
+    frame = pd.read_parquet(folder / "conversions.parquet", columns=["converted_at"])
+    return pd.to_datetime(frame["converted_at"], utc=True, format="ISO8601").max().strftime("%Y-%m-%d")
+
+
+def fixed_costs(env_base: dict[str, str]) -> dict[str, float]:
+    """Start-up cost of a dbt invocation and of loading the Dagster definitions, paid once per run."""
+    env = dict(env_base)
+    started = time.perf_counter()
+    subprocess.run([str(Path(_python()).with_name("dbt")), "--version"], env=env, capture_output=True, check=True)
+    dbt_start = time.perf_counter() - started
+    started = time.perf_counter()
+    subprocess.run([_python(), "-c", "import orchestration.definitions"], env=env, capture_output=True, check=True,
+                   cwd=PROJECT_ROOT)  # fmt: skip
+    dagster_start = time.perf_counter() - started
+    return {"dbt_startup_s": dbt_start, "dagster_definitions_s": dagster_start}
+
+
+def accuracy(size: str, world: Path) -> dict[str, Any]:
+    env = fresh_target_env("duckdb", f"acc_{size}")
+    run_measured(_attribution("load", str(world)), env)
+    run_measured(_attribution("run", "--log-level", "WARNING"), env)
+    out = run_measured(_attribution("evaluate", "--truth", str(world), "--json"), env)
+    return json.loads(out.output)
+
+
+def scaling_exponent(rows: list[dict[str, Any]], clicks: dict[str, int], target: str) -> float | None:
+    points = [(clicks[r["size"]], r["run_s"] + r["load_s"]) for r in rows if r["target"] == target]
+    if len(points) < 2:
+        return None
+    (x0, y0), (x1, y1) = points[0], points[-1]
+    return math.log(y1 / y0) / math.log(x1 / x0)
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    lines = ["# Benchmarks", "", f"Measured {results['measured_at']} by `make bench` on {results['machine']}.", ""]
+    lines += ["## Worlds", "", "| size | persons | clicks | conversions | generate (s) | generate peak MB |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for size, w in results["worlds"].items():
+        lines.append(
+            f"| {size} | {w['persons']:,} | {w['clicks']:,} | {w['conversions']:,} | {w['generate_s']:.1f} | "
+            f"{w['generate_peak_mb']:.0f} |"
+        )
+    lines += ["", "## Speed and memory", ""]
+    header = "| target | size | bare load (s) | " + " | ".join(f"{s} (s)" for s in STAGE_ORDER[1:])
+    header += " | end-to-end (s) | ratio e2e / bare | peak MB | append last day + hourly job (s) | append / full |"
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    for r in results["rows"]:
+        e2e = r["load_s"] + r["run_s"]
+        stages = " | ".join(f"{r['stages'].get(s, 0.0):.1f}" for s in STAGE_ORDER[1:])
+        append = f"{r['append_s']:.1f} | {r['append_s'] / e2e:.1%}" if "append_s" in r else "– | –"
+        lines.append(
+            f"| {r['target']} | {r['size']} | {r['bare_load_s']:.1f} | {stages} | {e2e:.1f} | "
+            f"{e2e / r['bare_load_s']:.1f}× | {r['peak_mb']:.0f} | {append} |"
+        )
+    lines += ["", "Fixed start-up costs (paid once per run, dominate small worlds): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in results["fixed_costs"].items()), ""]  # fmt: skip
+    for target, exponent in results["scaling"].items():
+        if exponent is not None:
+            lines.append(f"- Scaling exponent {target} (end-to-end time vs clicks, smallest → largest): {exponent:.2f}")
+    lines += ["", "## Accuracy (project vs baseline, DuckDB)", ""]
+    for size, acc in results["accuracy"].items():
+        lines += [f"### {size}", "", "| metric | project | baseline |", "|---|---|---|"]
+        for section, keys in (
+            ("last_touch", ("precision", "recall", "f1")),
+            ("calibration", ("ece",)),
+            ("identity", ("precision", "recall")),
+            ("bot_filtering", ("precision", "recall")),
+            ("multi_touch", ("mean_one_minus_tv",)),
+        ):
+            for key in keys:
+                p, b = acc["project"][section].get(key), acc["baseline"][section].get(key)
+                fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+                lines.append(f"| {section}.{key} | {fmt(p)} | {fmt(b)} |")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="S,M,L")
+    parser.add_argument("--targets", default="duckdb,postgres")
+    parser.add_argument("--accuracy-sizes", default="S,M")
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    sizes = [s for s in args.sizes.split(",") if s]
+    results: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {_mem_gb():.0f} GB RAM, Python "
+        f"{platform.python_version()}",
+        "worlds": {},
+        "rows": [],
+        "accuracy": {},
+    }
+    clicks: dict[str, int] = {}
+    for size in sizes:
+        world, m = generate(size, SIZES[size])
+        import pyarrow.parquet as pq
+
+        n_clicks = pq.ParquetFile(world / "clicks.parquet").metadata.num_rows
+        n_conv = pq.ParquetFile(world / "conversions.parquet").metadata.num_rows
+        clicks[size] = n_clicks
+        results["worlds"][size] = {"persons": SIZES[size], "clicks": n_clicks, "conversions": n_conv,
+                                   "generate_s": m.seconds, "generate_peak_mb": m.peak_mb}  # fmt: skip
+        print(f"[bench] world {size}: {n_clicks:,} clicks generated in {m.seconds:.1f}s", flush=True)
+        for target in args.targets.split(","):
+            row = bench_target(target, size, world, measure_append=(size == sizes[-1]))
+            row["stages"]["generate"] = m.seconds
+            results["rows"].append(row)
+            print(f"[bench] {target} {size}: {json.dumps(row, default=str)}", flush=True)
+        if size in args.accuracy_sizes.split(","):
+            results["accuracy"][size] = accuracy(size, world)
+    results["fixed_costs"] = fixed_costs(dict(os.environ))
+    results["scaling"] = {t: scaling_exponent(results["rows"], clicks, t) for t in args.targets.split(",")}
+    (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    write_markdown(results, Path(args.out))
+    print(f"[bench] wrote {args.out}")
+    return 0
+
+
+def _mem_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
