@@ -104,6 +104,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from orchestration.backup import BackupError, backup_raw
+
+    target = _target(args)
+    try:
+        manifest = backup_raw(Warehouse(target), Path(args.dir))
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = ", ".join(f"raw.{t} {e.rows:,}" for t, e in manifest.tables.items())
+    _say(f"backed up {target.describe()} → {args.dir}: {rows}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from orchestration.backup import BackupError, restore_raw
+
+    target = _target(args)
+    try:
+        result = restore_raw(Warehouse(target), Path(args.dir), force=args.force)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for table, n in result.truncated.items():
+        print(f"warning: --force emptied raw.{table} ({n:,} rows) before restoring", file=sys.stderr)
+    rows = ", ".join(f"raw.{t} {n:,}" for t, n in result.rows.items())
+    _say(f"restored {args.dir} into {target.describe()}: {rows}")
+    _say("downstream schemas are rebuilt from raw by `attribution run --full-refresh`")
+    return 0
+
+
 def _reset_demo_warehouse(wh: Warehouse, world_dir: Path) -> None:
     """Start the demo from empty raw tables, but never destroy data that the demo did not load."""
     with wh.connect() as conn:
@@ -210,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--out", default=str(DEMO_WORLD_DIR), help=f"world folder (default {DEMO_WORLD_DIR})")
+
+    p = _add(sub, "backup", cmd_backup, "write every table of schema raw to Parquet files plus a manifest")
+    p.add_argument("dir", help="backup folder (created; must not already hold a manifest.json)")
+
+    p = _add(sub, "restore", cmd_restore, "verify a backup and load it into the empty raw schema, in one transaction")
+    p.add_argument("dir", help="backup folder written by `attribution backup`")
+    p.add_argument("--force", action="store_true", help="empty every raw table first instead of refusing")
 
     p = _add(sub, "ui", cmd_ui, "start the Dagster webserver and daemon (DAGSTER_HOME under data/)")
     p.add_argument("--host", default="127.0.0.1")
