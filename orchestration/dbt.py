@@ -5,8 +5,6 @@ model name: staging + intermediate run before the Python assets, partitioned fac
 remaining marts last. Splitting this way keeps the combined graph acyclic while the UI still shows one lineage.
 """
 
-from __future__ import annotations
-
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -23,7 +21,9 @@ from dagster_dbt import (
 )
 
 from orchestration.partitions import DAILY_PARTITIONS
+from orchestration.resources import WarehouseResource
 from orchestration.settings import PROJECT_ROOT, resolve_target
+from orchestration.warehouse import Warehouse, qualified
 
 DBT_PROFILES_DIR = PROJECT_ROOT / "dbt_project"
 DBT_SOURCES = (PROJECT_ROOT / "dbt_project", PROJECT_ROOT / "dbt_project.yml")
@@ -144,13 +144,43 @@ def _dbt_stage(
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         pool="warehouse",
     )
-    def _assets(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    def _assets(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
         args = ["build"]
         dbt_vars = dbt_vars_for(context) if partitioned else {}
         if dbt_vars:
             args += ["--vars", json.dumps(dbt_vars)]
         if os.environ.get("ATTRIBUTION_DBT_FULL_REFRESH") == "1":
             args.append("--full-refresh")
-        yield from dbt.cli(args, context=context).stream().fetch_row_counts()
+        events = list(dbt.cli(args, context=context).stream())
+        yield from with_row_counts(context, events, warehouse.get())
 
     return _assets
+
+
+def with_row_counts(context: dg.AssetExecutionContext, events: list[Any], wh: Warehouse) -> Iterator[Any]:
+    """Add ``dagster/row_count`` to every materialization, counted once dbt has finished.
+
+    dagster-dbt's own row counts query through an in-process dbt adapter, which opens the DuckDB file with a
+    different configuration than ours (DuckDB refuses that within one process) and would race dbt's writer.
+    """
+    keys = {_event_key(context, e) for e in events} - {None}
+    counts: dict[dg.AssetKey, int] = {}
+    if keys:
+        with wh.connect() as conn:
+            for key in keys:
+                schema, table = key.path[0], key.path[-1]
+                if wh.table_exists(schema, table, conn):
+                    counts[key] = int(wh.scalar(f"select count(*) from {qualified(schema, table)}", conn))
+    for event in events:
+        key = _event_key(context, event)
+        if key in counts:
+            event = event.with_metadata({**(event.metadata or {}), "dagster/row_count": counts[key]})
+        yield event
+
+
+def _event_key(context: dg.AssetExecutionContext, event: Any) -> dg.AssetKey | None:
+    if isinstance(event, dg.Output):
+        return context.asset_key_for_output(event.output_name)
+    if isinstance(event, dg.AssetMaterialization):
+        return event.asset_key
+    return None

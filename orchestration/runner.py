@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import importlib
 import os
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 
 from orchestration.settings import Target, dagster_home, export_target
+from orchestration.warehouse import Warehouse
 
 DAGSTER_YAML = """\
 # Written by `attribution`; see README "Dagster UI".
 telemetry:
   enabled: false
-run_queue:
-  # DuckDB has a single writer: queued runs execute one at a time. PostgreSQL runs may overlap.
-  max_concurrent_runs: {max_runs}
 concurrency:
+  runs:
+    # DuckDB has a single writer: queued runs execute one at a time. PostgreSQL runs may overlap.
+    max_concurrent_runs: {max_runs}
   pools:
     default_limit: {pool_limit}
 """
@@ -41,17 +43,43 @@ def load_definitions(target: Target) -> dg.Definitions:
     return module.defs
 
 
-def full_partition_range(job: dg.JobDefinition) -> dict[str, str]:
+def data_partition_range(target: Target, job: dg.JobDefinition) -> dict[str, str]:
+    """Range tags covering every day that holds conversions (one day of margin for UTC offsets).
+
+    Partitions outside the data would only add empty materialisations to the run.
+    """
     partitions = job.partitions_def
     if partitions is None:
         return {}
     keys = partitions.get_partition_keys()
     if not keys:
         return {}
-    return {
-        "dagster/asset_partition_range_start": keys[0],
-        "dagster/asset_partition_range_end": keys[-1],
-    }
+    first, last = keys[0], keys[-1]
+    bounds = _raw_conversion_days(target)
+    if bounds is not None:
+        start = (date.fromisoformat(bounds[0]) - timedelta(days=1)).isoformat()
+        end = (date.fromisoformat(bounds[1]) + timedelta(days=1)).isoformat()
+        first, last = max(first, min(start, last)), min(last, max(end, first))
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def _raw_conversion_days(target: Target) -> tuple[str, str] | None:
+    wh = Warehouse(target)
+    with wh.connect() as conn:
+        if not wh.table_exists("raw", "conversions", conn):
+            return None
+        # Raw timestamps are text; only values shaped like ISO dates count, the rest is staging's business.
+        frame = wh.query_df(
+            "select min(substr(converted_at, 1, 10)) as first_day, max(substr(converted_at, 1, 10)) as last_day "
+            "from raw.conversions where converted_at like '____-__-__%'",
+            conn,
+        )
+    try:
+        first, last = str(frame["first_day"].iloc[0]), str(frame["last_day"].iloc[0])
+        date.fromisoformat(first), date.fromisoformat(last)
+    except (ValueError, TypeError, IndexError):
+        return None
+    return first, last
 
 
 def run_job(
@@ -70,7 +98,7 @@ def run_job(
             "dagster/asset_partition_range_end": partition_range[1],
         }
     else:
-        tags = full_partition_range(job)
+        tags = data_partition_range(target, job)
     if instance is None:
         prepare_dagster_home(target)
         instance = dg.DagsterInstance.get()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,13 @@ def sql_type_for(series: pd.Series) -> str:
         return "timestamp with time zone"
     if pd.api.types.is_datetime64_dtype(dtype):
         return "timestamp"
-    if pd.api.types.is_object_dtype(dtype) and len(series.dropna()) and isinstance(series.dropna().iloc[0], bool):
-        return "boolean"
+    if pd.api.types.is_object_dtype(dtype) and len(series.dropna()):
+        first = series.dropna().iloc[0]
+        if isinstance(first, bool):
+            return "boolean"
+        # datetime.datetime is a subclass of date: only plain dates become a date column.
+        if isinstance(first, date) and not isinstance(first, datetime):
+            return "date"
     return "text"
 
 

@@ -1,6 +1,5 @@
 """Attribution: data-driven channel weights (daily) and confidence-weighted credits per conversion day."""
 
-from __future__ import annotations
 
 import os
 

@@ -1,6 +1,5 @@
 """Small helpers shared by the Python assets: partition windows, metadata, config from the environment."""
 
-from __future__ import annotations
 
 import io
 import os

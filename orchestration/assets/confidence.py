@@ -1,6 +1,5 @@
 """Match confidence: fit the model daily on direct-click labels, score candidate pairs per day partition."""
 
-from __future__ import annotations
 
 import dagster as dg
 import numpy as np

@@ -1,6 +1,5 @@
 """Identity resolution: connected components over strong identifier edges, with per-identity guards."""
 
-from __future__ import annotations
 
 import dagster as dg
 

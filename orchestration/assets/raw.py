@@ -1,6 +1,5 @@
 """The raw tables the loader appends to: external assets with freshness checks."""
 
-from __future__ import annotations
 
 from datetime import UTC, datetime
 

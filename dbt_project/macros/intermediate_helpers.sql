@@ -1,0 +1,187 @@
+{#- Helpers of the intermediate layer. Every macro returns portable SQL (DuckDB and PostgreSQL); the names carry
+    an int_ prefix so they never collide with the staging layer's macros. -#}
+
+
+{#- ---------------------------------------------------------------------------------------------------------
+    int_setting(name): a tuning var of the intermediate layer with its documented default, so the models work
+    whether or not dbt_project.yml declares the var. Override with --vars '{candidate_max_ip_popularity: 100}'.
+--------------------------------------------------------------------------------------------------------- -#}
+{% macro int_setting(name) -%}
+    {%- set defaults = {
+        'lookback_days': 30,
+        'bot_burst_clicks': 8,
+        'bot_burst_window_seconds': 60,
+        'bot_preview_seconds': 5,
+        'candidate_max_ip_popularity': 50,
+        'candidate_max_ip_ua_popularity': 20,
+        'candidate_max_fingerprint_popularity': 20,
+        'candidate_clock_skew_seconds': 0,
+    } -%}
+    {%- if name not in defaults -%}
+        {{ exceptions.raise_compiler_error("int_setting: unknown setting '" ~ name ~ "'") }}
+    {%- endif -%}
+    {%- set value = var(name, defaults[name]) -%}
+    {%- if value is none or (value | string | trim) == '' -%}
+        {%- set value = defaults[name] -%}
+    {%- endif -%}
+    {{- return(value | int) -}}
+{%- endmacro %}
+
+
+{#- int_partition_bound(name): the partition var ('partition_start' / 'partition_end') as an ISO text, or none
+    when unset (null, '' or 'none'): no bound, process everything. -#}
+{% macro int_partition_bound(name) -%}
+    {%- set value = var(name, none) -%}
+    {%- if value is none or (value | string | trim | lower) in ('', 'none', 'null') -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(value | string | trim) -}}
+{%- endmacro %}
+
+
+{#- int_timestamptz_literal(text): an ISO 8601 text as a timestamp with time zone literal. -#}
+{% macro int_timestamptz_literal(value) -%}
+    cast('{{ value | replace("'", "''") }}' as timestamp with time zone)
+{%- endmacro %}
+
+
+{#- int_seconds_before(ts, seconds) / int_seconds_after(ts, seconds): ts shifted by a whole number of seconds.
+    dbt.dateadd is portable but does not parenthesise its result on every adapter; these do. -#}
+{% macro int_seconds_before(ts, seconds) -%}
+    ({{ dbt.dateadd('second', -1 * (seconds | int), ts) }})
+{%- endmacro %}
+
+{% macro int_seconds_after(ts, seconds) -%}
+    ({{ dbt.dateadd('second', seconds | int, ts) }})
+{%- endmacro %}
+
+
+{#- int_within_lookback(click_ts, conversion_ts): the matching window of a candidate pair, from lookback_days
+    before the conversion up to the conversion (plus candidate_clock_skew_seconds of tolerance). Written as plain
+    comparisons so the engines keep it as a filter of the equi-join, never as the join itself. -#}
+{% macro int_within_lookback(click_ts, conversion_ts) -%}
+    {{ click_ts }} >= {{ int_seconds_before(conversion_ts, int_setting('lookback_days') * 86400) }}
+    and {{ click_ts }} <= {{ int_seconds_after(conversion_ts, int_setting('candidate_clock_skew_seconds')) }}
+{%- endmacro %}
+
+
+{#- int_seconds_between(earlier, later): later - earlier in (fractional) seconds, as double precision. -#}
+{% macro int_seconds_between(earlier, later) -%}
+    (cast({{ link_attribution.int_epoch_seconds(later) }} as double precision)
+        - cast({{ link_attribution.int_epoch_seconds(earlier) }} as double precision))
+{%- endmacro %}
+
+{% macro int_epoch_seconds(expr) %}
+    {{- return(adapter.dispatch('int_epoch_seconds', 'link_attribution')(expr)) -}}
+{% endmacro %}
+
+{% macro default__int_epoch_seconds(expr) -%}
+    extract(epoch from {{ expr }})
+{%- endmacro %}
+
+{% macro duckdb__int_epoch_seconds(expr) -%}
+    epoch({{ expr }})
+{%- endmacro %}
+
+
+{#- int_true(expr): a boolean that is never null (a comparison with a null side counts as false). -#}
+{% macro int_true(expr) -%}
+    coalesce({{ expr }}, false)
+{%- endmacro %}
+
+
+{#- ---------------------------------------------------------------------------------------------------------
+    int_burst_flags(relation_or_cte, partition_by, ts, key): one row per input row (key) with in_burst = true
+    when the row belongs to a run of at least bot_burst_clicks rows of the same partition (one IP) whose first
+    and last rows are at most bot_burst_window_seconds apart.
+
+    Portable without interval RANGE frames: a row *starts* a burst when the row (n - 1) places later in its
+    partition is within the window (lead with an offset); a row is *in* a burst when one of the n - 1 rows
+    before it, or itself, starts one (a ROWS frame, which both engines support).
+--------------------------------------------------------------------------------------------------------- -#}
+{% macro int_burst_flags(source_relation, partition_by, ts, key) -%}
+    {%- set n = int_setting('bot_burst_clicks') -%}
+    {%- set window_seconds = int_setting('bot_burst_window_seconds') -%}
+    {%- if n < 2 -%}
+        {{ exceptions.raise_compiler_error("bot_burst_clicks must be at least 2, got " ~ n) }}
+    {%- endif -%}
+    select
+        {{ key }},
+        max(starts_burst) over (
+            partition by {{ partition_by }}
+            order by {{ ts }}, {{ key }}
+            rows between {{ n - 1 }} preceding and current row
+        ) = 1 as in_burst
+    from (
+        select
+            {{ key }},
+            {{ partition_by }},
+            {{ ts }},
+            case
+                when lead({{ ts }}, {{ n - 1 }}) over (partition by {{ partition_by }} order by {{ ts }}, {{ key }})
+                    <= {{ int_seconds_after(ts, window_seconds) }}
+                then 1 else 0
+            end as starts_burst
+        from {{ source_relation }}
+        where {{ partition_by }} is not null
+    ) as burst_starts
+{%- endmacro %}
+
+
+{#- ---------------------------------------------------------------------------------------------------------
+    int_delete_partition_window(column): pre-hook of a partitioned incremental model. On an incremental run it
+    deletes the rows whose `column` falls in [partition_start, partition_end) (every row when no bound is set),
+    so a rerun replaces the window exactly, including keys that no longer produce any row. Nothing on the first
+    run or a --full-refresh (the table is rebuilt anyway).
+--------------------------------------------------------------------------------------------------------- -#}
+{% macro int_delete_partition_window(column) -%}
+    {%- if is_incremental() -%}
+        {%- set p_start = int_partition_bound('partition_start') -%}
+        {%- set p_end = int_partition_bound('partition_end') -%}
+        delete from {{ this }}
+        where 1 = 1
+        {%- if p_start %} and {{ column }} >= {{ int_timestamptz_literal(p_start) }}{% endif %}
+        {%- if p_end %} and {{ column }} < {{ int_timestamptz_literal(p_end) }}{% endif %}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- int_relation_exists(relation): true when the relation exists in the warehouse. Used for tables written by
+    Python assets, which are absent before their first materialisation. A macro of its own so unit tests can
+    override it. -#}
+{% macro int_relation_exists(relation) -%}
+    {%- if not execute -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set found = adapter.get_relation(
+        database=relation.database, schema=relation.schema, identifier=relation.identifier) -%}
+    {{- return(found is not none) -}}
+{%- endmacro %}
+
+
+{#- int_bytewise_less(a, b): a < b comparing text byte by byte, so canonical orders are the same on every engine.
+    DuckDB compares text by bytes already; PostgreSQL follows the database's collation unless told otherwise. The
+    collation only applies to the comparison: values selected through a case expression keep their own. -#}
+{% macro int_bytewise_less(a, b) %}
+    {{- return(adapter.dispatch('int_bytewise_less', 'link_attribution')(a, b)) -}}
+{% endmacro %}
+
+{% macro default__int_bytewise_less(a, b) -%}
+    ({{ a }}) < ({{ b }})
+{%- endmacro %}
+
+{% macro postgres__int_bytewise_less(a, b) -%}
+    ({{ a }}) collate "C" < ({{ b }}) collate "C"
+{%- endmacro %}
+
+
+{#- int_ordered_pairs(items): every pair (items[i], items[j]) with i < j, in order. -#}
+{% macro int_ordered_pairs(items) -%}
+    {%- set pairs = [] -%}
+    {%- for left in items -%}
+        {%- for right in items[loop.index:] -%}
+            {%- do pairs.append((left, right)) -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{- return(pairs) -}}
+{%- endmacro %}

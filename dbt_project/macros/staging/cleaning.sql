@@ -1,0 +1,62 @@
+{#- Value cleaning shared by the staging models. Every macro takes a SQL expression (usually a raw text column)
+    and returns a portable SQL expression; nothing here is engine-specific. -#}
+
+{#- The empty string plus var junk_identifier_values, lower-cased and trimmed, as a SQL list literal. -#}
+{% macro junk_values_sql() -%}
+    {%- set values = [''] -%}
+    {%- for value in var('junk_identifier_values', []) -%}
+        {%- do values.append((value | string | trim | lower).replace("'", "''")) -%}
+    {%- endfor -%}
+    ('{{ values | unique | join("', '") }}')
+{%- endmacro %}
+
+
+{#- clean_identifier(text): trimmed value, or null when it is empty or a junk placeholder ('null', 'undefined',
+    '0', '-', ... see var junk_identifier_values). Case is kept: identifiers are case-sensitive. -#}
+{% macro clean_identifier(expr) -%}
+    case when lower(trim({{ expr }})) in {{ link_attribution.junk_values_sql() }} then null else trim({{ expr }}) end
+{%- endmacro %}
+
+
+{#- clean_text(text, max_length): trimmed free text (URLs, user agents), null when empty, optionally truncated.
+    Free text keeps junk-looking words: 'unknown' can be a legitimate part of a URL. -#}
+{% macro clean_text(expr, max_length=none) -%}
+    {%- if max_length is none -%}
+    nullif(trim({{ expr }}), '')
+    {%- else -%}
+    nullif(left(trim({{ expr }}), {{ max_length | int }}), '')
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- json_string(text): a JSON string literal (or null) for raw_payload, escaping backslash, quote and the common
+    control characters; each value is cut at 1000 characters so one huge cell cannot bloat the quarantine.
+    Backslashes are written chr(92): a '\' literal would depend on standard_conforming_strings, and sqlparse (which
+    dbt runs over unit-test SQL) reads it as an escape and then splits the statement at a later ';'. -#}
+{% macro json_string(expr) -%}
+    {%- set bs = "chr(92)" -%}
+    coalesce('"' || replace(replace(replace(replace(replace(left({{ expr }}, 1000),
+        {{ bs }}, {{ bs }} || {{ bs }}), '"', {{ bs }} || '"'), chr(10), {{ bs }} || 'n'), chr(13), {{ bs }} || 'r'),
+        chr(9), {{ bs }} || 't') || '"', 'null')
+{%- endmacro %}
+
+
+{#- json_object(pairs): '{"k1": v1, ...}' from a list of (key, expression) pairs, with json_string values. -#}
+{% macro json_object(pairs) -%}
+    '{' ||
+    {%- for key, expr in pairs %}
+        '{{ "" if loop.first else ", " }}"{{ key }}": ' || {{ link_attribution.json_string(expr) }} ||
+    {%- endfor %}
+    '}'
+{%- endmacro %}
+
+
+{#- Incremental watermark: only raw rows loaded after the newest row already staged. The loader stamps every load
+    with a strictly increasing _loaded_at, so nothing is skipped; an empty target reads everything. A load whose
+    rows are all rejected does not move the watermark, so it is re-read (harmlessly: same result) by the next run. -#}
+{% macro loaded_after_watermark(relation) -%}
+    _loaded_at > (
+        select coalesce(max(_loaded_at), cast('1900-01-01 00:00:00+00:00' as timestamp with time zone))
+        from {{ relation }}
+    )
+{%- endmacro %}

@@ -1,0 +1,169 @@
+{#- Warehouse differences of the staging layer, isolated behind adapter.dispatch (dbt-utils style):
+    a default__ implementation plus only the overrides an engine needs. Models call the un-prefixed names. -#}
+
+{#- ---------------------------------------------------------------------------------------------------------
+    create_staging_functions(): on-run-start hook. PostgreSQL has no try_cast, and a failing cast aborts the
+    whole statement, so the safe casts below call tiny plpgsql functions that swallow the conversion error.
+    DuckDB has try_cast: nothing to create.
+--------------------------------------------------------------------------------------------------------- -#}
+{% macro create_staging_functions() %}
+    {{- return(adapter.dispatch('create_staging_functions', 'link_attribution')()) -}}
+{% endmacro %}
+
+{% macro default__create_staging_functions() %}{% endmacro %}
+
+{% macro postgres__create_staging_functions() %}
+{#- An advisory lock serialises concurrent dbt invocations: two simultaneous CREATE OR REPLACE FUNCTION on the
+    same function fail with "tuple concurrently updated". SET TimeZone pins offset-less timestamps to UTC
+    whatever the session says. -#}
+do $staging_functions$
+begin
+    perform pg_advisory_xact_lock(hashtext('link_attribution.staging_functions'));
+    create schema if not exists staging;
+
+    create or replace function staging.try_cast_timestamptz(value text) returns timestamptz
+    language plpgsql stable parallel safe set timezone = 'UTC' as $fn$
+    begin
+        return value::timestamptz;
+    exception when others then
+        return null;
+    end
+    $fn$;
+
+    create or replace function staging.try_cast_numeric(value text) returns numeric
+    language plpgsql immutable parallel safe as $fn$
+    declare
+        parsed numeric;
+    begin
+        -- numeric(38, 6) is DuckDB's widest decimal: both engines refuse the same magnitudes.
+        parsed := value::numeric(38, 6);
+        if parsed = 'NaN'::numeric then
+            return null;
+        end if;
+        return parsed;
+    exception when others then
+        return null;
+    end
+    $fn$;
+end
+$staging_functions$
+{% endmacro %}
+
+
+{#- ---------------------------------------------------------------------------------------------------------
+    safe_cast_timestamptz(text) -> timestamp with time zone (UTC) or null when the text is not a timestamp.
+    Only ISO-8601-shaped text (YYYY-MM-DD...) reaches the engine's parser: PostgreSQL would otherwise accept
+    words such as 'now', 'today' or 'epoch', which are neither deterministic nor portable. A space before the
+    UTC offset ('10:00:00 +02:00') is removed because DuckDB refuses it and PostgreSQL accepts it.
+    `expr` should be a column (it is referenced twice).
+--------------------------------------------------------------------------------------------------------- -#}
+{% macro safe_cast_timestamptz(expr) %}
+    {%- set text = "replace(replace(" ~ expr ~ ", ' +', '+'), ' -', '-')" -%}
+    case
+        when {{ expr }} like '____-__-__%'
+            then {{ adapter.dispatch('safe_cast_timestamptz', 'link_attribution')(text) }}
+    end
+{%- endmacro %}
+
+{% macro default__safe_cast_timestamptz(expr) -%}
+    {{ dbt.safe_cast(expr, 'timestamp with time zone') }}
+{%- endmacro %}
+
+{% macro duckdb__safe_cast_timestamptz(expr) -%}
+    try_cast({{ expr }} as timestamp with time zone)
+{%- endmacro %}
+
+{% macro postgres__safe_cast_timestamptz(expr) -%}
+    staging.try_cast_timestamptz({{ expr }})
+{%- endmacro %}
+
+
+{#- regex_full_match(text, pattern) -> true when the whole text matches. Patterns must stay in the syntax RE2
+    (DuckDB) and PostgreSQL AREs share: literals, [classes], (groups), |, ?, *, +, {m,n}. No backslashes: write
+    [.] for a dot (a backslash in a SQL literal also trips sqlparse, which dbt runs over unit-test SQL). -#}
+{% macro regex_full_match(expr, pattern) %}
+    {%- if '\\' in pattern -%}
+        {{ exceptions.raise_compiler_error("regex_full_match: write the pattern without backslashes: " ~ pattern) }}
+    {%- endif -%}
+    {{- return(adapter.dispatch('regex_full_match', 'link_attribution')(expr, pattern)) -}}
+{% endmacro %}
+
+{% macro default__regex_full_match(expr, pattern) -%}
+    ({{ expr }} ~ '^(?:{{ pattern }})$')
+{%- endmacro %}
+
+{% macro duckdb__regex_full_match(expr, pattern) -%}
+    regexp_full_match({{ expr }}, '{{ pattern }}')
+{%- endmacro %}
+
+
+{#- safe_cast_numeric(text) -> numeric, or null for text that is not a finite decimal (NaN, 'abc', '1,000'),
+    or that does not fit numeric(38, 6). -#}
+{% macro safe_cast_numeric(expr) %}
+    {{- return(adapter.dispatch('safe_cast_numeric', 'link_attribution')(expr)) -}}
+{% endmacro %}
+
+{% macro default__safe_cast_numeric(expr) -%}
+    {{ dbt.safe_cast(expr, 'numeric(38, 6)') }}
+{%- endmacro %}
+
+{% macro duckdb__safe_cast_numeric(expr) -%}
+    try_cast({{ expr }} as decimal(38, 6))
+{%- endmacro %}
+
+{% macro postgres__safe_cast_numeric(expr) -%}
+    staging.try_cast_numeric({{ expr }})
+{%- endmacro %}
+
+
+{#- utc_date(timestamptz) -> the calendar date in UTC, independent of the session time zone. -#}
+{% macro utc_date(expr) %}
+    {{- return(adapter.dispatch('utc_date', 'link_attribution')(expr)) -}}
+{% endmacro %}
+
+{% macro default__utc_date(expr) -%}
+    cast(({{ expr }}) at time zone 'UTC' as date)
+{%- endmacro %}
+
+{% macro duckdb__utc_date(expr) -%}
+    cast(timezone('UTC', {{ expr }}) as date)
+{%- endmacro %}
+
+
+{#- epoch_seconds(timestamptz) -> seconds since 1970-01-01 UTC (fractional), for time arithmetic in window
+    frames (RANGE offsets on a number work the same on both engines, interval offsets do not). -#}
+{% macro epoch_seconds(expr) %}
+    {{- return(adapter.dispatch('epoch_seconds', 'link_attribution')(expr)) -}}
+{% endmacro %}
+
+{% macro default__epoch_seconds(expr) -%}
+    cast(extract(epoch from {{ expr }}) as double precision)
+{%- endmacro %}
+
+{% macro duckdb__epoch_seconds(expr) -%}
+    epoch({{ expr }})
+{%- endmacro %}
+
+
+{#- hash_pii(text) -> lower-case hex SHA-256 of salt || value; null stays null. The same value hashes the same
+    everywhere (joins on email_hash / ip_hash work), while the raw value stays in schema raw only. The salt is the
+    var pii_salt (env ATTRIBUTION_PII_SALT). -#}
+{% macro hash_pii(expr) %}
+    {{- return(adapter.dispatch('hash_pii', 'link_attribution')(expr)) -}}
+{% endmacro %}
+
+{% macro pii_salt_literal() -%}
+    '{{ var("pii_salt") | string | replace("'", "''") }}'
+{%- endmacro %}
+
+{% macro default__hash_pii(expr) -%}
+    {{ exceptions.raise_compiler_error("hash_pii has no implementation for adapter " ~ adapter.type()) }}
+{%- endmacro %}
+
+{% macro duckdb__hash_pii(expr) -%}
+    sha256({{ link_attribution.pii_salt_literal() }} || ({{ expr }}))
+{%- endmacro %}
+
+{% macro postgres__hash_pii(expr) -%}
+    encode(sha256(convert_to({{ link_attribution.pii_salt_literal() }} || ({{ expr }}), 'UTF8')), 'hex')
+{%- endmacro %}

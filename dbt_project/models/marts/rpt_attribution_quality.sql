@@ -1,0 +1,242 @@
+{#- How much of the business the attribution explains and how trustworthy its confidence is, in one long table
+    of sections (filter on `section` in the dashboard):
+
+      overall          one row: conversions and revenue attributed, unattributed revenue
+      strongest_signal one row per strongest signal of the picked click ('(none)' without a candidate)
+      confidence_bin   ten rows, confidence_score in [0, 0.1), ..., [0.9, 1.0] (conversions with a score)
+      calibration_bin  ten rows, match_probability of labelled candidate pairs vs the observed match rate
+
+    Calibration labels come from direct clicks: a conversion whose picked click shares the 'direct_click' signal
+    (it carried the click id) has a known true click. Each of its scored candidate pairs (match_scores) is
+    labelled 1 when the click is that direct click and 0 when the click belongs to another identity; clicks of
+    the direct click's own identity (the same person's earlier clicks) are left out as ambiguous. -#}
+{%- set signal_label = "coalesce(strongest_signal, '(none)')" -%}
+
+with
+
+conversions as (
+
+    select * from {{ ref('fct_conversion_attribution') }}
+
+),
+
+unattributed_credits as (
+
+    select
+        conversion_id,
+        sum(credit_revenue) as unattributed_revenue
+    from {{ ref('fct_attribution_credits') }}
+    where model = 'last_touch' and is_unattributed
+    group by conversion_id
+
+),
+
+scored_conversions as (
+
+    select
+        conversions.conversion_id,
+        conversions.strongest_signal,
+        conversions.confidence_score,
+        conversions.is_attributed,
+        coalesce(conversions.revenue, 0) as revenue,
+        coalesce(unattributed_credits.unattributed_revenue, 0) as unattributed_revenue,
+        case
+            when conversions.confidence_score is null then cast(null as integer)
+            else least(cast(floor(conversions.confidence_score * 10) as integer), 9)
+        end as confidence_bin
+    from conversions
+    left join unattributed_credits
+        on conversions.conversion_id = unattributed_credits.conversion_id
+
+),
+
+bins as (
+
+    {%- for b in range(10) %}
+    select {{ b }} as bin{% if not loop.last %} union all{% endif %}
+    {%- endfor %}
+
+),
+
+labelled_conversions as (
+
+    select
+        conversion_id,
+        candidate_click_id as direct_click_id
+    from conversions
+    where strongest_signal = 'direct_click' and candidate_click_id is not null
+
+),
+
+click_identities as (
+
+    select
+        cast(event_id as text) as click_id,
+        cast(identity_id as text) as identity_id
+    from {{ source('python', 'event_identities') }}
+    where event_kind = 'click'
+
+),
+
+labelled_pairs as (
+
+    select
+        cast(scores.match_probability as double precision) as match_probability,
+        case when cast(scores.click_id as text) = labelled_conversions.direct_click_id then 1 else 0 end as label,
+        least(cast(floor(cast(scores.match_probability as double precision) * 10) as integer), 9) as probability_bin
+    from {{ source('python', 'match_scores') }} as scores
+    inner join labelled_conversions
+        on cast(scores.conversion_id as text) = labelled_conversions.conversion_id
+    left join click_identities as pair_click
+        on cast(scores.click_id as text) = pair_click.click_id
+    left join click_identities as direct_click
+        on labelled_conversions.direct_click_id = direct_click.click_id
+    where scores.match_probability is not null
+        and (
+            cast(scores.click_id as text) = labelled_conversions.direct_click_id
+            or pair_click.identity_id is null
+            or direct_click.identity_id is null
+            or pair_click.identity_id <> direct_click.identity_id
+        )
+
+),
+
+overall as (
+
+    select
+        'overall' as section,
+        'all' as bucket,
+        0 as bucket_order,
+        cast(null as double precision) as bin_lower,
+        cast(null as double precision) as bin_upper,
+        count(*) as conversions,
+        sum(case when is_attributed then 1 else 0 end) as attributed_conversions,
+        sum(revenue) as revenue,
+        sum(case when is_attributed then revenue else 0 end) as attributed_revenue,
+        sum(unattributed_revenue) as unattributed_revenue,
+        avg(confidence_score) as avg_confidence
+    from scored_conversions
+
+),
+
+by_signal as (
+
+    select
+        'strongest_signal' as section,
+        {{ signal_label }} as bucket,
+        row_number() over (order by count(*) desc, {{ signal_label }}) as bucket_order,
+        cast(null as double precision) as bin_lower,
+        cast(null as double precision) as bin_upper,
+        count(*) as conversions,
+        sum(case when is_attributed then 1 else 0 end) as attributed_conversions,
+        sum(revenue) as revenue,
+        sum(case when is_attributed then revenue else 0 end) as attributed_revenue,
+        sum(unattributed_revenue) as unattributed_revenue,
+        avg(confidence_score) as avg_confidence
+    from scored_conversions
+    group by {{ signal_label }}
+
+),
+
+by_confidence as (
+
+    select
+        'confidence_bin' as section,
+        bins.bin,
+        count(scored_conversions.conversion_id) as conversions,
+        sum(case when scored_conversions.is_attributed then 1 else 0 end) as attributed_conversions,
+        sum(scored_conversions.revenue) as revenue,
+        sum(case when scored_conversions.is_attributed then scored_conversions.revenue else 0 end)
+            as attributed_revenue,
+        sum(scored_conversions.unattributed_revenue) as unattributed_revenue,
+        avg(scored_conversions.confidence_score) as avg_confidence
+    from bins
+    left join scored_conversions
+        on bins.bin = scored_conversions.confidence_bin
+    group by bins.bin
+
+),
+
+calibration as (
+
+    select
+        bins.bin,
+        count(labelled_pairs.label) as labelled_pairs,
+        sum(labelled_pairs.label) as positive_pairs,
+        avg(labelled_pairs.match_probability) as mean_predicted_probability
+    from bins
+    left join labelled_pairs
+        on bins.bin = labelled_pairs.probability_bin
+    group by bins.bin
+
+),
+
+conversion_sections as (
+
+    select * from overall
+    union all
+    select * from by_signal
+    union all
+    select
+        section,
+        {{ marts_bin_label('bin') }} as bucket,
+        bin + 1 as bucket_order,
+        cast(bin as double precision) / 10 as bin_lower,
+        cast(bin + 1 as double precision) / 10 as bin_upper,
+        conversions,
+        attributed_conversions,
+        revenue,
+        attributed_revenue,
+        unattributed_revenue,
+        avg_confidence
+    from by_confidence
+
+),
+
+final as (
+
+    select
+        cast(section as text) as section,
+        cast(bucket as text) as bucket,
+        cast(bucket_order as integer) as bucket_order,
+        {{ marts_round('bin_lower', 1) }} as bin_lower,
+        {{ marts_round('bin_upper', 1) }} as bin_upper,
+        cast(conversions as bigint) as conversions,
+        cast(coalesce(attributed_conversions, 0) as bigint) as attributed_conversions,
+        {{ marts_ratio('attributed_conversions', 'conversions', 6) }} as share_conversions_attributed,
+        cast(coalesce(revenue, 0) as numeric(18, 2)) as revenue,
+        cast(coalesce(attributed_revenue, 0) as numeric(18, 2)) as attributed_revenue,
+        {{ marts_ratio('attributed_revenue', 'revenue', 6) }} as share_revenue_attributed,
+        cast(coalesce(unattributed_revenue, 0) as numeric(18, 2)) as unattributed_revenue,
+        {{ marts_round('avg_confidence', 6) }} as avg_confidence,
+        cast(null as bigint) as labelled_pairs,
+        cast(null as bigint) as positive_pairs,
+        cast(null as double precision) as mean_predicted_probability,
+        cast(null as double precision) as observed_match_rate
+    from conversion_sections
+
+    union all
+
+    select
+        cast('calibration_bin' as text) as section,
+        cast({{ marts_bin_label('bin') }} as text) as bucket,
+        cast(bin + 1 as integer) as bucket_order,
+        {{ marts_round('cast(bin as double precision) / 10', 1) }} as bin_lower,
+        {{ marts_round('cast(bin + 1 as double precision) / 10', 1) }} as bin_upper,
+        cast(null as bigint) as conversions,
+        cast(null as bigint) as attributed_conversions,
+        cast(null as double precision) as share_conversions_attributed,
+        cast(null as numeric(18, 2)) as revenue,
+        cast(null as numeric(18, 2)) as attributed_revenue,
+        cast(null as double precision) as share_revenue_attributed,
+        cast(null as numeric(18, 2)) as unattributed_revenue,
+        cast(null as double precision) as avg_confidence,
+        cast(labelled_pairs as bigint) as labelled_pairs,
+        cast(coalesce(positive_pairs, 0) as bigint) as positive_pairs,
+        {{ marts_round('mean_predicted_probability', 6) }} as mean_predicted_probability,
+        {{ marts_ratio('positive_pairs', 'labelled_pairs', 6) }} as observed_match_rate
+    from calibration
+
+)
+
+select * from final

@@ -1,0 +1,202 @@
+"""The Dagster code location: it loads, validates, forms one lineage graph, and its schedules tick.
+
+The webserver test starts `dagster dev` (webserver + daemon) on a free port, checks every asset over GraphQL and
+launches a three-day backfill that must succeed — what an operator does from the UI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orchestration.generate import write_world
+from orchestration.loader import load_folder
+from orchestration.runner import load_definitions, prepare_dagster_home, run_job
+from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
+from orchestration.settings import PROJECT_ROOT, Target, target_env
+from orchestration.warehouse import Warehouse
+from python_models.synthetic import WorldConfig, generate_world
+from tests.conftest import make_target
+
+WORLD = WorldConfig(persons=250, seed=11, days=10)
+
+
+@pytest.fixture
+def duckdb_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Target:
+    t = make_target("duckdb", tmp_path)
+    for key, value in target_env(t).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    return t
+
+
+def world_day(offset: int) -> datetime:
+    return datetime.fromisoformat(WORLD.start).replace(tzinfo=UTC) + timedelta(days=offset)
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("world")
+    write_world(generate_world(WORLD), out)
+    return out
+
+
+def test_definitions_form_one_connected_lineage_graph(duckdb_target: Target) -> None:
+    defs = load_definitions(duckdb_target)
+    graph = defs.resolve_asset_graph()
+    keys = set(graph.get_all_asset_keys())
+    expected = {
+        ("raw", "clicks"),
+        ("staging", "stg_raw__clicks"),
+        ("intermediate", "int_match_candidates"),
+        ("intermediate", "identity_map"),
+        ("intermediate", "match_scores"),
+        ("intermediate", "attribution_credits"),
+        ("marts", "fct_attribution_credits"),
+        ("marts", "rpt_channel_attribution"),
+    }
+    assert {tuple(k.path) for k in keys} >= expected
+    # One weakly connected component: every asset reaches every other ignoring edge direction.
+    neighbours: dict[dg.AssetKey, set[dg.AssetKey]] = {k: set() for k in keys}
+    for key in keys:
+        for parent in graph.get(key).parent_keys:
+            if parent in neighbours:
+                neighbours[key].add(parent)
+                neighbours[parent].add(key)
+    seen, frontier = set(), [next(iter(keys))]
+    while frontier:
+        node = frontier.pop()
+        if node not in seen:
+            seen.add(node)
+            frontier.extend(neighbours[node] - seen)
+    assert seen == keys, f"disconnected assets: {sorted(k.to_user_string() for k in keys - seen)}"
+    # Groups come from the dbt folder, never from model names.
+    assert graph.get(dg.AssetKey(["staging", "stg_raw__clicks"])).group_name == "staging"
+    assert graph.get(dg.AssetKey(["marts", "fct_attribution_credits"])).group_name == "marts"
+
+
+def test_dagster_definitions_validate(duckdb_target: Target) -> None:
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "orchestration.definitions"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_schedules_are_listed_and_each_tick_runs(duckdb_target: Target, small_world: Path) -> None:
+    defs = load_definitions(duckdb_target)
+    names = {s.name for s in defs.schedules}
+    assert {"hourly_refresh_schedule", "daily_refit_schedule"} <= names
+    load_folder(Warehouse(duckdb_target), small_world)
+    # A tick at 03:00 UTC on the world's last day, so the ticks' partitions hold data.
+    tick_time = world_day(WORLD.days - 1) + timedelta(hours=3)
+    instance = dg.DagsterInstance.ephemeral()
+    # The daily re-fit runs first: the hourly job uses the identities and models it fits.
+    for schedule in (daily_refit_schedule, hourly_refresh_schedule):
+        context = dg.build_schedule_context(scheduled_execution_time=tick_time, instance=instance)
+        request = schedule(context)
+        assert isinstance(request, dg.RunRequest)
+        start = request.tags["dagster/asset_partition_range_start"]
+        end = request.tags["dagster/asset_partition_range_end"]
+        result = run_job(duckdb_target, schedule.job_name, partition_range=(start, end), instance=instance)
+        assert result.success, [e.message for e in result.all_events if e.is_step_failure]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        payload = json.loads(response.read())
+    assert "errors" not in payload, payload
+    return payload["data"]
+
+
+LOCATIONS = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name
+  locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+ASSETS = "{ assetNodes { assetKey { path } isPartitioned } }"
+LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message stack } } }"""
+BACKFILL = """query($id: String!) { partitionBackfillOrError(backfillId: $id) { __typename
+  ... on PartitionBackfill { status } ... on PythonError { message } } }"""
+SCHEDULES = """{ repositoriesOrError { ... on RepositoryConnection { nodes { schedules { name } } } } }"""
+
+
+@pytest.mark.e2e
+def test_webserver_serves_every_asset_and_a_three_day_backfill_succeeds(
+    duckdb_target: Target, small_world: Path, tmp_path: Path
+) -> None:
+    load_folder(Warehouse(duckdb_target), small_world)
+    home = prepare_dagster_home(duckdb_target, tmp_path / "ui_home")
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    dagster = Path(sys.executable).with_name("dagster")
+    log = (tmp_path / "dagster_dev.log").open("w")
+    server = subprocess.Popen(
+        [str(dagster), "dev", "-m", "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+                assert server.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+                time.sleep(1)
+
+        entries = _graphql(port, LOCATIONS)["workspaceOrError"]["locationEntries"]
+        assert [e["locationOrLoadError"]["__typename"] for e in entries] == ["RepositoryLocation"], entries
+        nodes = _graphql(port, ASSETS)["assetNodes"]
+        served = {tuple(n["assetKey"]["path"]) for n in nodes}
+        defs = load_definitions(duckdb_target)
+        assert served == {tuple(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}
+        schedules = _graphql(port, SCHEDULES)["repositoriesOrError"]["nodes"][0]["schedules"]
+        assert {"hourly_refresh_schedule", "daily_refit_schedule"} <= {s["name"] for s in schedules}
+
+        days = [world_day(WORLD.days - i).strftime("%Y-%m-%d") for i in (3, 2, 1)]
+        params = {"partitionNames": days, "assetSelection": [{"path": list(k)} for k in sorted(served)]}
+        launched = _graphql(port, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        deadline = time.monotonic() + 420
+        status = None
+        while time.monotonic() < deadline:
+            status = _graphql(port, BACKFILL, {"id": launched["backfillId"]})["partitionBackfillOrError"]["status"]
+            if status not in ("REQUESTED", "IN_PROGRESS"):
+                break
+            time.sleep(3)
+        assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (
+            status,
+            (tmp_path / "dagster_dev.log").read_text()[-4000:],
+        )
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+        log.close()

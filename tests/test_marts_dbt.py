@@ -1,0 +1,406 @@
+"""dbt marts on both targets, built from hand-made upstream tables.
+
+The upstream tables (``staging.stg_raw__links``, ``intermediate.int_clicks`` and the Python assets' outputs) are
+written directly with ``Warehouse.replace_table`` and only the marts are built, so these tests exercise the marts
+alone: contracts, generic and singular tests (credit conservation), the partitioned rerun of the facts, docs and,
+on PostgreSQL, the read-only BI role. Credits and conversion facts come from the real ``python_models`` functions,
+so they have the shapes and dtypes the Python assets write.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from orchestration.settings import Target
+from orchestration.warehouse import Warehouse, frame_checksum
+from python_models.attribution import AttributionConfig, attribute, select_touches
+from python_models.baseline import SIGNAL_COLUMNS
+from python_models.facts import conversion_facts
+from tests.conftest import run_dbt
+
+MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley", "rule_based")
+MARTS = (
+    "fct_attribution_credits",
+    "fct_conversion_attribution",
+    "dim_identities",
+    "match_signal_weights",
+    "rpt_link_daily",
+    "rpt_creator_performance",
+    "rpt_campaign_performance",
+    "rpt_channel_attribution",
+    "rpt_attribution_quality",
+)
+FACTS = ("fct_attribution_credits", "fct_conversion_attribution")
+DAY_5, DAY_6 = "2026-01-05", "2026-01-06"
+BI_ROLE = "bi_reader"
+
+
+def ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+# -- hand-made upstream world -----------------------------------------------------------------------------------
+LINKS = pd.DataFrame(
+    {
+        "link_id": ["L1", "L2", "L3"],
+        "short_code": ["a1", "b2", "c3"],
+        "campaign_id": ["K1", "K2", "K2"],
+        "creator_id": ["C1", "C1", "C2"],
+        "channel": ["instagram", "tiktok", "email"],
+        "destination_url": ["https://shop.example/1", "https://shop.example/2", "https://shop.example/3"],
+        "created_at": [ts("2026-01-01 00:00")] * 3,
+    }
+)
+# click_id, link_id, clicked_at, is_bot, identity
+CLICKS = [
+    ("K01", "L1", "2026-01-04 10:00", False, "P1"),
+    ("K02", "L2", "2026-01-05 09:00", False, "P1"),
+    ("K03", "L1", "2026-01-05 09:30", True, "P9"),
+    ("K04", "L3", "2026-01-05 12:00", False, "P2"),
+    ("K05", "L3", "2026-01-06 08:00", False, "P3"),
+    ("K06", "L9", "2026-01-06 08:30", False, "P3"),
+    ("K07", "L2", "2026-01-06 09:00", False, "P4"),
+]
+# conversion_id, converted_at, revenue, identity
+CONVERSIONS = [
+    ("V1", "2026-01-05 10:00", 100.00, "P1"),
+    ("V2", "2026-01-05 13:00", 33.33, "P2"),
+    ("V3", "2026-01-06 10:00", 50.00, "P3"),
+    ("V4", "2026-01-06 11:00", 20.00, "P5"),
+]
+# conversion_id, click_id, match_probability, strongest shared signal
+CANDIDATES = [
+    ("V1", "K01", 0.70, "cookie"),
+    ("V1", "K02", 0.90, "user_id"),
+    ("V2", "K04", 0.999, "direct_click"),
+    ("V2", "K01", 0.10, "ip"),
+    ("V3", "K05", 0.60, "fingerprint"),
+    ("V3", "K06", 0.40, "ip_ua"),
+    ("V3", "K07", 0.20, "ip"),
+]
+
+
+def clicks_frame() -> pd.DataFrame:
+    frame = pd.DataFrame(CLICKS, columns=["click_id", "link_id", "clicked_at", "is_bot", "identity_id"])
+    frame["clicked_at"] = frame["clicked_at"].map(ts)
+    frame["clicked_date"] = frame["clicked_at"].dt.date
+    links = LINKS.set_index("link_id")
+    frame["is_known_link"] = frame["link_id"].isin(links.index)
+    for column in ("campaign_id", "creator_id", "channel"):
+        frame[column] = frame["link_id"].map(links[column])
+    frame["bot_reason"] = frame["is_bot"].map({True: "user_agent", False: None})
+    return frame
+
+
+def python_tables(revenue: dict[str, float] | None = None, drop: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
+    """The Python assets' outputs for the hand-made world (``revenue`` overrides, ``drop`` removes conversions)."""
+    clicks = clicks_frame()
+    conversions = pd.DataFrame(CONVERSIONS, columns=["conversion_id", "converted_at", "revenue", "identity_id"])
+    conversions = conversions.loc[~conversions["conversion_id"].isin(drop)].reset_index(drop=True)
+    conversions["revenue"] = conversions["conversion_id"].map(revenue or {}).fillna(conversions["revenue"])
+    conversions["converted_at"] = conversions["converted_at"].map(ts)
+    conversions["conversion_date"] = conversions["converted_at"].dt.date
+    conversions["event_type"] = "purchase"
+
+    candidates = pd.DataFrame(CANDIDATES, columns=["conversion_id", "click_id", "match_probability", "signal"])
+    candidates = candidates.loc[candidates["conversion_id"].isin(conversions["conversion_id"])]
+    candidates = candidates.merge(conversions[["conversion_id", "converted_at"]], on="conversion_id").merge(
+        clicks[["click_id", "link_id", "clicked_at", "channel", "identity_id"]].rename(
+            columns={"identity_id": "click_identity_id"}
+        ),
+        on="click_id",
+    )
+    for column in SIGNAL_COLUMNS:
+        candidates[column] = candidates["signal"] == column.removeprefix("sig_")
+    candidates = candidates.sort_values(["conversion_id", "click_id"]).reset_index(drop=True)
+
+    config = AttributionConfig()
+    credits = attribute(candidates, conversions, config)
+    credits = credits.merge(conversions[["conversion_id", "conversion_date"]], on="conversion_id", how="left")
+    facts = conversion_facts(select_touches(candidates, config), candidates, conversions["conversion_id"], 0.5)
+    facts = conversions[
+        ["conversion_id", "conversion_date", "converted_at", "event_type", "revenue", "identity_id"]
+    ].merge(facts, on="conversion_id", how="left")
+
+    events = pd.concat(
+        [
+            pd.DataFrame({"event_kind": "click", "event_id": clicks["click_id"], "identity_id": clicks["identity_id"]}),
+            pd.DataFrame(
+                {
+                    "event_kind": "conversion",
+                    "event_id": conversions["conversion_id"],
+                    "identity_id": conversions["identity_id"],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    seen = pd.concat(
+        [
+            clicks[["identity_id", "clicked_at"]].rename(columns={"clicked_at": "at"}),
+            conversions[["identity_id", "converted_at"]].rename(columns={"converted_at": "at"}),
+        ]
+    ).groupby("identity_id")["at"]
+    profiles = pd.DataFrame({"first_seen_at": seen.min(), "last_seen_at": seen.max()}).reset_index()
+    for column in ("n_user_ids", "n_emails", "n_cookies", "n_sessions", "n_fingerprints", "n_devices"):
+        profiles[column] = 1
+    profiles["last_user_agent"] = "Mozilla/5.0"
+
+    signal_weights = pd.DataFrame(
+        {
+            "signal": ["direct_click", "user_id", "cookie", "ip"],
+            "prior_confidence": [0.95, 0.90, 0.80, 0.50],
+            "learned_weight": [6.2, 4.1, 2.0, 0.3],
+            "match_weight_log2": [8.9, 5.9, 2.9, 0.4],
+            "n_labelled_pairs": [40, 31, 25, 60],
+            "n_positive": [40, 29, 18, 6],
+            "n_negative": [0, 2, 7, 54],
+            "source": ["learned", "learned", "learned", "prior"],
+        }
+    )
+    scores = candidates[["conversion_id", "click_id", "match_probability"]].merge(
+        conversions[["conversion_id", "conversion_date"]], on="conversion_id"
+    )
+    return {
+        "event_identities": events,
+        "identity_profiles": profiles,
+        "signal_weights": signal_weights,
+        "match_scores": scores[["conversion_id", "click_id", "conversion_date", "match_probability"]],
+        "attribution_credits": credits,
+        "conversion_attribution": facts,
+    }
+
+
+def write_upstream(wh: Warehouse, tables: dict[str, pd.DataFrame]) -> None:
+    with wh.connect() as conn:
+        wh.ensure_schemas(conn)
+        for name, frame in tables.items():
+            wh.replace_table(frame, "intermediate", name, conn)
+
+
+def write_world(wh: Warehouse) -> None:
+    clicks = clicks_frame().drop(columns=["identity_id"])
+    with wh.connect() as conn:
+        wh.ensure_schemas(conn)
+        wh.replace_table(LINKS, "staging", "stg_raw__links", conn)
+        wh.replace_table(clicks, "intermediate", "int_clicks", conn)
+        # A raw table the BI role must not be able to read.
+        wh.replace_table(LINKS.astype(str), "raw", "links", conn)
+    write_upstream(wh, python_tables())
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+def marts_df(wh: Warehouse, table: str, order: str) -> pd.DataFrame:
+    return wh.query_df(f"select * from marts.{table} order by {order}")
+
+
+def checksums(wh: Warehouse) -> dict[str, str]:
+    return {table: frame_checksum(wh.query_df(f"select * from marts.{table}")) for table in MARTS}
+
+
+def declared_types(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    out = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model" and node["name"] in MARTS:
+            assert node["config"]["contract"]["enforced"], f"{node['name']}: contract not enforced"
+            out[node["name"]] = {name: col["data_type"] for name, col in node["columns"].items()}
+    return out
+
+
+def normalise_type(data_type: str) -> str:
+    """Declared and information_schema type names in one vocabulary (DuckDB and PostgreSQL spell them apart)."""
+    t = data_type.lower().replace(" ", "")
+    aliases = {
+        "varchar": "text",
+        "character varying": "text",
+        "double": "doubleprecision",
+        "timestampwithtimezone": "timestamptz",
+        "int": "integer",
+        "int4": "integer",
+        "int8": "bigint",
+        "bool": "boolean",
+    }
+    t = aliases.get(t, t)
+    return t.replace("decimal", "numeric")
+
+
+def information_schema_types(wh: Warehouse) -> dict[str, dict[str, str]]:
+    frame = wh.query_df(
+        "select table_name, column_name, data_type, numeric_precision, numeric_scale "
+        "from information_schema.columns where table_schema = 'marts' order by table_name, ordinal_position"
+    )
+    out: dict[str, dict[str, str]] = {}
+    for row in frame.itertuples():
+        data_type = str(row.data_type).lower()
+        if data_type.startswith(("numeric", "decimal")):
+            data_type = f"numeric({int(row.numeric_precision)},{int(row.numeric_scale)})"
+        out.setdefault(row.table_name, {})[row.column_name] = normalise_type(data_type)
+    return out
+
+
+# -- the test -----------------------------------------------------------------------------------------------------
+def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: Path) -> None:
+    """One warehouse per target, five dbt invocations: build, rebuild, partitioned rerun, broken test, docs."""
+    wh = Warehouse(target)
+    write_world(wh)
+    dbt_target = tmp_path / "dbt_target"
+
+    # 1. Build every mart with its tests (credit conservation included).
+    run_dbt(target, "build", "--select", "marts", target_path=dbt_target)
+    manifest = json.loads((dbt_target / "manifest.json").read_text())
+    declared = assert_contracts(wh, manifest)
+    assert_contents(wh)
+
+    # 2. Rebuilding from the same data gives identical marts (no load or run timestamps).
+    before = checksums(wh)
+    run_dbt(target, "run", "--select", "marts", target_path=dbt_target)
+    assert checksums(wh) == before
+
+    # 3. Upstream changes on both days (V1 on day 5; V3 on day 6, V4 of day 6 disappears); a partitioned
+    #    run for day 6 rewrites day 6 and leaves day 5 alone.
+    write_upstream(wh, python_tables(revenue={"V1": 10.0, "V3": 70.0}, drop=("V4",)))
+    old = {table: marts_df(wh, table, "conversion_id") for table in FACTS}
+    window = json.dumps({"partition_start": f"{DAY_6}T00:00:00+00:00", "partition_end": "2026-01-07T00:00:00+00:00"})
+    run_dbt(target, "build", "--select", "marts,tag:partitioned", "--vars", window, target_path=dbt_target)
+    for table in FACTS:
+        new = marts_df(wh, table, "conversion_id")
+        assert frame_checksum(on_day(new, DAY_5)) == frame_checksum(on_day(old[table], DAY_5)), table
+        assert set(on_day(new, DAY_6)["conversion_id"]) == {"V3"}, table
+    facts = marts_df(wh, "fct_conversion_attribution", "conversion_id").set_index("conversion_id")
+    assert float(facts.loc["V3", "revenue"]) == 70.0 and float(facts.loc["V1", "revenue"]) == 100.0
+
+    # 4. The conservation test (it passed in the builds above) catches a broken credit row.
+    wh.execute(
+        "update marts.fct_attribution_credits set credit_share = credit_share + 0.25, "
+        "credit_revenue = credit_revenue + 0.01 where conversion_id = 'V3' and model = 'linear' and is_unattributed"
+    )
+    compiled = next((dbt_target / "compiled").rglob("assert_marts_credit_conservation.sql")).read_text()
+    violations = wh.query_df(compiled)
+    assert sorted(zip(violations["violation"], violations["model"], strict=True)) == [
+        ("revenue", "linear"),
+        ("share", "linear"),
+    ]
+    assert violations.loc[violations["violation"] == "share", "conversion_id"].tolist() == ["V3"]
+    with pytest.raises(pytest.fail.Exception, match="assert_marts_credit_conservation"):
+        run_dbt(target, "test", "--select", "assert_marts_credit_conservation", target_path=dbt_target)
+
+    # 5. Docs: the catalog has every mart with its columns.
+    run_dbt(target, "docs", "generate", target_path=dbt_target)
+    catalog = json.loads((dbt_target / "catalog.json").read_text())
+    for table in MARTS:
+        columns = catalog["nodes"][f"model.link_attribution.{table}"]["columns"]
+        assert {name.lower() for name in columns} == set(declared[table]), table
+
+    # 6. PostgreSQL: the BI role reads every mart and nothing else.
+    if not target.is_duckdb:
+        assert_bi_role_reads_marts_only(target)
+
+
+def on_day(frame: pd.DataFrame, day: str) -> pd.DataFrame:
+    return frame.loc[frame["conversion_date"].astype(str) == day].reset_index(drop=True)
+
+
+def assert_contracts(wh: Warehouse, manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Contracts are enforced and every mart has exactly its declared columns and types, described."""
+    declared = declared_types(manifest)
+    assert set(declared) == set(MARTS)
+    actual = information_schema_types(wh)
+    for table, columns in declared.items():
+        assert list(actual[table]) == list(columns), f"{table}: columns differ from the contract"
+        for column, data_type in columns.items():
+            assert actual[table][column] == normalise_type(data_type), f"{table}.{column}"
+        model = manifest["nodes"][f"model.link_attribution.{table}"]
+        assert model["description"] and all(col["description"] for col in model["columns"].values()), table
+    reports = {f"model.link_attribution.{table}" for table in MARTS if table.startswith("rpt_")}
+    dashboards = [e for e in manifest["exposures"].values() if e["type"] == "dashboard"]
+    assert any(reports <= set(e["depends_on"]["nodes"]) for e in dashboards)
+    return declared
+
+
+def assert_contents(wh: Warehouse) -> None:
+    """Spot checks of every mart on the hand-made world (total revenue 203.33)."""
+    credits = marts_df(wh, "fct_attribution_credits", "credit_id")
+    assert set(credits["model"]) == set(MODELS)
+    assert (credits.groupby("model")["credit_revenue"].sum().astype(float).round(2) == 203.33).all()
+    assert credits.loc[credits["link_id"] == "L9", "channel"].isna().all()
+    assert credits.loc[credits["link_id"] == "L1", "channel"].eq("instagram").all()
+
+    conversions = marts_df(wh, "fct_conversion_attribution", "conversion_id").set_index("conversion_id")
+    assert list(conversions.index) == ["V1", "V2", "V3", "V4"]
+    assert not bool(conversions.loc["V4", "is_attributed"])
+    assert len(marts_df(wh, "dim_identities", "identity_id")) == 6
+    assert len(marts_df(wh, "match_signal_weights", "signal")) == 4
+
+    daily = marts_df(wh, "rpt_link_daily", "report_date, link_id")
+    day5 = daily.loc[daily["report_date"].astype(str) == DAY_5].set_index("link_id")
+    assert (int(day5.loc["L1", "human_clicks"]), int(day5.loc["L1", "bot_clicks"])) == (0, 1)
+    assert int(day5.loc["L2", "unique_identities"]) == 1
+    last_touch = credits.loc[(credits["model"] == "last_touch") & ~credits["is_unattributed"].astype(bool)]
+    assert float(daily["revenue_last_touch"].astype(float).sum()) == pytest.approx(
+        float(last_touch["credit_revenue"].astype(float).sum())
+    )
+
+    channels = marts_df(wh, "rpt_channel_attribution", "model, channel").groupby("model")
+    assert set(channels.groups) == set(MODELS)
+    assert channels.size().nunique() == 1, "every model has a row for every channel"
+    assert (channels["revenue"].sum().astype(float).round(2) == 203.33).all()
+    # Shares are rounded to 6 decimals, so they sum to 1 within a few millionths.
+    assert ((channels["share_of_revenue"].sum() - 1.0).abs() < 1e-5).all()
+
+    creators = marts_df(wh, "rpt_creator_performance", "creator_id").set_index("creator_id")
+    assert list(creators.index) == ["C1", "C2"]
+    assert (int(creators.loc["C1", "n_links"]), int(creators.loc["C1", "bot_clicks"])) == (2, 1)
+    campaigns = marts_df(wh, "rpt_campaign_performance", "campaign_id").set_index("campaign_id")
+    assert int(campaigns.loc["K2", "n_creators"]) == 2
+
+    quality = marts_df(wh, "rpt_attribution_quality", "section, bucket_order")
+    overall = quality.loc[quality["section"] == "overall"].iloc[0]
+    assert int(overall["conversions"]) == 4 and float(overall["revenue"]) == pytest.approx(203.33)
+    assert (quality["section"] == "confidence_bin").sum() == 10
+    # V2 is labelled by its direct click K04; its other candidate K01 belongs to another identity.
+    calibration = quality.loc[quality["section"] == "calibration_bin"]
+    assert len(calibration) == 10
+    assert (int(calibration["labelled_pairs"].sum()), int(calibration["positive_pairs"].sum())) == (2, 1)
+
+
+def assert_bi_role_reads_marts_only(target: Target) -> None:
+    import psycopg2
+    import psycopg2.errors
+
+    conn = psycopg2.connect(**target.postgres.dsn_kwargs())
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select rolcanlogin from pg_roles where rolname = %s", (BI_ROLE,))
+            assert cur.fetchone() == (False,), "the BI role exists and cannot log in"
+            cur.execute(
+                "select table_schema, table_name, "
+                "has_table_privilege(%s, quote_ident(table_schema) || '.' || quote_ident(table_name), 'select'), "
+                "has_table_privilege(%s, quote_ident(table_schema) || '.' || quote_ident(table_name), "
+                "'insert, update, delete, truncate') "
+                "from information_schema.tables where table_schema in ('raw', 'staging', 'intermediate', 'marts')",
+                (BI_ROLE, BI_ROLE),
+            )
+            privileges = {(schema, table): (select, write) for schema, table, select, write in cur.fetchall()}
+            assert {t for (s, t) in privileges if s == "marts"} == set(MARTS)
+            for (schema, table), (select, write) in privileges.items():
+                assert select == (schema == "marts"), f"{schema}.{table}: select privilege {select}"
+                assert not write, f"{schema}.{table}: the BI role can write"
+
+            cur.execute(f"set role {BI_ROLE}")
+            for table in MARTS:
+                cur.execute(f"select count(*) from marts.{table}")
+                assert cur.fetchone()[0] > 0, table
+            for relation in ("raw.links", "staging.stg_raw__links", "intermediate.attribution_credits"):
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                    cur.execute(f"select count(*) from {relation}")
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute("delete from marts.rpt_link_daily")
+            cur.execute("reset role")
+    finally:
+        conn.close()
