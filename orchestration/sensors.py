@@ -1,6 +1,5 @@
 """Sensors: failure alerting (log, and Sentry when SENTRY_DSN is set) and a landing folder for raw files."""
 
-from __future__ import annotations
 
 import logging
 import os
