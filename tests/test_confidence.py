@@ -1,0 +1,408 @@
+"""Unit tests for the match-confidence model (python_models.confidence) on simulated candidate pairs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from python_models.confidence import (
+    DEFAULT_PRIORS,
+    SIGNAL_WEIGHT_COLUMNS,
+    SIGNALS,
+    MatchModel,
+    MatchModelConfig,
+    calibration_bins,
+    expected_calibration_error,
+    fit_match_model,
+    labelled_pairs,
+    linked_pairs,
+    model_from_frame,
+    model_to_frame,
+    prior_model,
+    score_candidates,
+    signal_weights,
+)
+
+SIGNAL_COLUMNS = [f"sig_{s}" for s in SIGNALS]
+
+
+def simulate_candidates(n_conversions: int, seed: int) -> pd.DataFrame:
+    """Candidate pairs with a ground-truth column ``is_match``, shaped like the synthetic world's.
+
+    True clicks come from the converter's converting browser jar (cookie shared, identity linked, the direct click
+    id often carried), another jar of the same phone (in-app webview -> main browser: IP shared, often minutes
+    before the conversion, rarely linked by the identity graph), or another device (home IP, sometimes logged in).
+    Strangers share a carrier-NAT IP, a popular phone fingerprint or a household IP. As in the world, a direct
+    click id only survives inside the converting jar, so the labels never see the cross-jar matches.
+    """
+    rng = np.random.default_rng(seed)
+    n_true = np.where(rng.random(n_conversions) < 0.8, 1 + rng.poisson(0.8, n_conversions), 0)
+    conv = np.repeat(np.arange(n_conversions), n_true)
+    m = len(conv)
+
+    def u(k: int) -> np.ndarray:
+        return rng.random(k)
+
+    kind = rng.choice(3, size=m, p=[0.5, 0.3, 0.2])  # same jar, other jar of the phone, other device
+    same, other_jar, other_dev = kind == 0, kind == 1, kind == 2
+    quick = (other_jar & (u(m) < 0.6)) | (same & (u(m) < 0.5))
+    gap_h = np.where(quick, np.exp(rng.normal(np.log(0.08), 0.8, m)), np.minimum(rng.exponential(72.0, m), 719.0))
+    ip_pop = np.where(
+        (u(m) < 0.35) & ~other_dev, np.ceil(np.exp(rng.normal(4.5, 0.6, m))), np.ceil(np.exp(rng.normal(0.4, 0.5, m)))
+    )
+    p_ip = np.where(same, np.where(gap_h < 2, 0.9, 0.5), np.where(other_jar, np.where(gap_h < 1, 0.9, 0.45), 0.45))
+    ip = u(m) < p_ip
+    fp = same | (other_jar & (u(m) < 0.3))
+    user = (u(m) < 0.3) & np.where(same, u(m) < 0.3, other_dev & (u(m) < 0.5))
+    email = np.where(same, u(m) < 0.1, other_dev & (u(m) < 0.2))
+    true = pd.DataFrame(
+        {
+            "conversion": conv,
+            "sig_user_id": user,
+            "sig_session": same & (gap_h < 0.5) & (u(m) < 0.8),
+            "sig_cookie": same,
+            "sig_fingerprint": fp,
+            "sig_email": email,
+            "sig_ip_ua": ip & same,
+            "sig_ip": ip,
+            "sig_identity": same | (other_jar & (u(m) < 0.15)) | (other_dev & (user | email | (u(m) < 0.15))),
+            "gap_seconds": gap_h * 3600,
+            "fingerprint_popularity": np.where(fp, np.ceil(np.exp(rng.normal(2.5, 1.5, m))), 1.0),
+            "ip_popularity": np.where(ip, ip_pop, 1.0),
+            "ua_family_match": same | other_jar | (u(m) < 0.3),
+            "inapp_to_main_switch": other_jar,
+            "kind": kind,
+            "is_match": True,
+        }
+    )
+    # The direct click: the converter's latest click in the converting jar, when its click id survived.
+    by_gap = true.sort_values(["conversion", "gap_seconds"])
+    latest_same = by_gap.loc[by_gap["kind"] == 0].drop_duplicates("conversion").index
+    true["sig_direct_click"] = true.index.isin(latest_same[rng.random(len(latest_same)) < 0.7])
+
+    fconv = np.repeat(np.arange(n_conversions), rng.poisson(6, n_conversions))
+    k = len(fconv)
+    fkind = rng.choice(3, size=k, p=[0.5, 0.3, 0.2])  # carrier NAT, popular fingerprint, household
+    carrier, popular, house = fkind == 0, fkind == 1, fkind == 2
+    f_ip = carrier | house | (popular & (u(k) < 0.05))
+    f_fp = popular | (carrier & (u(k) < 0.1)) | (house & (u(k) < 0.2))
+    local = np.ceil(np.exp(rng.normal(1.0, 0.6, k)))
+    false = pd.DataFrame(
+        {
+            "conversion": fconv,
+            "sig_user_id": False,
+            "sig_session": False,
+            "sig_cookie": False,
+            "sig_fingerprint": f_fp,
+            "sig_email": False,
+            "sig_ip_ua": f_ip & (u(k) < np.where(house, 0.3, 0.15)),
+            "sig_ip": f_ip,
+            "sig_identity": False,
+            "gap_seconds": u(k) * 720 * 3600,
+            "fingerprint_popularity": np.where(f_fp, np.where(house, local, np.ceil(np.exp(rng.normal(5, 1, k)))), 1.0),
+            "ip_popularity": np.where(f_ip, np.where(house, local, np.ceil(np.exp(rng.normal(4.5, 0.6, k)))), 1.0),
+            "ua_family_match": u(k) < 0.6,
+            "inapp_to_main_switch": u(k) < 0.1,
+            "kind": -1 - fkind,
+            "is_match": False,
+            "sig_direct_click": False,
+        }
+    )
+    frame = pd.concat([true, false], ignore_index=True)
+    frame = frame.loc[frame[SIGNAL_COLUMNS].any(axis=1)].copy()
+    frame["conversion_id"] = "cv" + frame["conversion"].astype(str) + f"_{seed}"
+    frame["click_id"] = [f"ck{seed}_{i}" for i in range(len(frame))]
+    frame["conversion_has_direct_click"] = frame.groupby("conversion")["sig_direct_click"].transform("any")
+    return frame.drop(columns=["conversion"]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def auc(p: np.ndarray, y: np.ndarray) -> float:
+    ranks = pd.Series(p).rank().to_numpy()
+    n_pos, n_neg = y.sum(), (~y).sum()
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def top1_accuracy(candidates: pd.DataFrame, p: np.ndarray) -> float:
+    """Share of conversions (with a true candidate) whose highest-p candidate is a true one (ties: latest)."""
+    frame = candidates.assign(p=p).sort_values(["conversion_id", "p", "gap_seconds"], ascending=[True, False, True])
+    top = frame.drop_duplicates("conversion_id")
+    has_true = candidates.groupby("conversion_id")["is_match"].any()
+    return float(top.loc[top["conversion_id"].map(has_true), "is_match"].mean())
+
+
+def strongest_fixed_signal(candidates: pd.DataFrame) -> np.ndarray:
+    """The old app's confidence: the maximum fixed prior over the shared signals."""
+    fixed = [s for s in SIGNALS if s != "identity"]
+    return np.max([candidates[f"sig_{s}"].to_numpy() * DEFAULT_PRIORS[s] for s in fixed], axis=0)
+
+
+@pytest.fixture(scope="module")
+def world() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return simulate_candidates(3000, seed=1), simulate_candidates(3000, seed=2)
+
+
+@pytest.fixture(scope="module")
+def model(world: tuple[pd.DataFrame, pd.DataFrame]) -> MatchModel:
+    return fit_match_model(world[0])
+
+
+def pair(**values: object) -> dict[str, object]:
+    """One candidate row: nothing shared unless given."""
+    row: dict[str, object] = {
+        "conversion_id": "cv",
+        "gap_seconds": 3600.0,
+        "fingerprint_popularity": 1.0,
+        "ip_popularity": 1.0,
+        "ua_family_match": False,
+        "inapp_to_main_switch": False,
+        "conversion_has_direct_click": False,
+    }
+    row.update({c: False for c in SIGNAL_COLUMNS})
+    row.update(values)
+    return row
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fit_match_model / score_candidates
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_learned_model_beats_priors_and_baseline_on_a_held_out_world(
+    world: tuple[pd.DataFrame, pd.DataFrame], model: MatchModel
+) -> None:
+    _, test = world
+    y = test["is_match"].to_numpy()
+    assert model.source == "learned" and not model.used_priors
+    assert model.weak is not None, model.metrics
+    learned = score_candidates(test, model)
+    priors = score_candidates(test, prior_model())
+    baseline = strongest_fixed_signal(test)
+    assert ((learned >= 0) & (learned <= 1)).all()
+    assert expected_calibration_error(learned, y) <= 0.05
+    assert expected_calibration_error(learned, y) < expected_calibration_error(priors, y)
+    assert log_loss(learned, y) < log_loss(priors, y)
+    assert auc(learned, y) > auc(priors, y)
+    assert top1_accuracy(test, learned) >= top1_accuracy(test, baseline) + 0.05
+    assert top1_accuracy(test, learned) >= top1_accuracy(test, priors)
+
+
+def test_weak_only_pairs_get_the_em_model_because_labels_cannot_see_them(
+    world: tuple[pd.DataFrame, pd.DataFrame], model: MatchModel
+) -> None:
+    _, test = world
+    weak = ~linked_pairs(test)
+    y = test["is_match"].to_numpy()
+    # Identity-based labels call every weak-only pair a non-match, yet some are the converter's other jar.
+    assert y[weak].mean() > 0.05
+    p = score_candidates(test, model)
+    assert expected_calibration_error(p[weak], y[weak]) <= 0.05
+    # In-app -> main browser handoffs minutes before the conversion are recognised.
+    handoff = weak & test["inapp_to_main_switch"].to_numpy() & (test["gap_seconds"].to_numpy() < 600)
+    assert p[handoff].mean() > 0.5 and y[handoff].mean() > 0.5
+    assert 0 < model.metrics["weak_lambda"] < 0.5
+
+
+def test_direct_click_pairs_are_near_certain(world: tuple[pd.DataFrame, pd.DataFrame], model: MatchModel) -> None:
+    _, test = world
+    direct = test["sig_direct_click"].to_numpy()
+    assert direct.any()
+    assert (score_candidates(test, model)[direct] >= 0.995).all()
+    assert (score_candidates(test, prior_model())[direct] >= 0.995).all()
+
+
+def test_fallback_to_priors_under_the_minimum_of_labels() -> None:
+    small = simulate_candidates(300, seed=5)
+    fitted = fit_match_model(small)
+    assert fitted.source == "prior" and fitted.used_priors
+    assert fitted.n_labelled_conversions < MatchModelConfig().min_labelled_conversions
+    np.testing.assert_allclose(score_candidates(small, fitted), score_candidates(small, prior_model()))
+    assert set(signal_weights(fitted)["source"]) == {"prior"}
+    # The same data learns once the documented minimum is lowered.
+    assert fit_match_model(small, MatchModelConfig(min_labelled_conversions=50)).source == "learned"
+
+
+def test_single_class_labels_fall_back_to_priors() -> None:
+    frame = simulate_candidates(1500, seed=6)
+    frame = frame.loc[frame["sig_identity"] | frame["sig_direct_click"]]  # every labelled pair positive
+    fitted = fit_match_model(frame)
+    assert fitted.used_priors and fitted.metrics["single_class_split"] == 1.0
+
+
+def test_weak_model_needs_volume_and_otherwise_weak_pairs_get_the_priors(
+    world: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    train, test = world
+    fitted = fit_match_model(train, MatchModelConfig(weak_min_pairs=10**9))
+    assert fitted.source == "learned" and fitted.weak is None
+    weak = ~linked_pairs(test)
+    np.testing.assert_allclose(score_candidates(test, fitted)[weak], score_candidates(test, prior_model())[weak])
+
+
+def test_monotonic_sanity(model: MatchModel) -> None:
+    for m in (model, prior_model()):
+        ladder = pd.DataFrame(
+            [
+                pair(sig_cookie=True, sig_fingerprint=True),
+                pair(sig_cookie=True, sig_fingerprint=True, sig_identity=True),
+                pair(sig_cookie=True, sig_fingerprint=True, sig_identity=True, sig_session=True),
+                pair(sig_cookie=True, sig_fingerprint=True, sig_identity=True, sig_session=True, sig_user_id=True),
+            ]
+        )
+        p = score_candidates(ladder, m)
+        assert (np.diff(p) >= 0).all() and p[-1] > p[0], p
+        # Term-frequency adjustment: a fingerprint shared by 500 cookies is weaker than one shared by 2.
+        fingerprints = pd.DataFrame(
+            [pair(sig_fingerprint=True, fingerprint_popularity=n, gap_seconds=7200.0) for n in (2, 500)]
+        )
+        rare, popular = score_candidates(fingerprints, m)
+        assert rare > popular
+        # IP evidence decays with the time gap (and with the IP's popularity).
+        ips = pd.DataFrame(
+            [
+                pair(sig_ip=True, ip_popularity=2, gap_seconds=300.0),
+                pair(sig_ip=True, ip_popularity=2, gap_seconds=3 * 86400.0),
+                pair(sig_ip=True, ip_popularity=200, gap_seconds=3 * 86400.0),
+            ]
+        )
+        recent, old, crowded = score_candidates(ips, m)
+        assert recent > old >= crowded
+
+
+def test_fit_is_deterministic(world: tuple[pd.DataFrame, pd.DataFrame], model: MatchModel) -> None:
+    train, _ = world
+    again = fit_match_model(train.sample(frac=1.0, random_state=11))
+    pd.testing.assert_frame_equal(model_to_frame(model), model_to_frame(again), atol=1e-6, check_exact=False)
+
+
+def test_holdout_frame_and_metrics(model: MatchModel) -> None:
+    holdout = model.holdout
+    assert holdout is not None
+    assert list(holdout.columns) == ["conversion_id", "region", "probability", "label"]
+    assert set(holdout["region"]) <= {"linked", "weak"}
+    assert len(holdout) == model.metrics["n_holdout_pairs"]
+    assert holdout["probability"].between(0, 1).all()
+    assert expected_calibration_error(holdout["probability"].to_numpy(), holdout["label"].to_numpy()) <= 0.1
+    assert model.metrics["holdout_log_loss"] <= model.metrics["holdout_log_loss_priors"]
+    assert model.n_labelled_conversions == model.metrics["n_labelled_conversions"] >= 200
+
+
+def test_labelled_pairs_use_the_direct_clicks_identity() -> None:
+    frame = pd.DataFrame(
+        [
+            pair(conversion_id="a", sig_direct_click=True, sig_cookie=True, click_identity_id="i1"),
+            pair(conversion_id="a", sig_ip=True, click_identity_id="i1"),  # same identity as the direct click
+            pair(conversion_id="a", sig_ip=True, sig_identity=True, click_identity_id="i2"),  # another identity
+            pair(conversion_id="b", sig_direct_click=True, click_identity_id="i3"),  # two direct pairs: ambiguous
+            pair(conversion_id="b", sig_direct_click=True, click_identity_id="i4"),
+            pair(conversion_id="c", sig_cookie=True, click_identity_id="i5"),  # no direct click: unlabelled
+        ]
+    ).assign(conversion_has_direct_click=[True, True, True, True, True, False])
+    labelled, label = labelled_pairs(frame)
+    assert labelled.tolist() == [True, True, True, False, False, False]
+    assert label[:3].tolist() == [True, True, False]
+    # Without click_identity_id, sig_identity is the proxy.
+    labelled, label = labelled_pairs(frame.drop(columns=["click_identity_id"]))
+    assert label[:3].tolist() == [True, False, True]
+
+
+def test_input_errors_name_the_column() -> None:
+    frame = pd.DataFrame([pair(sig_ip=True)])
+    with pytest.raises(KeyError, match="sig_identity"):
+        score_candidates(frame.drop(columns=["sig_identity"]), prior_model())
+    with pytest.raises(ValueError, match="gap_seconds"):
+        score_candidates(frame.assign(gap_seconds="soon"), prior_model())
+    # A click a few seconds after the conversion (clock-skew tolerance) counts as gap 0.
+    skewed = score_candidates(frame.assign(gap_seconds=-5.0), prior_model())
+    assert skewed == pytest.approx(score_candidates(frame.assign(gap_seconds=0.0), prior_model()))
+    with pytest.raises(ValueError, match="conversion_id"):
+        labelled_pairs(frame.assign(conversion_id=None))
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        MatchModelConfig(holdout_fraction=1.5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Persistence and reporting
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_model_frame_round_trip(world: tuple[pd.DataFrame, pd.DataFrame], model: MatchModel) -> None:
+    _, test = world
+    for m in (model, prior_model(), fit_match_model(world[0], MatchModelConfig(calibration="isotonic"))):
+        frame = model_to_frame(m)
+        assert list(frame.columns) == ["parameter", "signal", "value"]
+        assert not frame.duplicated(["parameter", "signal"]).any()
+        back = model_from_frame(frame.sample(frac=1.0, random_state=3))
+        np.testing.assert_allclose(score_candidates(test, back), score_candidates(test, m))
+        assert back.source == m.source and back.calibration == m.calibration
+        assert back.signal_counts == m.signal_counts
+        pd.testing.assert_frame_equal(signal_weights(back), signal_weights(m))
+    bad = model_to_frame(model)
+    bad.loc[(bad["parameter"] == "meta") & (bad["signal"] == "format_version"), "value"] = 99.0
+    with pytest.raises(ValueError, match="format_version"):
+        model_from_frame(bad)
+
+
+def test_signal_weights_explain_the_model(model: MatchModel) -> None:
+    weights = signal_weights(model)
+    assert list(weights.columns) == list(SIGNAL_WEIGHT_COLUMNS)
+    assert weights["signal"].tolist()[: len(SIGNALS)] == list(SIGNALS)
+    assert weights["signal"].is_unique
+    direct = weights.set_index("signal").loc["direct_click"]
+    assert direct["source"] == "prior" and direct["match_weight_log2"] == pytest.approx(np.log2(0.995 / 0.005))
+    signals = weights.iloc[1 : len(SIGNALS)]
+    assert (signals["source"] == "learned").all()
+    assert (signals["n_positive"] + signals["n_negative"] == signals["n_labelled_pairs"]).all()
+    assert (signals["prior_confidence"] == [DEFAULT_PRIORS[s] for s in SIGNALS[1:]]).all()
+    weak_rows = weights.loc[weights["signal"].str.startswith("weak_")]
+    assert len(weak_rows) > 0 and weak_rows["prior_confidence"].isna().all()
+    assert weights.set_index("signal").loc["weak_gap:<10m", "match_weight_log2"] > 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# calibration_bins / expected_calibration_error
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_calibration_bins_worked_example() -> None:
+    p = np.array([0.05, 0.15, 0.15, 0.95, 1.0])
+    y = np.array([0, 0, 1, 1, 1])
+    bins = calibration_bins(p, y, n_bins=10)
+    assert list(bins.columns) == ["bin", "lower", "upper", "n", "mean_predicted", "observed_rate"]
+    assert bins["n"].tolist() == [1, 2, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert bins.loc[1, "mean_predicted"] == pytest.approx(0.15) and bins.loc[1, "observed_rate"] == 0.5
+    assert np.isnan(bins.loc[2, "mean_predicted"])
+    assert bins.loc[9, "upper"] == 1.0 and bins.loc[9, "mean_predicted"] == pytest.approx(0.975)
+    # ECE = 1/5 * 0.05 + 2/5 * 0.35 + 2/5 * 0.025
+    assert expected_calibration_error(p, y) == pytest.approx(0.01 + 0.14 + 0.01)
+    assert expected_calibration_error(np.array([]), np.array([])) == 0.0
+    assert expected_calibration_error(np.full(4, 0.25), np.array([1, 0, 0, 0])) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        calibration_bins(np.array([1.2]), np.array([1]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scale
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_scale_smoke_fit_and_score(world: tuple[pd.DataFrame, pd.DataFrame], model: MatchModel) -> None:
+    train, test = world
+    big = pd.concat([test] * (1_000_000 // len(test) + 1), ignore_index=True)
+    cpu = time.process_time()
+    p = score_candidates(big, model)
+    score_cpu = time.process_time() - cpu
+    cpu = time.process_time()
+    fit_match_model(train)
+    fit_cpu = time.process_time() - cpu
+    print(f"\nscore_candidates: {len(big):,} pairs in {score_cpu:.2f}s cpu")
+    print(f"fit_match_model: {len(train):,} pairs in {fit_cpu:.2f}s cpu")
+    assert len(p) == len(big)
+    assert score_cpu < 60 and fit_cpu < 60

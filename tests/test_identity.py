@@ -1,0 +1,537 @@
+"""Unit tests for the identity graph (python_models.identity)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from python_models.identity import (
+    IdentityLimits,
+    event_identities,
+    event_identities_with_profiles,
+    event_singleton_id,
+    identity_id_for,
+    identity_profiles,
+    resolve_identities,
+    resolve_identities_with_stats,
+)
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def day(n: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(days=n)
+
+
+def identifiers(*rows: tuple[str, str, float]) -> pd.DataFrame:
+    """(type, value, first_seen day offset)."""
+    return pd.DataFrame(
+        {
+            "identifier_type": [r[0] for r in rows],
+            "identifier_value": [r[1] for r in rows],
+            "first_seen_at": [day(r[2]) for r in rows],
+            "n_events": 1,
+        }
+    )
+
+
+def edges(*rows: tuple[str, str, str, str, int] | tuple[str, str, str, str, int, float]) -> pd.DataFrame:
+    """(left_type, left_value, right_type, right_value, n_events[, first_seen day offset])."""
+    first = [day(r[5] if len(r) > 5 else 0) for r in rows]
+    return pd.DataFrame(
+        {
+            "left_type": [r[0] for r in rows],
+            "left_value": [r[1] for r in rows],
+            "right_type": [r[2] for r in rows],
+            "right_value": [r[3] for r in rows],
+            "edge_type": [f"{r[0]}-{r[2]}" for r in rows],
+            "n_events": [r[4] for r in rows],
+            "first_seen_at": first,
+            "last_seen_at": first,
+        }
+    )
+
+
+def groups(identity_map: pd.DataFrame) -> set[frozenset[str]]:
+    """Identities as sets of 'type:value' for order-free comparisons."""
+    keys = identity_map["identifier_type"] + ":" + identity_map["identifier_value"]
+    return {frozenset(g) for g in keys.groupby(identity_map["identity_id"]).agg(set)}
+
+
+def identity_of(identity_map: pd.DataFrame, type_: str, value: str) -> str:
+    row = identity_map[(identity_map["identifier_type"] == type_) & (identity_map["identifier_value"] == value)]
+    assert len(row) == 1, (type_, value)
+    return row["identity_id"].iloc[0]
+
+
+def assert_within_limits(identity_map: pd.DataFrame, limits: IdentityLimits) -> None:
+    counts = identity_map.groupby(["identity_id", "identifier_type"]).size().unstack(fill_value=0)
+    for type_, bound in [
+        ("user_id", limits.max_user_ids),
+        ("email", limits.max_emails),
+        ("cookie", limits.max_cookies),
+        ("session", limits.max_sessions),
+    ]:
+        if type_ in counts:
+            assert counts[type_].max() <= bound, type_
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# resolve_identities
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_connected_strong_identifiers_share_one_identity_and_weak_ones_never_merge() -> None:
+    ids = identifiers(
+        ("cookie", "c1", 0),
+        ("session", "s1", 0),
+        ("user_id", "u1", 1),
+        ("cookie", "c2", 2),
+        ("cookie", "c3", 3),
+        ("fingerprint", "f1", 0),
+        ("ip", "ip1", 0),
+    )
+    e = edges(
+        ("session", "s1", "cookie", "c1", 3),
+        ("cookie", "c1", "user_id", "u1", 2),
+        ("cookie", "c2", "user_id", "u1", 1),
+        # Edges with a weak endpoint are ignored even if dbt ever sent one.
+        ("fingerprint", "f1", "cookie", "c3", 9),
+        ("ip", "ip1", "cookie", "c1", 9),
+    )
+    result = resolve_identities(ids, e)
+    assert list(result.columns) == ["identifier_type", "identifier_value", "identity_id"]
+    assert groups(result) == {
+        frozenset({"cookie:c1", "session:s1", "user_id:u1", "cookie:c2"}),
+        frozenset({"cookie:c3"}),
+    }
+    assert set(result["identifier_type"]) <= {"user_id", "email", "cookie", "session"}
+    # Named after the earliest identifier: c1 and s1 both day 0 -> cookie outranks session.
+    assert identity_of(result, "user_id", "u1") == identity_id_for("cookie", "c1")
+    assert identity_of(result, "cookie", "c3") == identity_id_for("cookie", "c3")
+    assert result["identity_id"].str.fullmatch(r"idn_[0-9a-f]{16}").all()
+
+
+def test_two_user_ids_are_split_by_cutting_the_weakest_edge() -> None:
+    # A household laptop: cookie c1 logged into u1 ten times and u2 once.
+    ids = identifiers(("cookie", "c1", 0), ("user_id", "u1", 0), ("user_id", "u2", 1), ("cookie", "c2", 1))
+    e = edges(
+        ("cookie", "c1", "user_id", "u1", 10),
+        ("cookie", "c1", "user_id", "u2", 1),
+        ("cookie", "c2", "user_id", "u2", 4),
+    )
+    result, stats = resolve_identities_with_stats(ids, e)
+    assert groups(result) == {frozenset({"cookie:c1", "user_id:u1"}), frozenset({"user_id:u2", "cookie:c2"})}
+    assert stats["n_components_split"] == 1
+    assert stats["n_identities"] == 2
+
+
+def test_weakest_edge_on_a_long_path_between_user_ids_is_the_one_cut() -> None:
+    # u1 - c1 - e1 - c2 - u2: the middle edge c2-e1 (1 event) is the weakest on the path.
+    ids = identifiers(
+        ("user_id", "u1", 0), ("cookie", "c1", 0), ("email", "e1", 0), ("cookie", "c2", 0), ("user_id", "u2", 0)
+    )
+    e = edges(
+        ("cookie", "c1", "user_id", "u1", 5),
+        ("cookie", "c1", "email", "e1", 4),
+        ("cookie", "c2", "email", "e1", 1),
+        ("cookie", "c2", "user_id", "u2", 3),
+    )
+    result = resolve_identities(ids, e)
+    assert groups(result) == {
+        frozenset({"user_id:u1", "cookie:c1", "email:e1"}),
+        frozenset({"cookie:c2", "user_id:u2"}),
+    }
+
+
+def test_equal_n_events_less_trusted_edge_type_is_cut_first() -> None:
+    # Same evidence count: a forwarded campaign email (cookie-email) is trusted less than a login.
+    ids = identifiers(("user_id", "u1", 0), ("user_id", "u2", 0), ("cookie", "c1", 0), ("email", "e1", 0))
+    e = edges(
+        ("cookie", "c1", "user_id", "u1", 2),
+        ("email", "e1", "user_id", "u2", 2),
+        ("cookie", "c1", "email", "e1", 2),
+    )
+    result = resolve_identities(ids, e)
+    assert groups(result) == {frozenset({"user_id:u1", "cookie:c1"}), frozenset({"email:e1", "user_id:u2"})}
+
+
+def test_more_than_five_emails_are_split_and_every_part_respects_limits() -> None:
+    emails = [f"e{i}" for i in range(8)]
+    ids = identifiers(("cookie", "c1", 0), *[("email", e, 1) for e in emails])
+    e = edges(*[("cookie", "c1", "email", em, 10 - i) for i, em in enumerate(emails)])
+    limits = IdentityLimits()
+    result = resolve_identities(ids, e, limits)
+    assert_within_limits(result, limits)
+    # The five best-supported emails stay with the cookie; the rest become their own identities.
+    assert {"email:e0", "email:e1", "email:e2", "email:e3", "email:e4", "cookie:c1"} in groups(result)
+    assert result["identity_id"].nunique() == 4
+
+
+def test_kiosk_cookie_with_many_users_and_sessions_is_split_within_all_limits() -> None:
+    limits = IdentityLimits(max_cookies=3, max_sessions=50)
+    rows = [("cookie", "kiosk", 0)]
+    links = []
+    for p in range(40):
+        rows += [("user_id", f"u{p}", p), ("cookie", f"c{p}", p)]
+        links += [("cookie", f"c{p}", "user_id", f"u{p}", 20), ("cookie", "kiosk", "user_id", f"u{p}", 1 + p % 3)]
+        for s in range(5):
+            rows.append(("session", f"s{p}_{s}", p))
+            links.append(("session", f"s{p}_{s}", "cookie", f"c{p}", 5))
+    for s in range(120):
+        rows.append(("session", f"k{s}", 0))
+        links.append(("session", f"k{s}", "cookie", "kiosk", 2))
+    result = resolve_identities(identifiers(*rows), edges(*links), limits)
+    assert_within_limits(result, limits)
+    # Every person keeps their own cookie and sessions.
+    for p in range(40):
+        assert identity_of(result, "cookie", f"c{p}") == identity_of(result, "user_id", f"u{p}")
+        assert identity_of(result, "session", f"s{p}_0") == identity_of(result, "user_id", f"u{p}")
+
+
+def test_blocked_value_edges_are_dropped_and_value_left_out_of_the_map() -> None:
+    ids = identifiers(("email", "test@x", 0), ("cookie", "c1", 1), ("cookie", "c2", 2))
+    e = edges(("cookie", "c1", "email", "test@x", 5), ("cookie", "c2", "email", "test@x", 5))
+    unblocked = resolve_identities(ids, e)
+    assert unblocked["identity_id"].nunique() == 1
+    limits = IdentityLimits(blocked_values=frozenset({("email", "test@x")}))
+    result = resolve_identities(ids, e, limits)
+    assert groups(result) == {frozenset({"cookie:c1"}), frozenset({"cookie:c2"})}
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_user_ids"):
+        IdentityLimits(max_user_ids=0)
+    with pytest.raises(ValueError, match="unknown identifier types"):
+        IdentityLimits(blocked_values=frozenset({("phone", "1")}))
+    with pytest.raises(KeyError, match="edges lacks"):
+        resolve_identities(identifiers(("cookie", "c1", 0)), pd.DataFrame({"left_type": []}))
+
+
+def test_ids_are_stable_across_reruns_input_order_and_growth() -> None:
+    ids = identifiers(
+        ("cookie", "c1", 0), ("user_id", "u1", 1), ("cookie", "c2", 2), ("session", "s2", 2), ("email", "e9", 5)
+    )
+    e = edges(
+        ("cookie", "c1", "user_id", "u1", 3, 1),
+        ("session", "s2", "cookie", "c2", 1, 2),
+        ("cookie", "c2", "email", "e9", 1, 5),
+    )
+    first = resolve_identities(ids, e)
+    shuffled = resolve_identities(ids.sample(frac=1, random_state=3), e.sample(frac=1, random_state=4))
+    key = ["identifier_type", "identifier_value"]
+    pd.testing.assert_frame_equal(
+        first.sort_values(key, ignore_index=True), shuffled.sort_values(key, ignore_index=True)
+    )
+    # Growth: a later cookie joins u1, a new person appears; no existing component merges with another.
+    grown = resolve_identities(
+        pd.concat([ids, identifiers(("cookie", "c3", 9), ("cookie", "c4", 9))], ignore_index=True),
+        pd.concat([e, edges(("cookie", "c3", "user_id", "u1", 1, 9))], ignore_index=True),
+    )
+    merged = first.merge(grown, on=key, suffixes=("_before", "_after"))
+    assert len(merged) == len(first)
+    assert (merged["identity_id_before"] == merged["identity_id_after"]).all()
+    assert identity_of(grown, "cookie", "c3") == identity_of(first, "user_id", "u1")
+    assert identity_of(grown, "cookie", "c4") == identity_id_for("cookie", "c4")
+
+
+def test_identity_named_after_earliest_identifier_with_type_then_value_tie_breaks() -> None:
+    ids = identifiers(("cookie", "cb", 1), ("cookie", "ca", 1), ("session", "s", 1), ("email", "e", 3))
+    e = edges(
+        ("session", "s", "cookie", "ca", 1, 1),
+        ("session", "s", "cookie", "cb", 1, 1),
+        ("cookie", "ca", "email", "e", 1, 3),
+    )
+    result = resolve_identities(ids, e)
+    assert result["identity_id"].unique().tolist() == [identity_id_for("cookie", "ca")]
+
+
+def test_empty_inputs() -> None:
+    empty_ids = identifiers()
+    empty_edges = edges()
+    result = resolve_identities(empty_ids, empty_edges)
+    assert list(result.columns) == ["identifier_type", "identifier_value", "identity_id"]
+    assert result.empty
+    only_nodes = resolve_identities(identifiers(("cookie", "c1", 0)), empty_edges)
+    assert only_nodes["identity_id"].tolist() == [identity_id_for("cookie", "c1")]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# event_identities
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def event_rows(*rows: tuple[str, str, str | None, str | None]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["event_kind", "event_id", "identifier_type", "identifier_value"])
+
+
+def test_event_identities_follow_type_priority_and_fall_back_to_singletons() -> None:
+    ids = identifiers(("cookie", "c1", 0), ("user_id", "u1", 0), ("user_id", "u2", 1), ("cookie", "c2", 0))
+    e = edges(("cookie", "c1", "user_id", "u1", 10), ("cookie", "c1", "user_id", "u2", 1))
+    identity_map = resolve_identities(ids, e)
+    rows = event_rows(
+        ("click", "k1", "cookie", "c1"),
+        ("click", "k1", "user_id", "u2"),  # split apart from c1: the user_id wins
+        ("click", "k1", "ip", "ip1"),
+        ("click", "k2", "session", "unknown-session"),  # not in the map
+        ("click", "k2", "fingerprint", "f1"),
+        ("conversion", "k1", "cookie", "c2"),  # same id, other kind: a different event
+        ("conversion", "v9", None, None),
+    )
+    result = event_identities(rows, identity_map)
+    assert list(result.columns) == ["event_kind", "event_id", "identity_id"]
+    got = dict(zip(zip(result["event_kind"], result["event_id"], strict=True), result["identity_id"], strict=True))
+    assert got == {
+        ("click", "k1"): identity_of(identity_map, "user_id", "u2"),
+        ("click", "k2"): event_singleton_id("click", "k2"),
+        ("conversion", "k1"): identity_of(identity_map, "cookie", "c2"),
+        ("conversion", "v9"): event_singleton_id("conversion", "v9"),
+    }
+    assert identity_of(identity_map, "user_id", "u2") != identity_of(identity_map, "cookie", "c1")
+
+
+def test_event_with_two_identifiers_of_the_same_type_in_different_identities_is_deterministic() -> None:
+    identity_map = resolve_identities(identifiers(("session", "sa", 0), ("session", "sb", 0)), edges())
+    rows = event_rows(("click", "k", "session", "sb"), ("click", "k", "session", "sa"))
+    expected = min(identity_id_for("session", "sa"), identity_id_for("session", "sb"))
+    assert event_identities(rows, identity_map)["identity_id"].tolist() == [expected]
+    assert event_identities(rows.iloc[::-1], identity_map)["identity_id"].tolist() == [expected]
+
+
+def test_blocked_identifier_on_an_event_is_ignored() -> None:
+    limits = IdentityLimits(blocked_values=frozenset({("user_id", "anonymous")}))
+    ids = identifiers(("user_id", "anonymous", 0), ("cookie", "c1", 0), ("cookie", "c2", 0))
+    e = edges(("cookie", "c1", "user_id", "anonymous", 9), ("cookie", "c2", "user_id", "anonymous", 9))
+    identity_map = resolve_identities(ids, e, limits)
+    rows = event_rows(
+        ("click", "a", "user_id", "anonymous"),
+        ("click", "a", "cookie", "c1"),
+        ("click", "b", "user_id", "anonymous"),
+        ("click", "b", "cookie", "c2"),
+    )
+    result = event_identities(rows, identity_map).set_index("event_id")["identity_id"]
+    assert result["a"] == identity_id_for("cookie", "c1")
+    assert result["b"] == identity_id_for("cookie", "c2")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# identity_profiles
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_identity_profiles_counts_and_latest_user_agent() -> None:
+    ids = identifiers(("cookie", "c1", 0), ("cookie", "c2", 0), ("session", "s1", 0), ("user_id", "u1", 0))
+    e = edges(
+        ("cookie", "c1", "user_id", "u1", 3), ("cookie", "c2", "user_id", "u1", 3), ("session", "s1", "cookie", "c1", 2)
+    )
+    identity_map = resolve_identities(ids, e)
+    rows = event_rows(
+        ("click", "k1", "cookie", "c1"),
+        ("click", "k1", "session", "s1"),
+        ("click", "k1", "fingerprint", "f1"),
+        ("click", "k2", "cookie", "c2"),
+        ("click", "k2", "fingerprint", "f2"),
+        ("conversion", "v1", "user_id", "u1"),
+        ("conversion", "v1", "fingerprint", "f3"),
+        ("click", "k3", "ip", "ip"),
+    )
+    rows["observed_at"] = rows["event_id"].map({"k1": day(1), "k2": day(2), "v1": day(3), "k3": day(4)})
+    ev_ids = event_identities(rows, identity_map)
+    clicks = pd.DataFrame(
+        {
+            "event_id": ["k1", "k2", "k3"],
+            "observed_at": [day(1), day(2), day(4)],
+            "user_agent": ["ua-phone", "ua-inapp", "ua-bot"],
+            "device_family": ["iPhone", "iPhone", None],
+        }
+    )
+    profiles = identity_profiles(rows, ev_ids, clicks)
+    assert list(profiles.columns) == [
+        "identity_id",
+        "first_seen_at",
+        "last_seen_at",
+        "n_user_ids",
+        "n_emails",
+        "n_cookies",
+        "n_sessions",
+        "n_fingerprints",
+        "n_devices",
+        "last_user_agent",
+    ]
+    assert profiles["identity_id"].is_unique and profiles["identity_id"].is_monotonic_increasing
+    person = profiles.set_index("identity_id").loc[identity_of(identity_map, "user_id", "u1")]
+    assert person["first_seen_at"] == day(1)
+    assert person["last_seen_at"] == day(3)  # the conversion counts for the span
+    assert (person["n_user_ids"], person["n_emails"], person["n_cookies"], person["n_sessions"]) == (1, 0, 2, 1)
+    assert person["n_fingerprints"] == 3
+    assert person["n_devices"] == 1  # the in-app webview and Safari of one iPhone
+    assert person["last_user_agent"] == "ua-inapp"  # the latest click
+    lonely = profiles.set_index("identity_id").loc[event_singleton_id("click", "k3")]
+    assert lonely["n_cookies"] == 0 and lonely["n_devices"] == 0 and lonely["last_user_agent"] == "ua-bot"
+    assert lonely["first_seen_at"] == day(4)
+
+
+def test_identity_profiles_can_count_strong_identifiers_from_the_map() -> None:
+    # Split identities: the event carries u2 (its identity) and c1 (resolved into u1's identity).
+    ids = identifiers(("cookie", "c1", 0), ("user_id", "u1", 0), ("user_id", "u2", 1))
+    identity_map = resolve_identities(
+        ids, edges(("cookie", "c1", "user_id", "u1", 10), ("cookie", "c1", "user_id", "u2", 1))
+    )
+    rows = event_rows(("click", "k", "cookie", "c1"), ("click", "k", "user_id", "u2")).assign(observed_at=day(1))
+    ev_ids = event_identities(rows, identity_map)
+    clicks = pd.DataFrame({"event_id": ["k"], "observed_at": [day(1)], "user_agent": ["ua"], "device_family": ["Mac"]})
+    from_events = identity_profiles(rows, ev_ids, clicks).set_index("identity_id")
+    from_map = identity_profiles(rows, ev_ids, clicks, identity_map).set_index("identity_id")
+    u2 = identity_of(identity_map, "user_id", "u2")
+    assert from_events.loc[u2, "n_cookies"] == 1  # c1 was seen on u2's event
+    assert from_map.loc[u2, "n_cookies"] == 0  # but c1 resolves to u1
+    assert from_map.loc[identity_of(identity_map, "cookie", "c1"), "n_cookies"] == 1
+    assert pd.isna(from_map.loc[identity_of(identity_map, "cookie", "c1"), "first_seen_at"])  # no event of its own
+
+
+def test_event_identities_with_profiles_matches_the_separate_functions() -> None:
+    ident, e = synthetic_graph(300, seed=4)
+    identity_map = resolve_identities(ident, e)
+    rng = np.random.default_rng(4)
+    sessions = e.loc[e["edge_type"] == "session-cookie"].reset_index(drop=True)
+    pick = rng.integers(0, len(sessions), 500)
+    ids = [f"k{i}" for i in range(500)]
+    rows = pd.concat(
+        [
+            pd.DataFrame({"event_kind": "click", "event_id": ids, "identifier_type": "session",
+                          "identifier_value": sessions["left_value"].to_numpy()[pick]}),
+            pd.DataFrame({"event_kind": "click", "event_id": ids, "identifier_type": "fingerprint",
+                          "identifier_value": [f"f{i % 37}" for i in range(500)]}),
+            event_rows(("conversion", "v1", "ip", "1.2.3.4"), ("conversion", "v2", "cookie", "c0")),
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    rows["observed_at"] = day(0) + pd.to_timedelta(rng.integers(0, 10**6, len(rows)), unit="s")
+    clicks = pd.DataFrame(
+        {
+            "event_id": ids,
+            "observed_at": day(1) + pd.to_timedelta(rng.integers(0, 10**6, 500), unit="s"),
+            "user_agent": [f"ua{i % 5}" for i in range(500)],
+            "device_family": [None if i % 7 == 0 else f"d{i % 3}" for i in range(500)],
+        }
+    )
+    events, profiles = event_identities_with_profiles(rows, identity_map, clicks)
+    key = ["event_kind", "event_id"]
+    pd.testing.assert_frame_equal(
+        events.sort_values(key, ignore_index=True),
+        event_identities(rows, identity_map).sort_values(key, ignore_index=True),
+    )
+    pd.testing.assert_frame_equal(profiles, identity_profiles(rows, events, clicks, identity_map))
+    assert len(profiles) == identity_map["identity_id"].nunique() + events["identity_id"].str.startswith("evt_").sum()
+
+
+def test_limits_from_env_and_as_dict() -> None:
+    limits = IdentityLimits.from_env(
+        {"ATTRIBUTION_IDENTITY_MAX_EMAILS": "3", "ATTRIBUTION_IDENTITY_BLOCKED": "email:abc, cookie:kiosk"}
+    )
+    assert limits.max_emails == 3 and limits.max_user_ids == 1
+    assert {("email", "abc"), ("cookie", "kiosk")} <= limits.blocked_values
+    assert ("cookie", "undefined") in limits.blocked_values  # the default junk tokens stay blocked
+    as_dict = limits.as_dict()
+    assert as_dict["max_emails"] == 3 and "cookie:kiosk" in as_dict["blocked_values"]
+    assert IdentityLimits.from_env({}) == IdentityLimits()
+    with pytest.raises(ValueError, match="MAX_COOKIES"):
+        IdentityLimits.from_env({"ATTRIBUTION_IDENTITY_MAX_COOKIES": "many"})
+
+
+def test_junk_tokens_never_link_by_default() -> None:
+    ids = identifiers(("cookie", "undefined", 0), ("user_id", "u1", 0), ("user_id", "u2", 0))
+    e = edges(("cookie", "undefined", "user_id", "u1", 5), ("cookie", "undefined", "user_id", "u2", 5))
+    result = resolve_identities(ids, e)
+    assert groups(result) == {frozenset({"user_id:u1"}), frozenset({"user_id:u2"})}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scale
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def synthetic_graph(n_persons: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Persons with 1-2 cookies, 1-3 sessions per cookie, some logins and emails, 1% shared household cookies."""
+    rng = np.random.default_rng(seed)
+    cookie_owner = np.repeat(np.arange(n_persons), rng.integers(1, 3, n_persons))
+    session_cookie = np.repeat(np.arange(len(cookie_owner)), rng.integers(1, 4, len(cookie_owner)))
+    has_user = rng.random(n_persons) < 0.3
+    has_email = rng.random(n_persons) < 0.2
+
+    def names(prefix: str, idx: np.ndarray) -> np.ndarray:
+        return np.char.add(prefix, idx.astype(str))
+
+    def stamps(n: int) -> pd.Series:
+        return pd.Series(T0 + pd.to_timedelta(rng.integers(0, 90 * 86400, n), unit="s"))
+
+    cookies = names("c", np.arange(len(cookie_owner)))
+    sessions = names("s", np.arange(len(session_cookie)))
+    users, emails = np.flatnonzero(has_user), np.flatnonzero(has_email)
+    ident = pd.concat(
+        [
+            pd.DataFrame({"identifier_type": "cookie", "identifier_value": cookies}),
+            pd.DataFrame({"identifier_type": "session", "identifier_value": sessions}),
+            pd.DataFrame({"identifier_type": "user_id", "identifier_value": names("u", users)}),
+            pd.DataFrame({"identifier_type": "email", "identifier_value": names("e", emails)}),
+        ],
+        ignore_index=True,
+    )
+    ident["first_seen_at"] = stamps(len(ident))
+    ident["n_events"] = 3
+    ck_u = np.flatnonzero(has_user[cookie_owner])
+    ck_e = np.flatnonzero(has_email[cookie_owner])
+    shared = rng.choice(len(cookie_owner), size=len(cookie_owner) // 100, replace=False)
+    other_user = users[rng.integers(0, len(users), len(shared))]
+    parts = [
+        ("session", sessions, "cookie", cookies[session_cookie]),
+        ("cookie", cookies[ck_u], "user_id", names("u", cookie_owner[ck_u])),
+        ("cookie", cookies[ck_e], "email", names("e", cookie_owner[ck_e])),
+        ("cookie", cookies[shared], "user_id", names("u", other_user)),
+    ]
+    e = pd.concat(
+        [
+            pd.DataFrame({"left_type": lt, "left_value": lv, "right_type": rt, "right_value": rv})
+            for lt, lv, rt, rv in parts
+        ],
+        ignore_index=True,
+    )
+    e["edge_type"] = e["left_type"] + "-" + e["right_type"]
+    e["n_events"] = rng.integers(1, 10, len(e))
+    e["first_seen_at"] = stamps(len(e))
+    e["last_seen_at"] = e["first_seen_at"]
+    return ident.astype({"identifier_type": "str", "identifier_value": "str"}), e.astype(
+        {c: "str" for c in ["left_type", "left_value", "right_type", "right_value", "edge_type"]}
+    )
+
+
+def test_scale_smoke_one_million_edges() -> None:
+    ident, e = synthetic_graph(130_000)
+    assert len(e) >= 1_000_000 * 0.3  # the generator's edge count per person
+    reps = max(1, 1_000_000 // len(e))
+    # Stack independent copies (suffixing values) to reach >= 1M edges without changing the structure.
+    ident = pd.concat(
+        [ident.assign(identifier_value=ident["identifier_value"] + f"_{r}") for r in range(reps + 1)], ignore_index=True
+    )
+    e = pd.concat(
+        [
+            e.assign(left_value=e["left_value"] + f"_{r}", right_value=e["right_value"] + f"_{r}")
+            for r in range(reps + 1)
+        ],
+        ignore_index=True,
+    )
+    assert len(e) >= 1_000_000
+    limits = IdentityLimits()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result, stats = resolve_identities_with_stats(ident, e, limits)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(
+        f"\nresolve_identities: {len(ident):,} identifiers, {len(e):,} edges: {wall:.2f}s wall, {cpu:.2f}s cpu, {stats}"
+    )
+    assert len(result) == len(ident)
+    assert stats["n_components_split"] > 0
+    assert_within_limits(result, limits)
+    assert cpu < 60
