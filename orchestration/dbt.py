@@ -145,7 +145,8 @@ def _dbt_stage(
         pool="warehouse",
     )
     def _assets(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
-        args = ["build"]
+        # Unit tests check SQL logic on fixed inputs: they run in CI (pytest), not on every production build.
+        args = ["build", "--exclude-resource-type", "unit_test"]
         dbt_vars = dbt_vars_for(context) if partitioned else {}
         if dbt_vars:
             args += ["--vars", json.dumps(dbt_vars)]
