@@ -103,6 +103,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     t = make_target(request.param, tmp_path, dbname)
     for key, value in target_env(t).items():
         monkeypatch.setenv(key, value)
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     try:
         yield t

@@ -36,6 +36,7 @@ def duckdb_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Target:
     t = make_target("duckdb", tmp_path)
     for key, value in target_env(t).items():
         monkeypatch.setenv(key, value)
+    (tmp_path / "dagster_home").mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     return t
 

@@ -9,9 +9,6 @@
 {% macro int_setting(name) -%}
     {%- set defaults = {
         'lookback_days': 30,
-        'bot_burst_clicks': 8,
-        'bot_burst_window_seconds': 60,
-        'bot_preview_seconds': 5,
         'candidate_max_ip_popularity': 50,
         'candidate_max_ip_ua_popularity': 20,
         'candidate_max_fingerprint_popularity': 20,
@@ -65,66 +62,17 @@
 {%- endmacro %}
 
 
-{#- int_seconds_between(earlier, later): later - earlier in (fractional) seconds, as double precision. -#}
+{#- int_seconds_between(earlier, later): later - earlier in (fractional) seconds, as double precision (staging's
+    epoch_seconds does the engine-specific part). -#}
 {% macro int_seconds_between(earlier, later) -%}
-    (cast({{ link_attribution.int_epoch_seconds(later) }} as double precision)
-        - cast({{ link_attribution.int_epoch_seconds(earlier) }} as double precision))
-{%- endmacro %}
-
-{% macro int_epoch_seconds(expr) %}
-    {{- return(adapter.dispatch('int_epoch_seconds', 'link_attribution')(expr)) -}}
-{% endmacro %}
-
-{% macro default__int_epoch_seconds(expr) -%}
-    extract(epoch from {{ expr }})
-{%- endmacro %}
-
-{% macro duckdb__int_epoch_seconds(expr) -%}
-    epoch({{ expr }})
+    (cast({{ link_attribution.epoch_seconds(later) }} as double precision)
+        - cast({{ link_attribution.epoch_seconds(earlier) }} as double precision))
 {%- endmacro %}
 
 
 {#- int_true(expr): a boolean that is never null (a comparison with a null side counts as false). -#}
 {% macro int_true(expr) -%}
     coalesce({{ expr }}, false)
-{%- endmacro %}
-
-
-{#- ---------------------------------------------------------------------------------------------------------
-    int_burst_flags(relation_or_cte, partition_by, ts, key): one row per input row (key) with in_burst = true
-    when the row belongs to a run of at least bot_burst_clicks rows of the same partition (one IP) whose first
-    and last rows are at most bot_burst_window_seconds apart.
-
-    Portable without interval RANGE frames: a row *starts* a burst when the row (n - 1) places later in its
-    partition is within the window (lead with an offset); a row is *in* a burst when one of the n - 1 rows
-    before it, or itself, starts one (a ROWS frame, which both engines support).
---------------------------------------------------------------------------------------------------------- -#}
-{% macro int_burst_flags(source_relation, partition_by, ts, key) -%}
-    {%- set n = int_setting('bot_burst_clicks') -%}
-    {%- set window_seconds = int_setting('bot_burst_window_seconds') -%}
-    {%- if n < 2 -%}
-        {{ exceptions.raise_compiler_error("bot_burst_clicks must be at least 2, got " ~ n) }}
-    {%- endif -%}
-    select
-        {{ key }},
-        max(starts_burst) over (
-            partition by {{ partition_by }}
-            order by {{ ts }}, {{ key }}
-            rows between {{ n - 1 }} preceding and current row
-        ) = 1 as in_burst
-    from (
-        select
-            {{ key }},
-            {{ partition_by }},
-            {{ ts }},
-            case
-                when lead({{ ts }}, {{ n - 1 }}) over (partition by {{ partition_by }} order by {{ ts }}, {{ key }})
-                    <= {{ int_seconds_after(ts, window_seconds) }}
-                then 1 else 0
-            end as starts_burst
-        from {{ source_relation }}
-        where {{ partition_by }} is not null
-    ) as burst_starts
 {%- endmacro %}
 
 

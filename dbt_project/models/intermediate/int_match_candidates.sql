@@ -1,0 +1,365 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='conversion_id',
+        on_schema_change='sync_all_columns',
+        tags=['partitioned'],
+        pre_hook="{{ int_delete_partition_window('converted_at') }}"
+    )
+}}
+
+{#- Click -> conversion match candidates: every non-bot click inside a conversion's lookback window that shares at
+    least one signal with it, one row per (conversion_id, click_id), with the signal flags the match model reads.
+
+    Blocking, never a cross join: one equi-join per signal (direct click id, user_id, session, cookie, fingerprint,
+    email, IP + user agent, IP, resolved identity), each restricted to the lookback window, then the union of the
+    pair keys. The flags are recomputed on the final pairs from both sides' values, so a flag is true whenever the
+    pair shares the signal, whichever join found the pair.
+
+    Scale guard: carrier-grade NAT IPs and popular phone fingerprints are shared by hundreds of strangers, and a
+    join on them alone would pair every conversion with thousands of clicks. So the IP join skips IPs seen with
+    more than candidate_max_ip_popularity distinct fingerprints; on those IPs only (elsewhere the IP join already
+    pairs every click of the IP), the IP + user agent join skips (IP, user agent) values seen with more than
+    candidate_max_ip_ua_popularity distinct cookies; the fingerprint join skips fingerprints seen with more than
+    candidate_max_fingerprint_popularity distinct cookies. A pair that shares only such a value is not generated;
+    a pair found through another signal still gets sig_ip / sig_ip_ua / sig_fingerprint. IP joins also skip
+    conversions from datacenter IPs (VPN and proxy exits are shared by strangers).
+
+    Partitions: with vars partition_start / partition_end (Dagster passes the partition's bounds) only
+    conversions with converted_at in [start, end) are processed, against clicks from start - lookback_days to
+    end; the pre-hook deletes that window first. Without them everything is rebuilt. Popularity is computed over
+    all non-bot clicks, so a partition's rows do not depend on which window is processed. -#}
+
+{%- set p_start = int_partition_bound('partition_start') %}
+{%- set p_end = int_partition_bound('partition_end') %}
+{%- set lookback_seconds = int_setting('lookback_days') * 86400 %}
+{%- set skew_seconds = int_setting('candidate_clock_skew_seconds') %}
+{%- set max_ip_popularity = int_setting('candidate_max_ip_popularity') %}
+{%- set max_ip_ua_popularity = int_setting('candidate_max_ip_ua_popularity') %}
+{%- set max_fingerprint_popularity = int_setting('candidate_max_fingerprint_popularity') %}
+
+{#- The identity source is written by a Python asset that runs after the first dbt stage; before its first run
+    there are no identities, which is the same as an empty table. -#}
+{%- set event_identities_relation = source('python', 'event_identities') %}
+{%- set has_identities = int_relation_exists(event_identities_relation) %}
+
+{#- Clicks are read through NOT MATERIALIZED CTEs (PostgreSQL 12+, DuckDB): each join scans only the columns it
+    needs with its filters pushed down, instead of the engine buffering a wide copy of every click. -#}
+with
+
+conversions_in_window as (
+
+    select * from {{ ref('stg_raw__conversions') }}
+    where converted_at is not null
+    {%- if p_start %}
+        and converted_at >= {{ int_timestamptz_literal(p_start) }}
+    {%- endif %}
+    {%- if p_end %}
+        and converted_at < {{ int_timestamptz_literal(p_end) }}
+    {%- endif %}
+
+),
+
+all_clicks as not materialized (
+
+    select * from {{ ref('int_clicks') }}
+
+),
+
+human_clicks as not materialized (
+
+    select * from all_clicks
+    where not is_bot
+
+),
+
+-- The clicks a conversion of the window can match; the lookback condition of every join implies this filter, which
+-- only lets the engine skip old clicks early.
+window_clicks as not materialized (
+
+    select * from human_clicks
+    where 1 = 1
+    {%- if p_start %}
+        and clicked_at >= {{ int_seconds_before(int_timestamptz_literal(p_start), lookback_seconds) }}
+    {%- endif %}
+    {%- if p_end %}
+        and clicked_at <= {{ int_seconds_after(int_timestamptz_literal(p_end), skew_seconds) }}
+    {%- endif %}
+
+),
+
+event_identities as not materialized (
+
+    {%- if has_identities %}
+    select
+        event_kind,
+        event_id,
+        cast(identity_id as {{ dbt.type_string() }}) as identity_id
+    from {{ event_identities_relation }}
+    where identity_id is not null
+    {%- else %}
+    select
+        cast(null as {{ dbt.type_string() }}) as event_kind,
+        cast(null as {{ dbt.type_string() }}) as event_id,
+        cast(null as {{ dbt.type_string() }}) as identity_id
+    where 1 = 0
+    {%- endif %}
+
+),
+
+click_identities as not materialized (
+
+    select event_id as click_id, identity_id
+    from event_identities
+    where event_kind = 'click'
+
+),
+
+{#- Popularity counts run over all non-bot clicks (never only the window's, so a partition's rows do not depend
+    on the window). Fingerprints are few and the popular ones cover most clicks, so theirs are counted once for
+    all. IPs are many and small, so theirs are counted only for the values a run needs: those of the window's
+    conversions (the guards of the IP joins), then those of the candidate clicks (the output column); a count
+    restricted to some values is exactly the full count for them, and a daily partition touches few IPs. -#}
+
+fingerprint_popularity as (
+
+    select
+        device_fingerprint,
+        count(distinct cookie_id) as n_cookies
+    from human_clicks
+    where device_fingerprint is not null
+    group by device_fingerprint
+
+),
+
+conversions as (
+
+    select
+        conversions_in_window.conversion_id,
+        conversions_in_window.converted_at,
+        conversions_in_window.converted_date,
+        conversions_in_window.event_type,
+        conversions_in_window.revenue,
+        conversions_in_window.user_id,
+        conversions_in_window.email_hash,
+        conversions_in_window.cookie_id,
+        conversions_in_window.session_id,
+        conversions_in_window.device_fingerprint,
+        conversions_in_window.ip_hash,
+        coalesce(conversions_in_window.is_datacenter_ip, false) as is_datacenter_ip,
+        conversions_in_window.user_agent,
+        conversions_in_window.device_family,
+        conversions_in_window.os_family,
+        conversions_in_window.in_app_browser,
+        conversions_in_window.direct_click_id,
+        direct_clicks.click_id is not null as has_direct_click,
+        conversion_identities.identity_id
+    from conversions_in_window
+    left join all_clicks as direct_clicks
+        on conversions_in_window.direct_click_id = direct_clicks.click_id
+    left join event_identities as conversion_identities
+        on conversion_identities.event_kind = 'conversion'
+        and conversions_in_window.conversion_id = conversion_identities.event_id
+
+),
+
+conversion_ips as (
+
+    select distinct ip_hash from conversions
+    where ip_hash is not null
+        and not is_datacenter_ip
+
+),
+
+ip_guard as (
+
+    select
+        ip_hash,
+        count(distinct device_fingerprint) as n_fingerprints
+    from human_clicks
+    where ip_hash in (select ip_hash from conversion_ips)
+    group by ip_hash
+
+),
+
+-- IP + user agent matters only on IPs too popular for the IP join (on the others the IP join already pairs every
+-- click of the IP), so it is only counted there.
+ip_ua_guard as (
+
+    select
+        human_clicks.ip_hash,
+        human_clicks.user_agent,
+        count(distinct human_clicks.cookie_id) as n_cookies
+    from human_clicks
+    inner join ip_guard
+        on human_clicks.ip_hash = ip_guard.ip_hash
+        and ip_guard.n_fingerprints > {{ max_ip_popularity }}
+    where human_clicks.user_agent is not null
+    group by human_clicks.ip_hash, human_clicks.user_agent
+
+),
+
+-- Blocking: one equi-join per signal, each inside the lookback window.
+pairs_by_signal as (
+
+    {%- for signal, column in [
+        ('direct_click', 'direct_click_id'),
+        ('user_id', 'user_id'),
+        ('session', 'session_id'),
+        ('cookie', 'cookie_id'),
+        ('email', 'email_hash'),
+    ] %}
+
+    -- {{ signal }}
+    select conversions.conversion_id, clicks.click_id
+    from conversions
+    inner join window_clicks as clicks
+        on conversions.{{ column }} = clicks.{{ 'click_id' if signal == 'direct_click' else column }}
+        and {{ int_within_lookback('clicks.clicked_at', 'conversions.converted_at') }}
+
+    union
+    {%- endfor %}
+
+    -- fingerprint, unless more than candidate_max_fingerprint_popularity cookies share it
+    select conversions.conversion_id, clicks.click_id
+    from conversions
+    inner join fingerprint_popularity
+        on conversions.device_fingerprint = fingerprint_popularity.device_fingerprint
+        and fingerprint_popularity.n_cookies <= {{ max_fingerprint_popularity }}
+    inner join window_clicks as clicks
+        on conversions.device_fingerprint = clicks.device_fingerprint
+        and {{ int_within_lookback('clicks.clicked_at', 'conversions.converted_at') }}
+
+    union
+
+    -- IP, unless more than candidate_max_ip_popularity fingerprints share it
+    select conversions.conversion_id, clicks.click_id
+    from conversions
+    inner join ip_guard
+        on conversions.ip_hash = ip_guard.ip_hash
+        and ip_guard.n_fingerprints <= {{ max_ip_popularity }}
+    inner join window_clicks as clicks
+        on conversions.ip_hash = clicks.ip_hash
+        and {{ int_within_lookback('clicks.clicked_at', 'conversions.converted_at') }}
+    where not conversions.is_datacenter_ip
+
+    union
+
+    -- IP + user agent on a popular IP, unless more than candidate_max_ip_ua_popularity cookies share both
+    select conversions.conversion_id, clicks.click_id
+    from conversions
+    inner join ip_ua_guard
+        on conversions.ip_hash = ip_ua_guard.ip_hash
+        and conversions.user_agent = ip_ua_guard.user_agent
+        and ip_ua_guard.n_cookies <= {{ max_ip_ua_popularity }}
+    inner join window_clicks as clicks
+        on conversions.ip_hash = clicks.ip_hash
+        and conversions.user_agent = clicks.user_agent
+        and {{ int_within_lookback('clicks.clicked_at', 'conversions.converted_at') }}
+    where not conversions.is_datacenter_ip
+
+    union
+
+    -- resolved identity
+    select conversions.conversion_id, clicks.click_id
+    from conversions
+    inner join click_identities
+        on conversions.identity_id = click_identities.identity_id
+    inner join window_clicks as clicks
+        on click_identities.click_id = clicks.click_id
+        and {{ int_within_lookback('clicks.clicked_at', 'conversions.converted_at') }}
+
+),
+
+-- The candidate clicks with the attributes the output needs (every one is inside the window).
+candidate_clicks as (
+
+    select
+        clicks.click_id,
+        clicks.clicked_at,
+        clicks.link_id,
+        clicks.campaign_id,
+        clicks.creator_id,
+        clicks.channel,
+        clicks.user_id,
+        clicks.email_hash,
+        clicks.cookie_id,
+        clicks.session_id,
+        clicks.device_fingerprint,
+        clicks.ip_hash,
+        clicks.user_agent,
+        clicks.device_family,
+        clicks.os_family,
+        clicks.in_app_browser,
+        click_identities.identity_id
+    from window_clicks as clicks
+    left join click_identities
+        on clicks.click_id = click_identities.click_id
+    where clicks.click_id in (select click_id from pairs_by_signal)
+
+),
+
+ip_popularity as (
+
+    select
+        ip_hash,
+        count(distinct device_fingerprint) as n_fingerprints
+    from human_clicks
+    where ip_hash in (select ip_hash from candidate_clicks)
+    group by ip_hash
+
+),
+
+final as (
+
+    select
+        pairs.conversion_id,
+        pairs.click_id,
+        conversions.converted_date as conversion_date,
+        conversions.converted_at,
+        clicks.clicked_at,
+        clicks.link_id,
+        clicks.campaign_id,
+        clicks.creator_id,
+        clicks.channel,
+        conversions.revenue,
+        conversions.event_type,
+        {{ int_seconds_between('clicks.clicked_at', 'conversions.converted_at') }} as gap_seconds,
+        {{ int_true('conversions.direct_click_id = clicks.click_id') }} as sig_direct_click,
+        {{ int_true('conversions.user_id = clicks.user_id') }} as sig_user_id,
+        {{ int_true('conversions.session_id = clicks.session_id') }} as sig_session,
+        {{ int_true('conversions.cookie_id = clicks.cookie_id') }} as sig_cookie,
+        {{ int_true('conversions.device_fingerprint = clicks.device_fingerprint') }} as sig_fingerprint,
+        {{ int_true('conversions.email_hash = clicks.email_hash') }} as sig_email,
+        {{ int_true('conversions.ip_hash = clicks.ip_hash and conversions.user_agent = clicks.user_agent') }}
+            as sig_ip_ua,
+        {{ int_true('conversions.ip_hash = clicks.ip_hash') }} as sig_ip,
+        {{ int_true('conversions.identity_id = clicks.identity_id') }} as sig_identity,
+        greatest(coalesce(fingerprint_popularity.n_cookies, 1), 1) as fingerprint_popularity,
+        greatest(coalesce(ip_popularity.n_fingerprints, 1), 1) as ip_popularity,
+        {{ int_true('conversions.device_family = clicks.device_family and conversions.os_family = clicks.os_family') }}
+            as ua_family_match,
+        {{ int_true(
+            'clicks.in_app_browser is not null and conversions.in_app_browser is null'
+            ~ ' and conversions.os_family = clicks.os_family'
+        ) }} as inapp_to_main_switch,
+        clicks.identity_id as click_identity_id,
+        conversions.identity_id as conversion_identity_id,
+        conversions.has_direct_click as conversion_has_direct_click,
+        clicks.device_family as click_device_family,
+        conversions.device_family as conversion_device_family,
+        clicks.in_app_browser as click_in_app_browser
+    from pairs_by_signal as pairs
+    inner join conversions
+        on pairs.conversion_id = conversions.conversion_id
+    inner join candidate_clicks as clicks
+        on pairs.click_id = clicks.click_id
+    left join fingerprint_popularity
+        on clicks.device_fingerprint = fingerprint_popularity.device_fingerprint
+    left join ip_popularity
+        on clicks.ip_hash = ip_popularity.ip_hash
+
+)
+
+select * from final
