@@ -5,12 +5,18 @@ the converter's *last* click is
 
     P(last_i) = p_i * prod_{j later than i} (1 - p_j)
 
-(a later touch that is also the converter's would be the last one instead). The confidence that link L is the
+(a later touch that is also the converter's would be the last one instead). A touch can also be overtaken by a
+later click that no candidate shows (the converter clicked again in an in-app webview or on another device):
+with ``survival(age)`` = P(no such unseen later click | hours since the touch), estimated by the match model
+from labelled conversions (:func:`python_models.confidence.fit_unseen_later_click`), P(last_i) is multiplied
+by ``survival(age_i)``. The confidence that link L is the
 true last-touch link is the sum of P(last_i) over the touches on L. The pick is the link with the largest
 confidence; ``is_attributed`` holds when that confidence reaches a threshold, and the fact then names the link.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -35,8 +41,15 @@ FACT_COLUMNS: tuple[str, ...] = (
 _P_MAX = 1.0 - 1e-12
 
 
-def last_click_probabilities(touches: pd.DataFrame) -> pd.Series:
-    """P(touch is the converter's last click) for every touch (index aligned with ``touches``)."""
+Survival = Callable[[np.ndarray], np.ndarray]
+
+
+def last_click_probabilities(touches: pd.DataFrame, survival: Survival | None = None) -> pd.Series:
+    """P(touch is the converter's last click) for every touch (index aligned with ``touches``).
+
+    ``survival`` maps a touch's age in hours (``converted_at - clicked_at``) to the probability that no unseen
+    later click by the converter overtakes it; None means every later click is a candidate.
+    """
     require_columns(touches, ["conversion_id", "clicked_at", "click_id", "match_probability"], "touches")
     if len(touches) == 0:
         return pd.Series([], dtype="float64", index=touches.index)
@@ -45,12 +58,17 @@ def last_click_probabilities(touches: pd.DataFrame) -> pd.Series:
     log_miss = np.log1p(-p)
     # Exclusive cumulative sum over later touches: the sum includes the touch itself, so subtract it back.
     later = log_miss.groupby(ordered["conversion_id"], sort=False).cumsum() - log_miss
-    return (p * np.exp(later)).reindex(touches.index)
+    p_last = p * np.exp(later)
+    if survival is not None:
+        require_columns(touches, ["converted_at"], "touches")
+        age_hours = (ordered["converted_at"] - ordered["clicked_at"]).dt.total_seconds().to_numpy() / 3600.0
+        p_last = p_last * np.clip(survival(age_hours), 0.0, 1.0)
+    return p_last.reindex(touches.index)
 
 
-def link_confidence(touches: pd.DataFrame) -> pd.DataFrame:
+def link_confidence(touches: pd.DataFrame, survival: Survival | None = None) -> pd.DataFrame:
     """Per conversion and link: confidence that the link is the true last touch, and its most likely click."""
-    frame = touches.assign(p_last=last_click_probabilities(touches))
+    frame = touches.assign(p_last=last_click_probabilities(touches, survival))
     per_link = frame.groupby(["conversion_id", "link_id"], sort=False, dropna=False).agg(confidence=("p_last", "sum"))
     best_click = frame.sort_values(["p_last", "clicked_at"], ascending=[False, False]).drop_duplicates(
         ["conversion_id", "link_id"]
@@ -59,12 +77,17 @@ def link_confidence(touches: pd.DataFrame) -> pd.DataFrame:
 
 
 def conversion_facts(
-    touches: pd.DataFrame, candidates: pd.DataFrame, conversion_ids: pd.Series, threshold: float = 0.5
+    touches: pd.DataFrame,
+    candidates: pd.DataFrame,
+    conversion_ids: pd.Series,
+    threshold: float = 0.5,
+    survival: Survival | None = None,
 ) -> pd.DataFrame:
     """The one-row-per-conversion attribution for ``conversion_ids``.
 
     ``touches`` come from :func:`python_models.attribution.select_touches`; ``candidates`` are the scored
-    candidate pairs with their ``sig_*`` flags (for the signals that linked the picked click).
+    candidate pairs with their ``sig_*`` flags (for the signals that linked the picked click); ``survival`` as in
+    :func:`last_click_probabilities`.
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
@@ -74,7 +97,7 @@ def conversion_facts(
         counts = pd.Series(dtype="int64")
         unattributed = pd.Series(dtype="float64")
     else:
-        links = link_confidence(touches)
+        links = link_confidence(touches, survival)
         picks = links.sort_values(["conversion_id", "confidence", "link_id"], ascending=[True, False, True])
         picks = picks.drop_duplicates("conversion_id")
         counts = touches.groupby("conversion_id").size()

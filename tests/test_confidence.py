@@ -17,10 +17,12 @@ from python_models.confidence import (
     calibration_bins,
     expected_calibration_error,
     fit_match_model,
+    fit_unseen_later_click,
     labelled_pairs,
     linked_pairs,
     model_from_frame,
     model_to_frame,
+    no_unseen_later_click,
     prior_model,
     score_candidates,
     signal_weights,
@@ -343,6 +345,8 @@ def test_model_frame_round_trip(world: tuple[pd.DataFrame, pd.DataFrame], model:
         np.testing.assert_allclose(score_candidates(test, back), score_candidates(test, m))
         assert back.source == m.source and back.calibration == m.calibration
         assert back.signal_counts == m.signal_counts
+        np.testing.assert_allclose(back.survival, m.survival)
+        np.testing.assert_allclose(back.survival_hours, m.survival_hours)
         pd.testing.assert_frame_equal(signal_weights(back), signal_weights(m))
     bad = model_to_frame(model)
     bad.loc[(bad["parameter"] == "meta") & (bad["signal"] == "format_version"), "value"] = 99.0
@@ -406,3 +410,58 @@ def test_scale_smoke_fit_and_score(world: tuple[pd.DataFrame, pd.DataFrame], mod
     print(f"fit_match_model: {len(train):,} pairs in {fit_cpu:.2f}s cpu")
     assert len(p) == len(big)
     assert score_cpu < 60 and fit_cpu < 60
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Unseen later clicks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def jar_world(n: int, stale_share: float, seed: int = 0) -> pd.DataFrame:
+    """Labelled conversions whose direct click is either the click that led to the conversion (short lag) or
+    the stale last click of a jar clicking at random (the converter's real last click is elsewhere, unseen)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        # the jar's clicks: a Poisson process over the 30-day lookback, ages in hours before the conversion
+        ages = np.sort(rng.uniform(0, 720, rng.poisson(8)))
+        if rng.random() >= stale_share:
+            led = rng.exponential(2.0)
+            ages = np.concatenate([[led], ages[ages > led]])
+        if len(ages) == 0:
+            continue
+        for k, age in enumerate(ages):
+            rows.append(
+                pair(
+                    conversion_id=f"cv{i}",
+                    gap_seconds=float(age * 3600),
+                    sig_cookie=True,
+                    sig_direct_click=k == 0,
+                    conversion_has_direct_click=True,
+                    click_identity_id=f"id{i}",
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def test_unseen_later_click_estimate_is_monotone_and_finds_stale_direct_clicks() -> None:
+    frame = jar_world(1500, stale_share=0.3)
+    labelled, label = labelled_pairs(frame)
+    hours, survival, stats = fit_unseen_later_click(frame, labelled, label)
+    assert stats["survival_used"] == 1.0
+    s = np.asarray(survival)
+    assert len(hours) == len(s) > 3 and (np.diff(s) <= 1e-12).all()
+    assert ((s >= 0) & (s <= 1)).all()
+    assert s[0] > 0.97  # a click minutes before the conversion is almost never overtaken
+    assert s[-1] < 0.3  # a jar's last click days before the conversion usually is
+    assert 0.15 < stats["survival_stale_share"] < 0.45
+    model = MatchModel(source="prior", coefficients={}, calibration="none", survival_hours=hours, survival=survival)
+    p = no_unseen_later_click(model, np.array([0.0, 1.0, 100.0, 1e4]))
+    assert (np.diff(p) <= 1e-12).all() and p[0] == pytest.approx(s[0])
+    assert no_unseen_later_click(prior_model(), np.array([5.0, 500.0])).tolist() == [1.0, 1.0]
+
+
+def test_unseen_later_click_needs_enough_labelled_conversions() -> None:
+    frame = jar_world(50, stale_share=0.3)
+    labelled, label = labelled_pairs(frame)
+    assert fit_unseen_later_click(frame, labelled, label)[:2] == ((), ())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -89,3 +90,22 @@ def test_threshold_is_validated() -> None:
     frame = candidates([("v1", "a", "L1", 3, 0.9, "i1")])
     with pytest.raises(ValueError, match="threshold"):
         conversion_facts(select_touches(frame), frame, pd.Series(["v1"]), threshold=1.5)
+
+
+def test_unseen_later_clicks_discount_old_touches_and_can_drop_the_attribution() -> None:
+    frame = candidates([("v1", "a", "L1", 200, 0.99, "i1", "cookie"), ("v2", "b", "L2", 2, 0.99, "i2", "cookie")])
+
+    def survival(age_hours):
+        # Half of all touches older than a day are overtaken by a click no candidate shows.
+        return np.where(age_hours > 24, 0.4, 1.0)
+
+    p_last = last_click_probabilities(frame, survival)
+    assert p_last.tolist() == pytest.approx([0.99 * 0.4, 0.99])
+    facts = conversion_facts(select_touches(frame), frame, pd.Series(["v1", "v2"]), 0.5, survival)
+    facts = facts.set_index("conversion_id")
+    assert facts.loc["v1", "confidence_score"] == pytest.approx(0.396)
+    assert not facts.loc["v1", "is_attributed"] and pd.isna(facts.loc["v1", "attributed_link_id"])
+    assert facts.loc["v1", "candidate_link_id"] == "L1"
+    assert facts.loc["v2", "is_attributed"] and facts.loc["v2", "attributed_link_id"] == "L2"
+    # Without a survival estimate nothing changes.
+    assert last_click_probabilities(frame).tolist() == pytest.approx([0.99, 0.99])

@@ -1,7 +1,7 @@
 """Attribution: data-driven channel weights (daily) and confidence-weighted credits per conversion day."""
 
-
 import os
+from functools import partial
 
 import dagster as dg
 import numpy as np
@@ -15,6 +15,7 @@ from orchestration.assets.keys import (
     EVENT_IDENTITIES,
     INT_CLICKS,
     INT_MATCH_CANDIDATES,
+    MATCH_MODEL,
     MATCH_SCORES,
     STG_CONVERSIONS,
 )
@@ -30,6 +31,7 @@ from python_models.attribution import (
     select_touches,
 )
 from python_models.attribution import attribute as attribute_conversions
+from python_models.confidence import model_from_frame, no_unseen_later_click
 from python_models.facts import conversion_facts
 
 CONFIDENCE_THRESHOLD = env_float("ATTRIBUTION_CONFIDENCE_THRESHOLD", 0.5)
@@ -155,7 +157,7 @@ def conservation_errors(credits: pd.DataFrame, conversions: pd.DataFrame) -> dic
         ),
         dg.AssetSpec(
             CONVERSION_ATTRIBUTION,
-            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, STG_CONVERSIONS, EVENT_IDENTITIES],
+            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, MATCH_MODEL, STG_CONVERSIONS, EVENT_IDENTITIES],
             description="One row per conversion: last-touch link, calibrated confidence, signals.",
             group_name="attribution",
         ),
@@ -191,13 +193,16 @@ def attribution(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
             f"where {date_where('v.converted_date', window)}",
             conn,
         )
+        # The match model also estimates how often an unseen later click overtakes a touch (facts' confidence).
+        model = model_from_frame(wh.query_df("select * from intermediate.match_model", conn))
         has_weights = wh.table_exists(PYTHON_SCHEMA, "channel_weights", conn)
         weights = wh.query_df("select * from intermediate.channel_weights", conn) if has_weights else None
     conversions["revenue"] = conversions["revenue"].astype("float64").fillna(0.0)
     credits = attribute_conversions(scored, conversions, config, weights)
     credits = credits.merge(conversions[["conversion_id", "conversion_date"]], on="conversion_id", how="left")
     touches = select_touches(scored, config)
-    facts = conversion_facts(touches, scored, conversions["conversion_id"], CONFIDENCE_THRESHOLD)
+    survival = partial(no_unseen_later_click, model)
+    facts = conversion_facts(touches, scored, conversions["conversion_id"], CONFIDENCE_THRESHOLD, survival)
     facts = conversions.merge(facts, on="conversion_id", how="left")
 
     where = date_where("conversion_date", window)
