@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sub, "report", cmd_report, "print the summary of the current warehouse")
 
     p = _add(sub, "demo", cmd_demo, "generate → load → run → report → evaluate on a fresh demo warehouse")
-    p.add_argument("--persons", type=int, default=2000)
+    # Large enough that the confidence model learns from direct-click labels instead of falling back to priors.
+    p.add_argument("--persons", type=int, default=20000, help="simulated persons (default 20000, ~200k clicks)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--out", default=str(DEMO_WORLD_DIR), help=f"world folder (default {DEMO_WORLD_DIR})")
