@@ -7,6 +7,7 @@ Dagster resources started later follow the same choice.
 
 from __future__ import annotations
 
+import getpass
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,8 @@ class Target:
 
 
 def _default_pg_user() -> str:
-    try:
-        return os.getlogin()
-    except OSError:
-        return os.environ.get("USER", "postgres")
+    # libpq's own default: the operating-system user name.
+    return getpass.getuser()
 
 
 def resolve_target(cli_target: str | None = None, environ: dict[str, str] | None = None) -> Target:

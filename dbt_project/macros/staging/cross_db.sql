@@ -15,16 +15,16 @@
 {% macro postgres__create_staging_functions() %}
 {#- An advisory lock serialises concurrent dbt invocations: two simultaneous CREATE OR REPLACE FUNCTION on the
     same function fail with "tuple concurrently updated". SET TimeZone pins offset-less timestamps to UTC
-    whatever the session says. The functions are PARALLEL RESTRICTED: an exception block starts a
-    subtransaction, which a parallel worker cannot do ("cannot start subtransactions during a parallel
-    operation" once the planner goes parallel on large tables). -#}
+    whatever the session says. The functions are PARALLEL UNSAFE: an exception block starts a
+    subtransaction, which neither a parallel worker nor the leader of a parallel query may do ("cannot start
+    subtransactions during a parallel operation" once the planner goes parallel on large tables). -#}
 do $staging_functions$
 begin
     perform pg_advisory_xact_lock(hashtext('link_attribution.staging_functions'));
     create schema if not exists staging;
 
     create or replace function staging.try_cast_timestamptz(value text) returns timestamptz
-    language plpgsql stable parallel restricted set timezone = 'UTC' as $fn$
+    language plpgsql stable parallel unsafe set timezone = 'UTC' as $fn$
     begin
         return value::timestamptz;
     exception when others then
@@ -33,7 +33,7 @@ begin
     $fn$;
 
     create or replace function staging.try_cast_numeric(value text) returns numeric
-    language plpgsql immutable parallel restricted as $fn$
+    language plpgsql immutable parallel unsafe as $fn$
     declare
         parsed numeric;
     begin
