@@ -61,6 +61,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
     from orchestration.runner import run_job
 
     target = _target(args)
@@ -73,13 +75,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     materialized = len(result.get_asset_materialization_events())
     checks = result.get_asset_check_evaluations()
-    failed_checks = [c for c in checks if not c.passed]
+    failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+    warned = [c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.ERROR]
     _say(
         f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {elapsed:.1f}s — "
-        f"{materialized} materializations, {len(checks)} checks ({len(failed_checks)} failed)"
+        f"{materialized} materializations, {len(checks)} checks ({len(failed)} failed, {len(warned)} warnings)"
     )
-    for c in failed_checks:
+    for c in failed:
         _say(f"  failed check: {c.asset_key.to_user_string()} {c.check_name}")
+    for c in warned:
+        _say(f"  warning: {c.asset_key.to_user_string()} {c.check_name}")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
