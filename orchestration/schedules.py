@@ -1,6 +1,5 @@
 """Schedules: hourly refresh of today and yesterday, daily re-fit over the lookback window."""
 
-
 from datetime import datetime, timedelta
 
 import dagster as dg

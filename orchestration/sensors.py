@@ -1,6 +1,5 @@
 """Sensors: failure alerting (log, and Sentry when SENTRY_DSN is set) and a landing folder for raw files."""
 
-
 import logging
 import os
 from pathlib import Path

@@ -1,6 +1,5 @@
 """Small helpers shared by the Python assets: partition windows, metadata, config from the environment."""
 
-
 import io
 import os
 from datetime import date, datetime

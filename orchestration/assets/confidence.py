@@ -1,6 +1,5 @@
 """Match confidence: fit the model daily on direct-click labels, score candidate pairs per day partition."""
 
-
 import dagster as dg
 import numpy as np
 import pandas as pd

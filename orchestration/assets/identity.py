@@ -1,6 +1,5 @@
 """Identity resolution: connected components over strong identifier edges, with per-identity guards."""
 
-
 import dagster as dg
 
 from orchestration.assets.common import PYTHON_SCHEMA, table_metadata

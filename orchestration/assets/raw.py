@@ -1,6 +1,5 @@
 """The raw tables the loader appends to: external assets with freshness checks."""
 
-
 from datetime import UTC, datetime
 
 import dagster as dg
