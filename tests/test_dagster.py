@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -123,13 +124,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
+def _graphql(port: int, query: str, variables: dict | None = None, attempts: int = 3) -> dict:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        payload = json.loads(response.read())
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                payload = json.loads(response.read())
+            break
+        except urllib.error.HTTPError as exc:
+            # The dev instance keeps its storage in SQLite, shared by webserver and daemon: on a loaded machine
+            # a write can hit "database is locked" and surface as a 500. Retry those; anything else fails now.
+            detail = exc.read().decode(errors="replace")[:4000]
+            if exc.code < 500 or attempt == attempts:
+                raise AssertionError(f"GraphQL {exc.code} after {attempt} attempt(s): {detail}") from exc
+            time.sleep(3)
     assert "errors" not in payload, payload
     return payload["data"]
 
