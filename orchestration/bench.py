@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="S,M,L")
     parser.add_argument("--targets", default="duckdb,postgres")
     parser.add_argument("--accuracy-sizes", default="S,M")
+    parser.add_argument("--generate-sizes", default="", help="sizes only generated and timed (no pipeline run)")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
@@ -334,6 +335,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] {target} {size}: {json.dumps(row, default=str)}", flush=True)
         if size in args.accuracy_sizes.split(","):
             results["accuracy"][size] = accuracy(size, world)
+    for size in [s for s in args.generate_sizes.split(",") if s and s not in sizes]:
+        world, m = generate(size, SIZES[size])
+        import pyarrow.parquet as pq
+
+        results["worlds"][size] = {
+            "persons": SIZES[size],
+            "clicks": pq.ParquetFile(world / "clicks.parquet").metadata.num_rows,
+            "conversions": pq.ParquetFile(world / "conversions.parquet").metadata.num_rows,
+            "generate_s": m.seconds,
+            "generate_peak_mb": m.peak_mb,
+        }
+        print(f"[bench] world {size} generated in {m.seconds:.1f}s", flush=True)
     results["fixed_costs"] = fixed_costs(dict(os.environ))
     results["scaling"] = {t: scaling_exponent(results["rows"], clicks, t) for t in args.targets.split(",")}
     (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str))
