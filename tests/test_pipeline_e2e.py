@@ -45,6 +45,29 @@ def mart_checksums(wh: Warehouse) -> dict[str, str]:
         return {m: frame_checksum(wh.query_df(f"select * from marts.{m}", conn)) for m in MARTS}
 
 
+PII_VALUES = """
+    select email as value from raw.clicks where email <> '' union select ip from raw.clicks where ip <> ''
+    union select email from raw.conversions where email <> '' union select ip from raw.conversions where ip <> ''
+"""
+
+
+def assert_no_raw_pii_downstream(wh: Warehouse) -> None:
+    """No raw email or IP value appears in any text column of any table after staging."""
+    with wh.connect() as conn:
+        columns = wh.query_df(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where table_schema in ('intermediate', 'marts') and data_type in ('text', 'character varying', 'VARCHAR')",
+            conn,
+        )
+        assert len(columns) > 20, "expected the downstream tables' text columns"
+        leaks = []
+        for schema, table, column in columns.itertuples(index=False):
+            n = wh.scalar(f'select count(*) from "{schema}"."{table}" where "{column}" in ({PII_VALUES})', conn)
+            if n:
+                leaks.append(f"{schema}.{table}.{column}: {n}")
+    assert not leaks, f"raw emails/IPs found after staging: {leaks}"
+
+
 def assert_run_ok(result: dg.ExecuteInProcessResult) -> None:
     failures = [e.step_failure_data.error.message for e in result.all_events if e.is_step_failure]
     assert result.success, f"run failed: {failures}"
@@ -77,6 +100,8 @@ def test_pipeline_end_to_end_and_idempotent(target: Target, world_dir: Path) -> 
     assert "precision" in text
     assert result["project"]["last_touch"]["precision"] is not None
     assert result["baseline"]["last_touch"]["precision"] is not None
+
+    assert_no_raw_pii_downstream(wh)
 
     before = mart_checksums(wh)
     load_folder(wh, world_dir)  # at-least-once delivery: the same files again
