@@ -43,18 +43,10 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
+from python_models.baseline import SIGNAL_CONFIDENCE
+
 # Old app's fixed priors (direct click first); 'identity' is new (same resolved identity, no raw strong signal).
-DEFAULT_PRIORS: Mapping[str, float] = {
-    "direct_click": 0.95,
-    "user_id": 0.90,
-    "session": 0.85,
-    "cookie": 0.80,
-    "fingerprint": 0.75,
-    "email": 0.70,
-    "ip_ua": 0.65,
-    "ip": 0.50,
-    "identity": 0.80,
-}
+DEFAULT_PRIORS: Mapping[str, float] = {**SIGNAL_CONFIDENCE, "identity": 0.80}
 SIGNALS: tuple[str, ...] = tuple(DEFAULT_PRIORS)
 FEATURE_COLUMNS: tuple[str, ...] = (
     "gap_seconds",

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from python_models.confidence import calibration_bins
+
 DEFAULT_N_BINS = 10
 LINEAR_MODEL = "linear"
 BASELINE_MODEL = "rule_based"
@@ -279,15 +281,9 @@ def calibration_table(p: Any, y: Any, n_bins: int = DEFAULT_N_BINS) -> pd.DataFr
     if not np.isin(outcome, (0.0, 1.0)).all():
         raise ValueError(f"calibration: outcome {outcome[~np.isin(outcome, (0.0, 1.0))][0]!r} is not 0/1")
 
-    bins = np.minimum(np.floor(prob * n_bins), n_bins - 1).astype(int)
-    grouped = pd.DataFrame({"bin": bins, "p": prob, "y": outcome}).groupby("bin")
-    stats = grouped.agg(n=("p", "size"), mean_predicted=("p", "mean"), observed_rate=("y", "mean"))
-    table = stats.reindex(pd.RangeIndex(n_bins, name="bin"))
-    table["n"] = table["n"].fillna(0).astype(int)
-    table.insert(0, "upper", (np.arange(n_bins) + 1) / n_bins)
-    table.insert(0, "lower", np.arange(n_bins) / n_bins)
+    table = calibration_bins(prob, outcome, n_bins)
     table["abs_gap"] = (table["mean_predicted"] - table["observed_rate"]).abs()
-    return table.reset_index()
+    return table
 
 
 def ece(p: Any, y: Any, n_bins: int = DEFAULT_N_BINS) -> float:

@@ -18,6 +18,7 @@ from orchestration.resources import WarehouseResource
 from python_models.confidence import (
     MatchModelConfig,
     calibration_bins,
+    expected_calibration_error,
     fit_match_model,
     model_from_frame,
     model_to_frame,
@@ -100,7 +101,7 @@ def match_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     ece = None
     if holdout is not None and len(holdout):
         bins = calibration_bins(holdout["probability"].to_numpy(), holdout["label"].to_numpy())
-        ece = float(np.nansum(bins["n"] * (bins["mean_predicted"] - bins["observed_rate"]).abs()) / bins["n"].sum())
+        ece = expected_calibration_error(holdout["probability"].to_numpy(), holdout["label"].to_numpy())
         metadata["holdout_ece"] = ece
         metadata["calibration_plot"] = _calibration_plot(bins)
         metadata["calibration_bins"] = table_metadata(bins)
