@@ -2,7 +2,7 @@
 
 import io
 import os
-from datetime import date, datetime
+from datetime import date
 
 import dagster as dg
 import pandas as pd
@@ -47,7 +47,3 @@ def png_metadata(fig: object) -> dg.MetadataValue:
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")  # type: ignore[attr-defined]
     encoded = base64.b64encode(buf.getvalue()).decode()
     return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")
-
-
-def now_utc() -> datetime:
-    return datetime.now().astimezone()
