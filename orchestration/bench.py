@@ -28,18 +28,19 @@ BENCH_DIR = DATA_DIR / "bench"
 # persons per size; the generator makes ~10 clicks per person (see python_models/synthetic.py).
 SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
 DAYS = 30
-# Step name prefixes → the stage they belong to (dbt stages are split by folder in orchestration/dbt.py).
-STAGES = {
-    "dbt_staging_intermediate": "staging",
-    "identity_graph": "identity",
-    "dbt_intermediate_partitioned": "candidates",
-    "match_model": "confidence",
-    "match_scores": "confidence",
-    "channel_weights": "attribution",
-    "attribution": "attribution",
-    "dbt_marts_partitioned": "marts",
-    "dbt_marts": "marts",
-}
+# Step keys → the stage they belong to, first match wins (dbt stages are split by folder in orchestration/dbt.py;
+# Python assets' step keys may carry their asset key prefix, e.g. "intermediate__match_scores").
+STAGES = (
+    ("dbt_staging_intermediate", "staging"),
+    ("identity_graph", "identity"),
+    ("dbt_intermediate_partitioned", "candidates"),
+    ("match_model", "confidence"),
+    ("match_scores", "confidence"),
+    ("channel_weights", "attribution"),
+    ("attribution", "attribution"),
+    ("dbt_marts", "marts"),
+    ("loaded_recently", "raw checks"),
+)
 STAGE_ORDER = ("generate", "load", "staging", "identity", "candidates", "confidence", "attribution", "marts")
 
 
@@ -187,7 +188,7 @@ def stage_times(dagster_home: str) -> dict[str, float]:
             if event.event_type_value == "STEP_START":
                 starts[record.step_key] = record.timestamp
             elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and record.step_key in starts:
-                stage = next((s for p, s in STAGES.items() if record.step_key.startswith(p)), record.step_key)
+                stage = next((s for part, s in STAGES if part in record.step_key), record.step_key)
                 totals[stage] = totals.get(stage, 0.0) + record.timestamp - starts[record.step_key]
     return totals
 

@@ -169,6 +169,10 @@ def load_folder(wh: Warehouse, folder: Path) -> LoadResult:
                 result.files.append(f.path)
             if wh.target.is_duckdb:
                 conn.execute("commit")
+            else:
+                # Staging plans its scans of raw from statistics: refresh them with the new rows.
+                for table in result.rows:
+                    wh.execute(f"analyze {qualified(RAW_SCHEMA, table)}", conn)
         except BaseException:
             if wh.target.is_duckdb:
                 conn.execute("rollback")

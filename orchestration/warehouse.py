@@ -162,6 +162,8 @@ class Warehouse:
             _pg_copy_in(cur, df, qualified(schema, staging_name))
             cur.execute(f"drop table if exists {target}")
             cur.execute(f"alter table {qualified(schema, staging_name)} rename to {quote_ident(table)}")
+            # Fresh tables have no statistics; the joins that read them next would be planned blind.
+            cur.execute(f"analyze {target}")
         return len(df)
 
     def replace_rows(self, df: pd.DataFrame, schema: str, table: str, where: str, conn: Any = None) -> int:
@@ -198,6 +200,7 @@ class Warehouse:
         else:
             with conn.cursor() as cur:
                 _pg_copy_in(cur, df, target, columns=list(df.columns))
+                cur.execute(f"analyze {target}")
         return len(df)
 
 
