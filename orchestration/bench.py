@@ -265,6 +265,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             f"| {size} | {w['persons']:,} | {w['clicks']:,} | {w['conversions']:,} | {w['generate_s']:.1f} | "
             f"{w['generate_peak_mb']:.0f} |"
         )
+    run_sizes = {r["size"] for r in results["rows"]}
+    generated_only = [size for size in results["worlds"] if size not in run_sizes]
+    if generated_only:
+        lines += ["", f"Generated and timed only, not run end to end in this measurement: {', '.join(generated_only)}."]
     lines += ["", "## Speed and memory", ""]
     header = "| target | size | bare load (s) | " + " | ".join(f"{s} (s)" for s in STAGE_ORDER[1:])
     header += " | end-to-end (s) | ratio e2e / bare | peak MB | append last day + hourly job (s) | append / full |"
