@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -213,6 +214,15 @@ def test_webserver_serves_every_asset_and_a_three_day_backfill_succeeds(
             time.sleep(3)
         assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (status, log_path.read_text()[-4000:])
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
+        stop_process_group(server)
         log.close()
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM `dagster dev` and its children; on a loaded machine the daemon may linger, so SIGKILL after 60 s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
