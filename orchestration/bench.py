@@ -256,6 +256,46 @@ def scaling_exponent(rows: list[dict[str, Any]], clicks: dict[str, int], target:
     return math.log(y1 / y0) / math.log(x1 / x0)
 
 
+# The targets of issue 8 (ratios, memory, scaling, append) and issue 5 (identity resolution at L).
+E2E_RATIO_LIMIT = {"duckdb": 6.0, "postgres": 10.0}
+PEAK_GB_LIMIT = {"duckdb": 4.0}
+IDENTITY_L_LIMIT_S = 30.0
+SCALING_LIMIT = 1.1
+APPEND_SHARE_LIMIT = 0.05
+
+
+def target_checks(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Each measured figure against its target: (what, measured value, met)."""
+    checks: list[tuple[str, str, bool]] = []
+    for r in results["rows"]:
+        if r["size"] != "L":
+            continue
+        e2e = r["load_s"] + r["run_s"]
+        ratio = e2e / r["bare_load_s"]
+        limit = E2E_RATIO_LIMIT[r["target"]]
+        checks.append((f"{r['target']} L end-to-end ≤ {limit:.0f}× bare load", f"{ratio:.1f}×", ratio <= limit))
+        if r["target"] in PEAK_GB_LIMIT:
+            gb = r["peak_mb"] / 1024
+            checks.append((f"{r['target']} L peak memory ≤ {PEAK_GB_LIMIT[r['target']]:.0f} GB", f"{gb:.1f} GB",
+                           gb <= PEAK_GB_LIMIT[r["target"]]))  # fmt: skip
+            identity = r["stages"].get("identity", 0.0)
+            checks.append((f"{r['target']} L identity resolution ≤ {IDENTITY_L_LIMIT_S:.0f} s", f"{identity:.1f} s",
+                           identity <= IDENTITY_L_LIMIT_S))  # fmt: skip
+        if "append_s" in r:
+            share = r["append_s"] / e2e
+            checks.append((f"{r['target']} L append a day + hourly job ≤ 5% of the full run", f"{share:.1%}",
+                           share <= APPEND_SHARE_LIMIT))  # fmt: skip
+    measured_l = {r["target"] for r in results["rows"] if r["size"] == "L"}
+    for target in sorted({r["target"] for r in results["rows"]} - measured_l):
+        limit = E2E_RATIO_LIMIT[target]
+        checks.append((f"{target} L end-to-end ≤ {limit:.0f}× bare load", "not measured in this run", False))
+    for target, exponent in results["scaling"].items():
+        if exponent is not None:
+            met = exponent <= SCALING_LIMIT
+            checks.append((f"{target} scaling exponent ≤ {SCALING_LIMIT}", f"{exponent:.2f}", met))
+    return checks
+
+
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = ["# Benchmarks", "", f"Measured {results['measured_at']} by `make bench` on {results['machine']}.", ""]
     lines += ["## Worlds", "", "| size | persons | clicks | conversions | generate (s) | generate peak MB |",
@@ -286,6 +326,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     for target, exponent in results["scaling"].items():
         if exponent is not None:
             lines.append(f"- Scaling exponent {target} (end-to-end time vs clicks, smallest → largest): {exponent:.2f}")
+    lines += ["", "## Targets (2-core machine)", "", "| target | measured | met |", "|---|---|---|"]
+    for name, measured, met in target_checks(results):
+        lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
     lines += ["", "## Accuracy (project vs baseline, DuckDB)", ""]
     for size, acc in results["accuracy"].items():
         lines += [f"### {size}", "", "| metric | project | baseline |", "|---|---|---|"]
@@ -311,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy-sizes", default="S,M")
     parser.add_argument("--generate-sizes", default="", help="sizes only generated and timed (no pipeline run)")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "BENCHMARKS.md"))
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of earlier runs (data/bench/results.json) that this run does not re-measure, so a "
+        "long benchmark can be taken target by target",
+    )
     args = parser.parse_args(argv)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     sizes = [s for s in args.sizes.split(",") if s]
@@ -353,11 +402,33 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"[bench] world {size} generated in {m.seconds:.1f}s", flush=True)
     results["fixed_costs"] = fixed_costs(dict(os.environ))
-    results["scaling"] = {t: scaling_exponent(results["rows"], clicks, t) for t in args.targets.split(",")}
+    if args.merge:
+        results = merge_results(BENCH_DIR / "results.json", results)
+        clicks = {size: w["clicks"] for size, w in results["worlds"].items()}
+    targets = sorted({r["target"] for r in results["rows"]})
+    results["scaling"] = {t: scaling_exponent(results["rows"], clicks, t) for t in targets}
     (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str))
     write_markdown(results, Path(args.out))
     print(f"[bench] wrote {args.out}")
     return 0
+
+
+def merge_results(path: Path, new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` on top of the results stored at ``path``: rows re-measured now replace the stored ones."""
+    if not path.exists():
+        return new
+    old = json.loads(path.read_text())
+    measured = {(r["target"], r["size"]) for r in new["rows"]}
+    order = {size: i for i, size in enumerate(SIZES)}
+    rows = [r for r in old.get("rows", []) if (r["target"], r["size"]) not in measured] + new["rows"]
+    rows.sort(key=lambda r: (r["target"], order.get(r["size"], 99)))
+    return {
+        **new,
+        "measured_at": f"{old.get('measured_at', '?')} – {new['measured_at']}",
+        "worlds": {**old.get("worlds", {}), **new["worlds"]},
+        "rows": rows,
+        "accuracy": {**old.get("accuracy", {}), **new["accuracy"]},
+    }
 
 
 def _mem_gb() -> float:

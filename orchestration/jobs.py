@@ -6,15 +6,12 @@ from orchestration.assets.keys import (
     CHANNEL_WEIGHTS,
     EVENT_IDENTITIES,
     IDENTITY_MAP,
-    IDENTITY_PROFILES,
     MATCH_MODEL,
     SIGNAL_WEIGHTS,
 )
 
 # Fitted once a day: identities, the confidence model and the data-driven channel weights.
-DAILY_FITTED = dg.AssetSelection.assets(
-    IDENTITY_MAP, EVENT_IDENTITIES, IDENTITY_PROFILES, MATCH_MODEL, SIGNAL_WEIGHTS, CHANNEL_WEIGHTS
-)
+DAILY_FITTED = dg.AssetSelection.assets(IDENTITY_MAP, EVENT_IDENTITIES, MATCH_MODEL, SIGNAL_WEIGHTS, CHANNEL_WEIGHTS)
 EVERYTHING = dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks()
 
 ALL_ASSETS_JOB = dg.define_asset_job(

@@ -11,7 +11,7 @@ import gzip
 import io
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,66 @@ def _next_loaded_at(wh: Warehouse, conn: Any) -> datetime:
         if now <= last:
             now = last + timedelta(microseconds=1)
     return now
+
+
+def newest_load(wh: Warehouse, conn: Any = None) -> datetime | None:
+    """Stamp of the newest load (None before the first one)."""
+    if conn is None:
+        with wh.connect() as own:
+            return newest_load(wh, own)
+    if not wh.table_exists(RAW_SCHEMA, "load_log", conn):
+        return None
+    last = wh.scalar(f"select max(loaded_at) from {qualified(RAW_SCHEMA, 'load_log')}", conn)
+    if last is None:
+        return None
+    return last if last.tzinfo else last.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class LoadedEventDays:
+    """Calendar days (as written in the raw text, before any UTC shift) of the events in a set of loads."""
+
+    conversions: frozenset[date] = frozenset()
+    clicks: frozenset[date] = frozenset()  # new clicks, and every click on a link that got a new version
+
+
+def _iso_days(values: list[Any]) -> frozenset[date]:
+    days = set()
+    for value in values:
+        try:
+            days.add(date.fromisoformat(str(value)))
+        except ValueError:
+            continue  # junk text: staging rejects the row, it changes no partition
+    return frozenset(days)
+
+
+def event_days_loaded_after(wh: Warehouse, after: datetime | None, conn: Any = None) -> LoadedEventDays:
+    """The days of the events that loads newer than ``after`` (every load when None) brought in.
+
+    Raw timestamps are text with any UTC offset; only the date they are written with is read here, so a caller
+    allows one day of margin. Values that do not start with an ISO date are left to staging's quarantine.
+    """
+    if conn is None:
+        with wh.connect() as own:
+            return event_days_loaded_after(wh, after, own)
+    if not all(wh.table_exists(RAW_SCHEMA, t, conn) for t in RAW_COLUMNS):
+        return LoadedEventDays()
+    newer = "1 = 1" if after is None else f"_loaded_at > cast('{after.isoformat()}' as timestamp with time zone)"
+
+    def days(column: str, table: str, where: str) -> frozenset[date]:
+        value = f"trim({quote_ident(column)})"
+        sql = (
+            f"select distinct substr({value}, 1, 10) as day from {qualified(RAW_SCHEMA, table)} "
+            f"where {value} like '____-__-__%' and ({where})"
+        )
+        return _iso_days(list(wh.query_df(sql, conn)["day"]))
+
+    # A new version of a link changes the campaign, creator and channel credited for every click on it.
+    relinked = f"trim(link_id) in (select trim(link_id) from {qualified(RAW_SCHEMA, 'links')} where {newer})"
+    return LoadedEventDays(
+        conversions=days("converted_at", "conversions", newer),
+        clicks=days("clicked_at", "clicks", f"{newer} or {relinked}"),
+    )
 
 
 def load_folder(wh: Warehouse, folder: Path) -> LoadResult:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 
+from orchestration.loader import newest_load
+from orchestration.schedules import coverage_tags
 from orchestration.settings import Target, dagster_home, export_target
 from orchestration.warehouse import Warehouse
 
@@ -87,24 +90,35 @@ def run_job(
     job_name: str = "attribution_all",
     *,
     partition_range: tuple[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
     log_level: str = "INFO",
     instance: dg.DagsterInstance | None = None,
 ) -> dg.ExecuteInProcessResult:
+    """Run ``job_name`` in-process: over ``partition_range``, or with the ``tags`` of a schedule's run request
+    (range and coverage), or by default over every day that holds conversions."""
+    if os.environ.get("ATTRIBUTION_DBT_FULL_REFRESH") == "1" and (partition_range or tags) is not None:
+        # A full refresh rebuilds the partitioned dbt models from the selected window only: every other day
+        # would vanish from int_match_candidates and the fact marts until the next full run.
+        raise ValueError("a full refresh rebuilds every partition: drop --start/--end, or drop --full-refresh")
     defs = load_definitions(target)
     job = defs.resolve_job_def(job_name)
-    if partition_range is not None:
-        tags = {
+    if tags is not None:
+        run_tags = dict(tags)
+    elif partition_range is not None:
+        run_tags = {
             "dagster/asset_partition_range_start": partition_range[0],
             "dagster/asset_partition_range_end": partition_range[1],
         }
     else:
-        tags = data_partition_range(target, job)
+        # Every day that holds conversions: the run covers every load so far (the schedules start after it).
+        covered = newest_load(Warehouse(target))
+        run_tags = {**data_partition_range(target, job), **coverage_tags(covered)}
     if instance is None:
         prepare_dagster_home(target)
         instance = dg.DagsterInstance.get()
     return job.execute_in_process(
         instance=instance,
-        tags=tags,
+        tags=run_tags,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,
     )

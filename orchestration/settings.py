@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,7 @@ TARGETS: tuple[TargetName, ...] = ("duckdb", "postgres")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_DUCKDB_PATH = DATA_DIR / "warehouse.duckdb"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
 # The schemas BI tools and people query; dbt's generate_schema_name macro keeps these names verbatim.
 SCHEMAS = ("raw", "staging", "intermediate", "marts")
 
@@ -50,6 +52,9 @@ class Target:
     name: TargetName
     duckdb_path: Path
     postgres: PostgresSettings
+    # DuckDB's buffer pool defaults to 80% of RAM; a bound keeps the whole run (engine + pandas) within budget.
+    # Joins and sorts beyond it spill to disk instead of failing.
+    duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
 
     @property
     def is_duckdb(self) -> bool:
@@ -84,7 +89,15 @@ def resolve_target(cli_target: str | None = None, environ: dict[str, str] | None
         password=env.get("PGPASSWORD") or "",
         dbname=env.get("PGDATABASE") or user,
     )
-    return Target(name=name, duckdb_path=duckdb_path, postgres=postgres)  # type: ignore[arg-type]
+    memory_limit = (env.get("ATTRIBUTION_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit, flags=re.IGNORECASE):
+        raise ValueError(f"ATTRIBUTION_DUCKDB_MEMORY_LIMIT must be a size like '2GB' or '512MB', got {memory_limit!r}")
+    return Target(
+        name=name,  # type: ignore[arg-type]
+        duckdb_path=duckdb_path,
+        postgres=postgres,
+        duckdb_memory_limit=memory_limit,
+    )
 
 
 def target_env(target: Target) -> dict[str, str]:
@@ -93,6 +106,7 @@ def target_env(target: Target) -> dict[str, str]:
     return {
         "ATTRIBUTION_TARGET": target.name,
         "ATTRIBUTION_DUCKDB_PATH": str(target.duckdb_path),
+        "ATTRIBUTION_DUCKDB_MEMORY_LIMIT": target.duckdb_memory_limit,
         "PGHOST": pg.host,
         "PGPORT": str(pg.port),
         "PGUSER": pg.user,

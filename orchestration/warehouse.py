@@ -74,6 +74,7 @@ class Warehouse:
             try:
                 # Set after connecting: ICU is statically linked but not yet loaded at connect-time config.
                 conn.execute("set TimeZone = 'UTC'")
+                conn.execute(f"set memory_limit = '{self.target.duckdb_memory_limit}'")
                 yield conn
             finally:
                 conn.close()
@@ -89,6 +90,26 @@ class Warehouse:
                 raise
             finally:
                 conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A connection whose statements commit together when the block ends, or not at all when it raises.
+
+        PostgreSQL connections are already transactional (``connect`` commits on exit). DuckDB autocommits every
+        statement unless told otherwise, so a step that dies between two writes would leave the first one
+        committed: writes that belong together go through this.
+        """
+        with self.connect() as conn:
+            if not self.target.is_duckdb:
+                yield conn
+                return
+            conn.execute("begin transaction")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("rollback")
+                raise
+            conn.execute("commit")
 
     # -- generic statements -------------------------------------------------------------------------
     def execute(self, sql: str, conn: Any = None) -> None:
@@ -124,7 +145,9 @@ class Warehouse:
             with self.connect() as own:
                 return self.scalar(sql, own)
         if self.target.is_duckdb:
-            row = conn.execute(sql).fetchone()
+            # fetchall, not fetchone: DuckDB refuses other work on a connection with an unfinished result.
+            rows = conn.execute(sql).fetchall()
+            row = rows[0] if rows else None
         else:
             with conn.cursor() as cur:
                 cur.execute(sql)
@@ -132,13 +155,52 @@ class Warehouse:
         return None if row is None else row[0]
 
     # -- reading ------------------------------------------------------------------------------------
-    def query_df(self, sql: str, conn: Any = None) -> pd.DataFrame:
+    def query_df(self, sql: str, conn: Any = None, arrow: bool = False) -> pd.DataFrame:
+        """The result of ``sql`` as a frame. ``arrow=True`` keeps DuckDB's Arrow batches as Arrow-backed columns
+        (no per-value conversion: what large numeric or string extracts want)."""
         if conn is None:
             with self.connect() as own:
-                return self.query_df(sql, own)
+                return self.query_df(sql, own, arrow)
         if self.target.is_duckdb:
+            if arrow:
+                return conn.sql(sql).to_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)
             return conn.execute(sql).df()
         return _pg_query_df(conn, sql)
+
+    # -- dialect ------------------------------------------------------------------------------------
+    def sha256_hex(self, expr: str) -> str:
+        """SQL for the lowercase hex SHA-256 of a text expression (UTF-8), equal to Python's hashlib."""
+        if self.target.is_duckdb:
+            return f"sha256({expr})"
+        return f"encode(sha256(convert_to({expr}, 'UTF8')), 'hex')"
+
+    def epoch_us(self, expr: str) -> str:
+        """SQL for a timestamptz as integer microseconds since the Unix epoch."""
+        if self.target.is_duckdb:
+            return f"epoch_us({expr})"
+        return f"cast(extract(epoch from {expr}) * 1000000 as bigint)"
+
+    @contextmanager
+    def registered(self, name: str, df: pd.DataFrame, conn: Any) -> Iterator[str]:
+        """``df`` visible to SQL on ``conn`` as the relation ``name`` for the duration of the block (DuckDB scans
+        the frame in place; PostgreSQL gets a temporary table filled by COPY)."""
+        if self.target.is_duckdb:
+            conn.register(name, df)
+            try:
+                yield name
+            finally:
+                conn.unregister(name)
+            return
+        with conn.cursor() as cur:
+            cur.execute(f"drop table if exists {quote_ident(name)}")
+            cur.execute(f"create temporary table {quote_ident(name)} ({_column_ddl(df)})")
+            _pg_copy_in(cur, df, quote_ident(name))
+            cur.execute(f"analyze {quote_ident(name)}")
+        try:
+            yield name
+        finally:
+            with conn.cursor() as cur:
+                cur.execute(f"drop table if exists {quote_ident(name)}")
 
     # -- writing ------------------------------------------------------------------------------------
     def replace_table(self, df: pd.DataFrame, schema: str, table: str, conn: Any = None) -> int:
@@ -166,22 +228,34 @@ class Warehouse:
             cur.execute(f"analyze {target}")
         return len(df)
 
+    def replace_table_as(self, schema: str, table: str, select_sql: str, conn: Any) -> int:
+        """Atomically replace ``schema.table`` with the result of ``select_sql``, computed inside the engine.
+
+        Same guarantee as :meth:`replace_table`: readers see the old or the new table, never an empty one.
+        Returns the new row count.
+        """
+        self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
+        target = qualified(schema, table)
+        if self.target.is_duckdb:
+            conn.execute(f"create or replace table {target} as {select_sql}")
+        else:
+            swap = qualified(schema, f"{table}__swap")
+            with conn.cursor() as cur:
+                cur.execute(f"drop table if exists {swap}")
+                cur.execute(f"create table {swap} as {select_sql}")
+                cur.execute(f"drop table if exists {target}")
+                cur.execute(f"alter table {swap} rename to {quote_ident(table)}")
+                cur.execute(f"analyze {target}")
+        return int(self.scalar(f"select count(*) from {target}", conn))
+
     def replace_rows(self, df: pd.DataFrame, schema: str, table: str, where: str, conn: Any = None) -> int:
         """Delete the rows matching ``where`` and insert ``df`` in one transaction (partition overwrite).
 
-        Creates the table from ``df``'s columns when it does not exist yet.
+        Creates the table from ``df``'s columns when it does not exist yet. With ``conn`` given, the caller owns the
+        transaction: pass a connection from ``transaction()`` so the delete never commits without the insert.
         """
         if conn is None:
-            with self.connect() as own:
-                if self.target.is_duckdb:
-                    own.execute("begin transaction")
-                    try:
-                        n = self.replace_rows(df, schema, table, where, own)
-                        own.execute("commit")
-                    except BaseException:
-                        own.execute("rollback")
-                        raise
-                    return n
+            with self.transaction() as own:
                 return self.replace_rows(df, schema, table, where, own)
         self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
         target = qualified(schema, table)

@@ -10,10 +10,13 @@ of the strongest path, so the offending component is split, never merged wholesa
 take this per-edge route (sessions hanging off a single cookie are attached afterwards, vectorised); everything
 else is one ``scipy.sparse.csgraph.connected_components`` call.
 
-Identifier strings are hashed once with Arrow's dictionary encoding; all later work is on integer arrays.
+Two entry points share that logic: :func:`resolve_identities` takes identifier strings and encodes them once
+with Arrow's dictionary encoding; :func:`resolve_identity_nodes` takes a graph the warehouse has already
+encoded as integer node ids (the pipeline's path, since the engine groups and joins strings far faster).
 Identity ids are ``'idn_' + sha256('<type>:<value>')[:16]`` of the component's earliest identifier (minimum
 ``first_seen_at``, ties by type priority then value), so they survive reruns, input reordering and growth that
-does not merge components. Events without a strong identifier get ``'evt_' + sha256('<kind>:<id>')[:16]``.
+does not merge components. An event takes the identity of its highest-priority strong identifier (see
+``STRONG_TYPES``); events without one get ``'evt_' + sha256('<kind>:<id>')[:16]`` (:func:`event_singleton_id`).
 """
 
 from __future__ import annotations
@@ -162,6 +165,10 @@ def _encode_strings(parts: list[pd.Series | pa.Array]) -> tuple[list[np.ndarray]
 
 def _micros(values: pd.Series, missing: int = _MISSING_TIME) -> np.ndarray:
     """UTC timestamps as int64 microseconds; missing values become ``missing``."""
+    if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_timestamp(values.dtype.pyarrow_dtype):
+        # Straight from the engine's Arrow batches: cast in Arrow (pandas would go through Python objects).
+        arr = pa.array(values.array).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        return arr.fill_null(missing).to_numpy(zero_copy_only=False)
     ts = pd.to_datetime(values, utc=True).dt.as_unit("us")
     return np.where(ts.isna().to_numpy(), missing, ts.array.asi8)
 
@@ -210,13 +217,18 @@ def _blocked_mask(types: np.ndarray, values: pa.Array, blocked: frozenset[tuple[
     return mask
 
 
-def _edge_trust(edge_types: pd.Series, trust: Mapping[str, int]) -> np.ndarray:
-    """Trust rank per edge; 'a-b' and 'b-a' are the same edge type, unknown types rank 0."""
+def trust_by_edge_type(trust: Mapping[str, int]) -> dict[str, int]:
+    """``trust`` with both spellings of every edge type: 'a-b' and 'b-a' are the same edge."""
     full = dict(trust)
     for key, value in trust.items():
         left, _, right = key.partition("-")
         full.setdefault(f"{right}-{left}", value)
-    return _lookup_small(edge_types, full, 0)
+    return full
+
+
+def _edge_trust(edge_types: pd.Series, trust: Mapping[str, int]) -> np.ndarray:
+    """Trust rank per edge; unknown types rank 0."""
+    return _lookup_small(edge_types, trust_by_edge_type(trust), 0)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -518,13 +530,16 @@ def resolve_identities_with_stats(
             "identity_id": _str_series(ids.take(pa.array(labels))),
         }
     )
-    stats = {
+    return identity_map, _stats(graph, n_comp, n_split)
+
+
+def _stats(graph: _Graph, n_comp: int, n_split: int) -> dict[str, int]:
+    return {
         "n_identifiers": len(graph.node_type),
         "n_edges": len(graph.u),
         "n_identities": n_comp,
         "n_components_split": n_split,
     }
-    return identity_map, stats
 
 
 def resolve_identities(
@@ -547,298 +562,77 @@ def _str_series(values: pa.Array) -> pd.Series:
     return pd.Series(pd.array(values, dtype="str"))
 
 
-@dataclass(frozen=True)
-class _EventKeys:
-    """Integer key ``id_code * n_kinds + kind_code`` for (event_kind, event_id), shared by several frames."""
+# --------------------------------------------------------------------------------------------------------------
+# Integer-coded input: the warehouse encodes the identifiers, Python only sees the graph
+# --------------------------------------------------------------------------------------------------------------
 
-    codes: list[np.ndarray]
-    kinds: pa.Array
-    ids: pa.Array
-
-    @property
-    def size(self) -> int:
-        return max(len(self.kinds), 1) * len(self.ids)
-
-    def kind_of(self, key: np.ndarray) -> pa.Array:
-        return self.kinds.take(pa.array(key % max(len(self.kinds), 1)))
-
-    def id_of(self, key: np.ndarray) -> pa.Array:
-        return self.ids.take(pa.array(key // max(len(self.kinds), 1)))
+NODE_COLUMNS: tuple[str, ...] = ("node", "type_rank", "identifier_value", "first_seen_us")
+CODED_EDGE_COLUMNS: tuple[str, ...] = ("u", "v", "n_events", "trust", "first_seen_us", "last_seen_us")
 
 
-def _event_keys(kinds: list[pd.Series], ids: list[pd.Series]) -> _EventKeys:
-    kind_codes, kind_dict = _encode_strings(kinds)
-    id_codes, id_dict = _encode_strings(ids)
-    n_kinds = max(len(kind_dict), 1)
-    return _EventKeys(
-        codes=[i * n_kinds + k for i, k in zip(id_codes, kind_codes, strict=True)], kinds=kind_dict, ids=id_dict
+def _int_column(frame: pd.DataFrame, column: str, missing: int) -> np.ndarray:
+    values = frame[column]
+    if isinstance(values.dtype, pd.ArrowDtype):
+        arr = pa.array(values.array)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        return arr.fill_null(missing).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return values.fillna(missing).to_numpy(dtype=np.int64)
+
+
+def _graph_from_codes(nodes: pd.DataFrame, edges: pd.DataFrame) -> _Graph:
+    _require(nodes, NODE_COLUMNS, "nodes")
+    _require(edges, CODED_EDGE_COLUMNS, "edges")
+    node = _int_column(nodes, "node", -1)
+    n = len(node)
+    order = None
+    if not np.array_equal(node, np.arange(n)):
+        order = np.argsort(node, kind="stable")
+        if not np.array_equal(node[order], np.arange(n)):
+            raise ValueError("nodes.node must hold the ids 0 .. len(nodes) - 1, each exactly once")
+    node_type = _int_column(nodes, "type_rank", -1)
+    if ((node_type < 0) | (node_type >= len(STRONG_TYPES))).any():
+        raise ValueError(f"nodes.type_rank must index STRONG_TYPES {STRONG_TYPES}")
+    values = _as_large_string(nodes["identifier_value"])
+    first_seen = _int_column(nodes, "first_seen_us", _MISSING_TIME)
+    if order is not None:
+        node_type, first_seen, values = node_type[order], first_seen[order], values.take(pa.array(order))
+    u, v = _int_column(edges, "u", -1), _int_column(edges, "v", -1)
+    if len(u) and (min(u.min(), v.min()) < 0 or max(u.max(), v.max()) >= n):
+        raise ValueError("edges.u / edges.v must be node ids of nodes")
+    return _Graph(
+        node_type=node_type.astype(np.int8),
+        node_value=values,
+        node_first_seen=first_seen,
+        u=u,
+        v=v,
+        n_events=_int_column(edges, "n_events", 0),
+        trust=_int_column(edges, "trust", 0),
+        first_seen=_int_column(edges, "first_seen_us", _MISSING_TIME),
+        last_seen=_int_column(edges, "last_seen_us", 0),
     )
 
 
-@dataclass(frozen=True)
-class _Assignment:
-    """Identity of every event present in ``event_identifiers``."""
+def resolve_identity_nodes(
+    nodes: pd.DataFrame, edges: pd.DataFrame, limits: IdentityLimits | None = None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The identity graph on integer-coded input: :func:`resolve_identities` for a warehouse that has already
+    replaced every identifier by a node id (a GROUP BY and a join it runs far faster than Python can hash
+    13M strings).
 
-    events: np.ndarray  # event key codes, one per event
-    entry: np.ndarray  # identity_map row of the event's identity, -1 for identifier-less events
-    singleton_ids: pa.Array  # 'evt_...' ids of the events with entry == -1, in event order
-    map_ids: pa.Array  # identity_map.identity_id as Arrow strings
+    * ``nodes``: node (the ids 0 .. n-1, any order), type_rank (index in ``STRONG_TYPES``), identifier_value
+      (read only to break ties), first_seen_us (earliest event, UTC microseconds; null = unknown). Blocked
+      values must already be left out.
+    * ``edges``: u, v (node ids), n_events, trust (rank of the edge type, higher is cut later; see
+      :func:`trust_by_edge_type`), first_seen_us, last_seen_us.
 
-    def identity_strings(self) -> pa.Array:
-        source = pa.concat_arrays([self.map_ids, self.singleton_ids])
-        index = self.entry.copy()
-        lonely = np.flatnonzero(index < 0)
-        index[lonely] = len(self.map_ids) + np.arange(len(lonely))
-        return source.take(pa.array(index))
-
-
-def _assign_events(
-    event_identifiers: pd.DataFrame, event_code: np.ndarray, keys: _EventKeys, identity_map: pd.DataFrame
-) -> _Assignment:
-    ei = event_identifiers
-    present = np.zeros(keys.size, dtype=bool)
-    present[event_code] = True
-
-    # Row of identity_map matched by each strong event identifier (-1: not a strong identifier / not mapped).
-    ei_type = _type_codes(ei["identifier_type"])
-    ei_values = _as_large_string(ei["identifier_value"])
-    map_type = _type_codes(identity_map["identifier_type"])
-    map_values = _as_large_string(identity_map["identifier_value"])
-    map_ids = _as_large_string(identity_map["identity_id"])
-    row_entry = np.full(len(ei), -1, dtype=np.int64)
-    for t in range(len(STRONG_TYPES)):
-        rows, entries = np.flatnonzero(ei_type == t), np.flatnonzero(map_type == t)
-        if len(rows) == 0 or len(entries) == 0:
-            continue
-        pos = pc.index_in(ei_values.take(pa.array(rows)), value_set=map_values.take(pa.array(entries)))
-        found = pos.is_valid().to_numpy(zero_copy_only=False)
-        row_entry[rows[found]] = entries[pos.filter(found).to_numpy().astype(np.int64)]
-
-    # Best rows per event: lowest type priority. Several rows of that type (two sessions on one event) normally
-    # share an identity; if a split put them apart, the lexicographically smallest identity id wins.
-    found_rows = np.flatnonzero(row_entry >= 0)
-    found_event = event_code[found_rows]
-    best_type = np.full(keys.size, len(STRONG_TYPES), dtype=np.int64)
-    np.minimum.at(best_type, found_event, ei_type[found_rows])
-    winners = found_rows[ei_type[found_rows] == best_type[found_event]]
-    win_event, win_entry = event_code[winners], row_entry[winners]
-    best_entry = np.full(keys.size, -1, dtype=np.int64)
-    best_entry[win_event] = win_entry
-    n_winners = np.bincount(win_event, minlength=keys.size)
-    crowded = n_winners[win_event] > 1
-    if crowded.any():
-        tied = pd.DataFrame(
-            {
-                "event": win_event[crowded],
-                "entry": win_entry[crowded],
-                "identity": map_ids.take(pa.array(win_entry[crowded])).to_pylist(),
-            }
-        )
-        first = tied.sort_values(["event", "identity"]).drop_duplicates("event")
-        best_entry[first["event"].to_numpy()] = first["entry"].to_numpy()
-
-    events = np.flatnonzero(present)
-    entry = best_entry[events]
-    lonely = events[entry < 0]
-    kinds = keys.kind_of(lonely).to_pylist()
-    ids = keys.id_of(lonely).to_pylist()
-    singleton = _short_hash("evt_", (f"{k}:{i}" for k, i in zip(kinds, ids, strict=True)))
-    return _Assignment(
-        events=events, entry=entry, singleton_ids=pa.array(singleton, type=pa.large_string()), map_ids=map_ids
-    )
-
-
-def _event_frame(keys: _EventKeys, assignment: _Assignment) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "event_kind": _str_series(keys.kind_of(assignment.events)),
-            "event_id": _str_series(keys.id_of(assignment.events)),
-            "identity_id": _str_series(assignment.identity_strings()),
-        }
-    )
-
-
-_EVENT_IDENTIFIER_COLUMNS = ["event_kind", "event_id", "identifier_type", "identifier_value"]
-_MAP_COLUMNS = ["identifier_type", "identifier_value", "identity_id"]
-_CLICK_COLUMNS = ["event_id", "observed_at", "user_agent", "device_family"]
-
-
-def event_identities(event_identifiers: pd.DataFrame, identity_map: pd.DataFrame) -> pd.DataFrame:
-    """One identity per event.
-
-    ``event_identifiers``: event_kind ('click' / 'conversion'), event_id, identifier_type, identifier_value (one
-    row per identifier on an event; an event with no identifier at all may appear once with nulls). The event
-    takes the identity of its highest-priority strong identifier found in ``identity_map`` (user_id > email >
-    cookie > session; ties by smallest identity_id). Events without one get ``'evt_' + sha256(kind:id)[:16]``.
-    Identifiers absent from the map (blocked values) are ignored.
+    Same components, limits, splits and representatives as :func:`resolve_identities`. Returns one row per node:
+    node, rep_node (the node of the identity's earliest identifier, whose ``identity_id_for(type, value)`` names
+    the identity), and the sizes for asset metadata.
     """
-    _require(event_identifiers, _EVENT_IDENTIFIER_COLUMNS, "event_identifiers")
-    _require(identity_map, _MAP_COLUMNS, "identity_map")
-    keys = _event_keys([event_identifiers["event_kind"]], [event_identifiers["event_id"]])
-    return _event_frame(keys, _assign_events(event_identifiers, keys.codes[0], keys, identity_map))
-
-
-def _distinct_per_group(group: np.ndarray, values: pd.Series | pa.Array, n_groups: int) -> np.ndarray:
-    """Number of distinct non-null ``values`` per group code (rows with group < 0 are ignored)."""
-    arr = values if isinstance(values, pa.Array) else _as_large_string(values)
-    valid = arr.is_valid().to_numpy(zero_copy_only=False) & (group >= 0)
-    (codes,), dictionary = _encode_strings([arr.filter(pa.array(valid))])
-    width = len(dictionary) + 1
-    pairs = pd.unique(group[valid] * width + codes)
-    return np.bincount(pairs // width, minlength=n_groups)
-
-
-def _latest_value(group: np.ndarray, observed: np.ndarray, values: pa.Array, n_groups: int) -> np.ndarray:
-    """Per group, the non-null value of the latest row (ties: greatest value); None where a group has none."""
-    rows = np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False) & (group >= 0) & (observed != _MISSING_TIME))
-    latest = np.full(n_groups, -1, dtype=np.int64)
-    np.maximum.at(latest, group[rows], observed[rows])
-    last_rows = rows[observed[rows] == latest[group[rows]]]
-    frame = pd.DataFrame({"group": group[last_rows], "value": values.take(pa.array(last_rows)).to_pylist()})
-    frame = frame.sort_values(["group", "value"]).drop_duplicates("group", keep="last")
-    out = np.full(n_groups, None, dtype=object)
-    out[frame["group"].to_numpy()] = frame["value"].to_numpy()
-    return out
-
-
-def _profile_frame(
-    identities: pa.Array,
-    event_identifiers: pd.DataFrame,
-    ei_identity: np.ndarray,
-    clicks: pd.DataFrame,
-    click_identity: np.ndarray,
-    strong_counts: dict[str, np.ndarray] | None,
-) -> pd.DataFrame:
-    """The dim_identities rows, given each event-identifier row's and each click's identity code."""
-    n_id = len(identities)
-    observed = _micros(event_identifiers["observed_at"])
-    seen = (ei_identity >= 0) & (observed != _MISSING_TIME)
-    first_seen = np.full(n_id, _MISSING_TIME, dtype=np.int64)
-    last_seen = np.full(n_id, -1, dtype=np.int64)
-    np.minimum.at(first_seen, ei_identity[seen], observed[seen])
-    np.maximum.at(last_seen, ei_identity[seen], observed[seen])
-
-    types = (*STRONG_TYPES, "fingerprint")
-    ei_type = _lookup_small(event_identifiers["identifier_type"], {t: i for i, t in enumerate(types)}, -1)
-    ei_values = _as_large_string(event_identifiers["identifier_value"])
-    counts = dict(strong_counts or {})
-    for i, t in enumerate(types):
-        if t not in counts:
-            rows = np.flatnonzero(ei_type == i)
-            counts[t] = _distinct_per_group(ei_identity[rows], ei_values.take(pa.array(rows)), n_id)
-
-    n_families = _distinct_per_group(click_identity, clicks["device_family"], n_id)
-    agents = _as_large_string(clicks["user_agent"])
-    last_agent = _latest_value(click_identity, _micros(clicks["observed_at"]), agents, n_id)
-
-    def stamps(values: np.ndarray, missing: np.ndarray) -> pd.Series:
-        return pd.Series(pd.to_datetime(np.where(missing, np.iinfo(np.int64).min, values), unit="us", utc=True))
-
-    profile = pd.DataFrame(
-        {
-            "identity_id": _str_series(identities),
-            "first_seen_at": stamps(first_seen, first_seen == _MISSING_TIME),
-            "last_seen_at": stamps(last_seen, last_seen < 0),
-            **{f"n_{t}s": counts[t].astype(np.int64) for t in types},
-            "n_devices": np.where(n_families > 0, n_families, counts["fingerprint"]).astype(np.int64),
-            "last_user_agent": pd.array(last_agent, dtype="str"),
-        }
-    )
-    return profile.take(pc.sort_indices(identities).to_numpy()).reset_index(drop=True)
-
-
-def _click_kinds(clicks: pd.DataFrame) -> pd.Series:
-    if "event_kind" in clicks:
-        return clicks["event_kind"]
-    return pd.Series("click", index=clicks.index, dtype="str")
-
-
-def _map_strong_counts(identity_map: pd.DataFrame, map_identity: np.ndarray, n_id: int) -> dict[str, np.ndarray]:
-    map_type = _type_codes(identity_map["identifier_type"])
-    return {t: np.bincount(map_identity[map_type == i], minlength=n_id) for i, t in enumerate(STRONG_TYPES)}
-
-
-def identity_profiles(
-    event_identifiers: pd.DataFrame,
-    event_identities: pd.DataFrame,
-    clicks: pd.DataFrame,
-    identity_map: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """One row per identity of ``event_identities`` for ``dim_identities``.
-
-    * ``event_identifiers``: event_kind, event_id, identifier_type, identifier_value, observed_at (UTC) - the
-      identifiers seen on clicks and conversions. first/last seen span all of the identity's events;
-      ``n_<type>s`` count the distinct identifiers of each type seen on them (fingerprints included).
-    * ``event_identities``: event_kind, event_id, identity_id (from :func:`event_identities`).
-    * ``clicks``: event_id (the click_id), observed_at, user_agent, device_family; event_kind optional
-      ('click'). ``n_devices`` approximates distinct physical devices as the distinct device families of the
-      identity's clicks (an in-app webview and Safari on one phone count once), or its distinct fingerprints
-      when no device family is known. ``last_user_agent`` is the user agent of its latest click that has one.
-    * ``identity_map`` (optional): when given, the strong counts (user_ids, emails, cookies, sessions) come from
-      it instead of the events, i.e. exactly the identifiers resolved into the identity, and identities without
-      an event are listed too (null timestamps).
-
-    :func:`event_identities_with_profiles` gives the same two tables from one encoding of the event ids (about
-    twice as fast on large inputs).
-    """
-    _require(event_identifiers, [*_EVENT_IDENTIFIER_COLUMNS, "observed_at"], "event_identifiers")
-    _require(event_identities, ["event_kind", "event_id", "identity_id"], "event_identities")
-    _require(clicks, _CLICK_COLUMNS, "clicks")
-    keys = _event_keys(
-        [event_identifiers["event_kind"], event_identities["event_kind"], _click_kinds(clicks)],
-        [event_identifiers["event_id"], event_identities["event_id"], clicks["event_id"]],
-    )
-    parts = [event_identities["identity_id"]]
-    if identity_map is not None:
-        _require(identity_map, _MAP_COLUMNS, "identity_map")
-        parts.append(identity_map["identity_id"])
-    identity_codes, identities = _encode_strings(parts)
-    identity_by_key = np.full(keys.size, -1, dtype=np.int64)
-    identity_by_key[keys.codes[1]] = identity_codes[0]
-    strong = None
-    if identity_map is not None:
-        strong = _map_strong_counts(identity_map, identity_codes[1], len(identities))
-    return _profile_frame(
-        identities,
-        event_identifiers,
-        identity_by_key[keys.codes[0]],
-        clicks,
-        identity_by_key[keys.codes[2]],
-        strong,
-    )
-
-
-def event_identities_with_profiles(
-    event_identifiers: pd.DataFrame, identity_map: pd.DataFrame, clicks: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`event_identities` and :func:`identity_profiles` (strong counts from ``identity_map``) in one pass.
-
-    Same inputs and outputs as the two functions; the event ids are encoded once, which at 10M events saves
-    more than the cost of the profiles themselves.
-    """
-    _require(event_identifiers, [*_EVENT_IDENTIFIER_COLUMNS, "observed_at"], "event_identifiers")
-    _require(identity_map, _MAP_COLUMNS, "identity_map")
-    _require(clicks, _CLICK_COLUMNS, "clicks")
-    keys = _event_keys(
-        [event_identifiers["event_kind"], _click_kinds(clicks)], [event_identifiers["event_id"], clicks["event_id"]]
-    )
-    assignment = _assign_events(event_identifiers, keys.codes[0], keys, identity_map)
-    events = _event_frame(keys, assignment)
-    # Identity codes: identity_map's identities first, then one per identifier-less event.
-    (map_identity,), map_identities = _encode_strings([identity_map["identity_id"]])
-    n_map = len(map_identities)
-    code_of_event = np.where(assignment.entry >= 0, map_identity[np.maximum(assignment.entry, 0)], -1)
-    lonely = np.flatnonzero(assignment.entry < 0)
-    code_of_event[lonely] = n_map + np.arange(len(lonely))
-    identity_by_key = np.full(keys.size, -1, dtype=np.int64)
-    identity_by_key[assignment.events] = code_of_event
-    identities = pa.concat_arrays([map_identities, assignment.singleton_ids])
-    profiles = _profile_frame(
-        identities,
-        event_identifiers,
-        identity_by_key[keys.codes[0]],
-        clicks,
-        identity_by_key[keys.codes[1]],
-        _map_strong_counts(identity_map, map_identity, len(identities)),
-    )
-    return events, profiles
+    limits = limits or IdentityLimits()
+    graph = _graph_from_codes(nodes, edges)
+    labels, n_comp, n_split = _resolve_labels(graph, limits)
+    rep = _representatives(graph, labels, n_comp)
+    result = pd.DataFrame({"node": np.arange(len(labels), dtype=np.int64), "rep_node": rep[labels]})
+    return result, _stats(graph, n_comp, n_split)

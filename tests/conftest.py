@@ -7,11 +7,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from orchestration.settings import PROJECT_ROOT, Target, resolve_target, target_env
+from orchestration.warehouse import Warehouse, frame_checksum
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
@@ -93,6 +96,31 @@ def make_target(name: str, tmp_path: Path, pg_dbname: str | None = None) -> Targ
     return resolve_target(environ=env)
 
 
+@contextmanager
+def module_target(name: str, folder: Path, prefix: str = "attr_mod") -> Iterator[Target]:
+    """A throwaway warehouse for a module-scoped fixture, with the environment following it (dbt and Dagster read
+    it) until the block ends. PostgreSQL is skipped without a server, unless REQUIRE_POSTGRES=1."""
+    dbname = None
+    if name == "postgres":
+        reason = postgres_unavailable_reason()
+        if reason:
+            if REQUIRE_POSTGRES:
+                pytest.fail(f"REQUIRE_POSTGRES=1 but {reason}")
+            pytest.skip(reason)
+        dbname = create_pg_database(_pg_admin_kwargs(), prefix=prefix)
+    t = make_target(name, folder, dbname)
+    (folder / "dagster_home").mkdir(parents=True, exist_ok=True)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in target_env(t).items():
+                mp.setenv(key, value)
+            mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
+            yield t
+    finally:
+        if dbname:
+            drop_pg_database(_pg_admin_kwargs(), dbname)
+
+
 @pytest.fixture(params=["duckdb", "postgres"])
 def target(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
     """A throwaway warehouse on each target; the environment follows it (dbt and Dagster read it)."""
@@ -134,3 +162,33 @@ def run_dbt(target: Target, *args: str, target_path: Path | None = None) -> subp
     if proc.returncode != 0:
         pytest.fail(f"dbt {' '.join(args)} failed on {target.name}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
     return proc
+
+
+# --------------------------------------------------------------------------------------- pipeline helpers ---
+MARTS = (
+    "fct_attribution_credits",
+    "fct_conversion_attribution",
+    "dim_identities",
+    "match_signal_weights",
+    "rpt_link_daily",
+    "rpt_creator_performance",
+    "rpt_campaign_performance",
+    "rpt_channel_attribution",
+    "rpt_attribution_quality",
+)
+
+
+def mart_checksums(wh: Warehouse) -> dict[str, str]:
+    with wh.connect() as conn:
+        return {m: frame_checksum(wh.query_df(f"select * from marts.{m}", conn)) for m in MARTS}
+
+
+def assert_run_ok(result: dg.ExecuteInProcessResult) -> None:
+    failures = [e.step_failure_data.error.message for e in result.all_events if e.is_step_failure]
+    assert result.success, f"run failed: {failures}"
+    failed_checks = [
+        f"{c.asset_key.to_user_string()}:{c.check_name}"
+        for c in result.get_asset_check_evaluations()
+        if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    assert not failed_checks, f"failed checks: {failed_checks}"

@@ -9,14 +9,13 @@ import pandas as pd
 import pytest
 
 from python_models.identity import (
+    STRONG_TYPES,
     IdentityLimits,
-    event_identities,
-    event_identities_with_profiles,
-    event_singleton_id,
     identity_id_for,
-    identity_profiles,
     resolve_identities,
     resolve_identities_with_stats,
+    resolve_identity_nodes,
+    trust_by_edge_type,
 )
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -259,175 +258,6 @@ def test_empty_inputs() -> None:
     assert only_nodes["identity_id"].tolist() == [identity_id_for("cookie", "c1")]
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# event_identities
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def event_rows(*rows: tuple[str, str, str | None, str | None]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["event_kind", "event_id", "identifier_type", "identifier_value"])
-
-
-def test_event_identities_follow_type_priority_and_fall_back_to_singletons() -> None:
-    ids = identifiers(("cookie", "c1", 0), ("user_id", "u1", 0), ("user_id", "u2", 1), ("cookie", "c2", 0))
-    e = edges(("cookie", "c1", "user_id", "u1", 10), ("cookie", "c1", "user_id", "u2", 1))
-    identity_map = resolve_identities(ids, e)
-    rows = event_rows(
-        ("click", "k1", "cookie", "c1"),
-        ("click", "k1", "user_id", "u2"),  # split apart from c1: the user_id wins
-        ("click", "k1", "ip", "ip1"),
-        ("click", "k2", "session", "unknown-session"),  # not in the map
-        ("click", "k2", "fingerprint", "f1"),
-        ("conversion", "k1", "cookie", "c2"),  # same id, other kind: a different event
-        ("conversion", "v9", None, None),
-    )
-    result = event_identities(rows, identity_map)
-    assert list(result.columns) == ["event_kind", "event_id", "identity_id"]
-    got = dict(zip(zip(result["event_kind"], result["event_id"], strict=True), result["identity_id"], strict=True))
-    assert got == {
-        ("click", "k1"): identity_of(identity_map, "user_id", "u2"),
-        ("click", "k2"): event_singleton_id("click", "k2"),
-        ("conversion", "k1"): identity_of(identity_map, "cookie", "c2"),
-        ("conversion", "v9"): event_singleton_id("conversion", "v9"),
-    }
-    assert identity_of(identity_map, "user_id", "u2") != identity_of(identity_map, "cookie", "c1")
-
-
-def test_event_with_two_identifiers_of_the_same_type_in_different_identities_is_deterministic() -> None:
-    identity_map = resolve_identities(identifiers(("session", "sa", 0), ("session", "sb", 0)), edges())
-    rows = event_rows(("click", "k", "session", "sb"), ("click", "k", "session", "sa"))
-    expected = min(identity_id_for("session", "sa"), identity_id_for("session", "sb"))
-    assert event_identities(rows, identity_map)["identity_id"].tolist() == [expected]
-    assert event_identities(rows.iloc[::-1], identity_map)["identity_id"].tolist() == [expected]
-
-
-def test_blocked_identifier_on_an_event_is_ignored() -> None:
-    limits = IdentityLimits(blocked_values=frozenset({("user_id", "anonymous")}))
-    ids = identifiers(("user_id", "anonymous", 0), ("cookie", "c1", 0), ("cookie", "c2", 0))
-    e = edges(("cookie", "c1", "user_id", "anonymous", 9), ("cookie", "c2", "user_id", "anonymous", 9))
-    identity_map = resolve_identities(ids, e, limits)
-    rows = event_rows(
-        ("click", "a", "user_id", "anonymous"),
-        ("click", "a", "cookie", "c1"),
-        ("click", "b", "user_id", "anonymous"),
-        ("click", "b", "cookie", "c2"),
-    )
-    result = event_identities(rows, identity_map).set_index("event_id")["identity_id"]
-    assert result["a"] == identity_id_for("cookie", "c1")
-    assert result["b"] == identity_id_for("cookie", "c2")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# identity_profiles
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def test_identity_profiles_counts_and_latest_user_agent() -> None:
-    ids = identifiers(("cookie", "c1", 0), ("cookie", "c2", 0), ("session", "s1", 0), ("user_id", "u1", 0))
-    e = edges(
-        ("cookie", "c1", "user_id", "u1", 3), ("cookie", "c2", "user_id", "u1", 3), ("session", "s1", "cookie", "c1", 2)
-    )
-    identity_map = resolve_identities(ids, e)
-    rows = event_rows(
-        ("click", "k1", "cookie", "c1"),
-        ("click", "k1", "session", "s1"),
-        ("click", "k1", "fingerprint", "f1"),
-        ("click", "k2", "cookie", "c2"),
-        ("click", "k2", "fingerprint", "f2"),
-        ("conversion", "v1", "user_id", "u1"),
-        ("conversion", "v1", "fingerprint", "f3"),
-        ("click", "k3", "ip", "ip"),
-    )
-    rows["observed_at"] = rows["event_id"].map({"k1": day(1), "k2": day(2), "v1": day(3), "k3": day(4)})
-    ev_ids = event_identities(rows, identity_map)
-    clicks = pd.DataFrame(
-        {
-            "event_id": ["k1", "k2", "k3"],
-            "observed_at": [day(1), day(2), day(4)],
-            "user_agent": ["ua-phone", "ua-inapp", "ua-bot"],
-            "device_family": ["iPhone", "iPhone", None],
-        }
-    )
-    profiles = identity_profiles(rows, ev_ids, clicks)
-    assert list(profiles.columns) == [
-        "identity_id",
-        "first_seen_at",
-        "last_seen_at",
-        "n_user_ids",
-        "n_emails",
-        "n_cookies",
-        "n_sessions",
-        "n_fingerprints",
-        "n_devices",
-        "last_user_agent",
-    ]
-    assert profiles["identity_id"].is_unique and profiles["identity_id"].is_monotonic_increasing
-    person = profiles.set_index("identity_id").loc[identity_of(identity_map, "user_id", "u1")]
-    assert person["first_seen_at"] == day(1)
-    assert person["last_seen_at"] == day(3)  # the conversion counts for the span
-    assert (person["n_user_ids"], person["n_emails"], person["n_cookies"], person["n_sessions"]) == (1, 0, 2, 1)
-    assert person["n_fingerprints"] == 3
-    assert person["n_devices"] == 1  # the in-app webview and Safari of one iPhone
-    assert person["last_user_agent"] == "ua-inapp"  # the latest click
-    lonely = profiles.set_index("identity_id").loc[event_singleton_id("click", "k3")]
-    assert lonely["n_cookies"] == 0 and lonely["n_devices"] == 0 and lonely["last_user_agent"] == "ua-bot"
-    assert lonely["first_seen_at"] == day(4)
-
-
-def test_identity_profiles_can_count_strong_identifiers_from_the_map() -> None:
-    # Split identities: the event carries u2 (its identity) and c1 (resolved into u1's identity).
-    ids = identifiers(("cookie", "c1", 0), ("user_id", "u1", 0), ("user_id", "u2", 1))
-    identity_map = resolve_identities(
-        ids, edges(("cookie", "c1", "user_id", "u1", 10), ("cookie", "c1", "user_id", "u2", 1))
-    )
-    rows = event_rows(("click", "k", "cookie", "c1"), ("click", "k", "user_id", "u2")).assign(observed_at=day(1))
-    ev_ids = event_identities(rows, identity_map)
-    clicks = pd.DataFrame({"event_id": ["k"], "observed_at": [day(1)], "user_agent": ["ua"], "device_family": ["Mac"]})
-    from_events = identity_profiles(rows, ev_ids, clicks).set_index("identity_id")
-    from_map = identity_profiles(rows, ev_ids, clicks, identity_map).set_index("identity_id")
-    u2 = identity_of(identity_map, "user_id", "u2")
-    assert from_events.loc[u2, "n_cookies"] == 1  # c1 was seen on u2's event
-    assert from_map.loc[u2, "n_cookies"] == 0  # but c1 resolves to u1
-    assert from_map.loc[identity_of(identity_map, "cookie", "c1"), "n_cookies"] == 1
-    assert pd.isna(from_map.loc[identity_of(identity_map, "cookie", "c1"), "first_seen_at"])  # no event of its own
-
-
-def test_event_identities_with_profiles_matches_the_separate_functions() -> None:
-    ident, e = synthetic_graph(300, seed=4)
-    identity_map = resolve_identities(ident, e)
-    rng = np.random.default_rng(4)
-    sessions = e.loc[e["edge_type"] == "session-cookie"].reset_index(drop=True)
-    pick = rng.integers(0, len(sessions), 500)
-    ids = [f"k{i}" for i in range(500)]
-    rows = pd.concat(
-        [
-            pd.DataFrame({"event_kind": "click", "event_id": ids, "identifier_type": "session",
-                          "identifier_value": sessions["left_value"].to_numpy()[pick]}),
-            pd.DataFrame({"event_kind": "click", "event_id": ids, "identifier_type": "fingerprint",
-                          "identifier_value": [f"f{i % 37}" for i in range(500)]}),
-            event_rows(("conversion", "v1", "ip", "1.2.3.4"), ("conversion", "v2", "cookie", "c0")),
-        ],
-        ignore_index=True,
-    )  # fmt: skip
-    rows["observed_at"] = day(0) + pd.to_timedelta(rng.integers(0, 10**6, len(rows)), unit="s")
-    clicks = pd.DataFrame(
-        {
-            "event_id": ids,
-            "observed_at": day(1) + pd.to_timedelta(rng.integers(0, 10**6, 500), unit="s"),
-            "user_agent": [f"ua{i % 5}" for i in range(500)],
-            "device_family": [None if i % 7 == 0 else f"d{i % 3}" for i in range(500)],
-        }
-    )
-    events, profiles = event_identities_with_profiles(rows, identity_map, clicks)
-    key = ["event_kind", "event_id"]
-    pd.testing.assert_frame_equal(
-        events.sort_values(key, ignore_index=True),
-        event_identities(rows, identity_map).sort_values(key, ignore_index=True),
-    )
-    pd.testing.assert_frame_equal(profiles, identity_profiles(rows, events, clicks, identity_map))
-    assert len(profiles) == identity_map["identity_id"].nunique() + events["identity_id"].str.startswith("evt_").sum()
-
-
 def test_limits_from_env_and_as_dict() -> None:
     limits = IdentityLimits.from_env(
         {"ATTRIBUTION_IDENTITY_MAX_EMAILS": "3", "ATTRIBUTION_IDENTITY_BLOCKED": "email:abc, cookie:kiosk"}
@@ -535,3 +365,80 @@ def test_scale_smoke_one_million_edges() -> None:
     assert stats["n_components_split"] > 0
     assert_within_limits(result, limits)
     assert cpu < 60
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Integer-coded input (the pipeline's path: the warehouse numbers the identifiers)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def encode(ident: pd.DataFrame, e: pd.DataFrame, limits: IdentityLimits, seed: int) -> tuple[pd.DataFrame, ...]:
+    """What the identity asset's SQL hands to Python: nodes numbered in an arbitrary order, edges as node pairs."""
+    rng = np.random.default_rng(seed)
+    nodes = (
+        ident.groupby(["identifier_type", "identifier_value"], as_index=False)["first_seen_at"]
+        .min()
+        .sample(frac=1.0, random_state=seed)
+        .reset_index(drop=True)
+    )
+    nodes["node"] = rng.permutation(len(nodes))
+    nodes["type_rank"] = nodes["identifier_type"].map({t: i for i, t in enumerate(STRONG_TYPES)})
+    nodes["first_seen_us"] = nodes["first_seen_at"].astype("datetime64[us, UTC]").astype("int64")
+    key = nodes.set_index(["identifier_type", "identifier_value"])["node"]
+    coded = pd.DataFrame(
+        {
+            "u": key.reindex(pd.MultiIndex.from_frame(e[["left_type", "left_value"]])).to_numpy(),
+            "v": key.reindex(pd.MultiIndex.from_frame(e[["right_type", "right_value"]])).to_numpy(),
+            "n_events": e["n_events"].to_numpy(),
+            "trust": e["edge_type"].map(trust_by_edge_type(limits.edge_type_trust)).fillna(0).astype(int).to_numpy(),
+            "first_seen_us": e["first_seen_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy(),
+            "last_seen_us": e["last_seen_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy(),
+        }
+    ).sample(frac=1.0, random_state=seed + 1)
+    return nodes, coded
+
+
+def identities_from_nodes(nodes: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
+    """identifier 'type:value' -> identity_id, naming each identity after its representative node."""
+    by_node = nodes.set_index("node")
+    rep = labels.set_index("node")["rep_node"]
+    names = {n: identity_id_for(by_node.at[n, "identifier_type"], by_node.at[n, "identifier_value"]) for n in set(rep)}
+    keys = by_node["identifier_type"] + ":" + by_node["identifier_value"]
+    return pd.Series([names[rep[n]] for n in by_node.index], index=keys.to_numpy()).sort_index()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_integer_coded_graph_resolves_exactly_like_the_string_api(seed: int) -> None:
+    ident, e = synthetic_graph(3000, seed=seed)
+    limits = IdentityLimits(max_cookies=3)
+    expected, expected_stats = resolve_identities_with_stats(ident, e, limits)
+    nodes, coded = encode(ident, e, limits, seed)
+    labels, stats = resolve_identity_nodes(nodes, coded, limits)
+    assert stats == expected_stats
+    assert stats["n_components_split"] > 0  # shared cookies and the cookie limit force splits
+    assert labels["node"].tolist() == list(range(len(nodes)))
+    got = identities_from_nodes(nodes, labels)
+    want = pd.Series(
+        expected["identity_id"].to_numpy(),
+        index=(expected["identifier_type"] + ":" + expected["identifier_value"]).to_numpy(),
+    ).sort_index()
+    pd.testing.assert_series_equal(got, want, check_names=False)
+
+
+def test_integer_coded_input_is_validated() -> None:
+    nodes = pd.DataFrame(
+        {"node": [0, 1], "type_rank": [2, 3], "identifier_value": ["c1", "s1"], "first_seen_us": [0, 5]}
+    )
+    coded = pd.DataFrame({"u": [0], "v": [1], "n_events": [1], "trust": [5], "first_seen_us": [0], "last_seen_us": [0]})
+    labels, _ = resolve_identity_nodes(nodes, coded)
+    assert labels["rep_node"].tolist() == [0, 0]  # the cookie, seen first
+    with pytest.raises(ValueError, match="0 .. len"):
+        resolve_identity_nodes(nodes.assign(node=[0, 2]), coded)
+    with pytest.raises(ValueError, match="type_rank"):
+        resolve_identity_nodes(nodes.assign(type_rank=[2, 7]), coded)
+    with pytest.raises(ValueError, match="node ids"):
+        resolve_identity_nodes(nodes, coded.assign(v=[9]))
+    with pytest.raises(KeyError, match="first_seen_us"):
+        resolve_identity_nodes(nodes.drop(columns=["first_seen_us"]), coded)
+    empty, stats = resolve_identity_nodes(nodes.iloc[:0], coded.iloc[:0])
+    assert empty.empty and stats["n_identities"] == 0

@@ -21,20 +21,9 @@ from orchestration.warehouse import Warehouse, frame_checksum
 from python_models.attribution import AttributionConfig, attribute, select_touches
 from python_models.baseline import SIGNAL_COLUMNS
 from python_models.facts import conversion_facts
-from tests.conftest import run_dbt
+from tests.conftest import MARTS, run_dbt
 
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley", "rule_based")
-MARTS = (
-    "fct_attribution_credits",
-    "fct_conversion_attribution",
-    "dim_identities",
-    "match_signal_weights",
-    "rpt_link_daily",
-    "rpt_creator_performance",
-    "rpt_campaign_performance",
-    "rpt_channel_attribution",
-    "rpt_attribution_quality",
-)
 FACTS = ("fct_attribution_credits", "fct_conversion_attribution")
 DAY_5, DAY_6 = "2026-01-05", "2026-01-06"
 BI_ROLE = "bi_reader"
@@ -94,6 +83,9 @@ def clicks_frame() -> pd.DataFrame:
     for column in ("campaign_id", "creator_id", "channel"):
         frame[column] = frame["link_id"].map(links[column])
     frame["bot_reason"] = frame["is_bot"].map({True: "user_agent", False: None})
+    frame["device_fingerprint"] = "fp_" + frame["identity_id"]
+    frame["device_family"] = "iphone"
+    frame["user_agent"] = "Mozilla/5.0 (" + frame["click_id"] + ")"
     return frame
 
 
@@ -140,16 +132,11 @@ def python_tables(revenue: dict[str, float] | None = None, drop: tuple[str, ...]
         ],
         ignore_index=True,
     )
-    seen = pd.concat(
-        [
-            clicks[["identity_id", "clicked_at"]].rename(columns={"clicked_at": "at"}),
-            conversions[["identity_id", "converted_at"]].rename(columns={"converted_at": "at"}),
-        ]
-    ).groupby("identity_id")["at"]
-    profiles = pd.DataFrame({"first_seen_at": seen.min(), "last_seen_at": seen.max()}).reset_index()
-    for column in ("n_user_ids", "n_emails", "n_cookies", "n_sessions", "n_fingerprints", "n_devices"):
-        profiles[column] = 1
-    profiles["last_user_agent"] = "Mozilla/5.0"
+    # One cookie per person; P9 (only a bot click) is resolved but has no human activity.
+    people = sorted({*clicks["identity_id"], *conversions["identity_id"]})
+    identity_map = pd.DataFrame(
+        {"identifier_type": "cookie", "identifier_value": [f"c_{p}" for p in people], "identity_id": people}
+    )
 
     signal_weights = pd.DataFrame(
         {
@@ -167,8 +154,8 @@ def python_tables(revenue: dict[str, float] | None = None, drop: tuple[str, ...]
         conversions[["conversion_id", "conversion_date"]], on="conversion_id"
     )
     return {
+        "identity_map": identity_map,
         "event_identities": events,
-        "identity_profiles": profiles,
         "signal_weights": signal_weights,
         "match_scores": scores[["conversion_id", "click_id", "conversion_date", "match_probability"]],
         "attribution_credits": credits,
@@ -183,12 +170,21 @@ def write_upstream(wh: Warehouse, tables: dict[str, pd.DataFrame]) -> None:
             wh.replace_table(frame, "intermediate", name, conn)
 
 
+def conversions_frame() -> pd.DataFrame:
+    """The staged conversions as far as the marts read them."""
+    frame = pd.DataFrame(CONVERSIONS, columns=["conversion_id", "converted_at", "revenue", "identity_id"])
+    frame["converted_at"] = frame["converted_at"].map(ts)
+    frame["device_fingerprint"] = "fp_" + frame["identity_id"]
+    return frame.drop(columns=["identity_id"])
+
+
 def write_world(wh: Warehouse) -> None:
     clicks = clicks_frame().drop(columns=["identity_id"])
     with wh.connect() as conn:
         wh.ensure_schemas(conn)
         wh.replace_table(LINKS, "staging", "stg_raw__links", conn)
         wh.replace_table(clicks, "intermediate", "int_clicks", conn)
+        wh.replace_table(conversions_frame(), "staging", "stg_raw__conversions", conn)
         # A raw table the BI role must not be able to read.
         wh.replace_table(LINKS.astype(str), "raw", "links", conn)
     write_upstream(wh, python_tables())
@@ -333,7 +329,15 @@ def assert_contents(wh: Warehouse) -> None:
     conversions = marts_df(wh, "fct_conversion_attribution", "conversion_id").set_index("conversion_id")
     assert list(conversions.index) == ["V1", "V2", "V3", "V4"]
     assert not bool(conversions.loc["V4", "is_attributed"])
-    assert len(marts_df(wh, "dim_identities", "identity_id")) == 6
+    identities = marts_df(wh, "dim_identities", "identity_id").set_index("identity_id")
+    assert list(identities.index) == ["P1", "P2", "P3", "P4", "P5", "P9"]
+    assert identities["n_cookies"].tolist() == [1] * 6
+    # P1: clicks K01, K02 and conversion V1; P9's only click is a bot's.
+    assert str(identities.loc["P1", "first_seen_at"])[:16] == "2026-01-04 10:00"
+    assert str(identities.loc["P1", "last_seen_at"])[:16] == "2026-01-05 10:00"
+    assert identities.loc["P1", "last_user_agent"] == "Mozilla/5.0 (K02)"
+    assert pd.isna(identities.loc["P9", "first_seen_at"]) and int(identities.loc["P9", "n_fingerprints"]) == 0
+    assert int(identities.loc["P5", "n_devices"]) == 1  # a conversion only: its fingerprint is the device
     assert len(marts_df(wh, "match_signal_weights", "signal")) == 4
 
     daily = marts_df(wh, "rpt_link_daily", "report_date, link_id")

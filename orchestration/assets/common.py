@@ -2,6 +2,9 @@
 
 import io
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import dagster as dg
@@ -47,3 +50,18 @@ def png_metadata(fig: object) -> dg.MetadataValue:
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")  # type: ignore[attr-defined]
     encoded = base64.b64encode(buf.getvalue()).decode()
     return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")
+
+
+class PhaseTimer:
+    """Wall seconds per named phase of an asset, for its metadata: where a slow materialisation spends its time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = round(self.seconds.get(phase, 0.0) + time.perf_counter() - started, 2)

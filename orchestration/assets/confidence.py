@@ -87,7 +87,8 @@ def match_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         candidates = wh.query_df(f"select * from intermediate.int_match_candidates where {where}", conn)
     model = fit_match_model(candidates, MatchModelConfig())
     weights = signal_weights(model)
-    with wh.connect() as conn:
+    # One transaction: the model and the weights it explains are replaced together or not at all.
+    with wh.transaction() as conn:
         wh.replace_table(model_to_frame(model), PYTHON_SCHEMA, "match_model", conn)
         wh.replace_table(weights, PYTHON_SCHEMA, "signal_weights", conn)
 

@@ -11,10 +11,19 @@
 {%- endmacro %}
 
 
+{#- trim_whitespace(text): the text without surrounding ASCII whitespace (space, tab, newline, vertical tab, form
+    feed, carriage return). Plain trim() removes spaces only, so a key delivered as a lone tab would otherwise be a
+    real key, and a cookie id of '\t' would link every visitor that has it. -#}
+{% macro trim_whitespace(expr) -%}
+    trim(both ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13) from {{ expr }})
+{%- endmacro %}
+
+
 {#- clean_identifier(text): trimmed value, or null when it is empty or a junk placeholder ('null', 'undefined',
     '0', '-', ... see var junk_identifier_values). Case is kept: identifiers are case-sensitive. -#}
 {% macro clean_identifier(expr) -%}
-    case when lower(trim({{ expr }})) in {{ link_attribution.junk_values_sql() }} then null else trim({{ expr }}) end
+    {%- set trimmed = link_attribution.trim_whitespace(expr) -%}
+    case when lower({{ trimmed }}) in {{ link_attribution.junk_values_sql() }} then null else {{ trimmed }} end
 {%- endmacro %}
 
 
@@ -22,22 +31,45 @@
     Free text keeps junk-looking words: 'unknown' can be a legitimate part of a URL. -#}
 {% macro clean_text(expr, max_length=none) -%}
     {%- if max_length is none -%}
-    nullif(trim({{ expr }}), '')
+    nullif({{ link_attribution.trim_whitespace(expr) }}, '')
     {%- else -%}
-    nullif(left(trim({{ expr }}), {{ max_length | int }}), '')
+    nullif(left({{ link_attribution.trim_whitespace(expr) }}, {{ max_length | int }}), '')
     {%- endif -%}
 {%- endmacro %}
 
 
-{#- json_string(text): a JSON string literal (or null) for raw_payload, escaping backslash, quote and the common
-    control characters; each value is cut at 1000 characters so one huge cell cannot bloat the quarantine.
-    Backslashes are written chr(92): a '\' literal would depend on standard_conforming_strings, and sqlparse (which
-    dbt runs over unit-test SQL) reads it as an escape and then splits the statement at a later ';'. -#}
+{#- json_string(text): a JSON string literal (or null) for raw_payload, escaping backslash, quote and every control
+    character (JSON forbids them raw: \n, \r and \t by name, the others as \u00XX); each value is cut at 1000
+    characters so one huge cell cannot bloat the quarantine. Backslashes are written chr(92): a '\' literal would
+    depend on standard_conforming_strings, and sqlparse (which dbt runs over unit-test SQL) reads it as an escape
+    and then splits the statement at a later ';'. -#}
 {% macro json_string(expr) -%}
     {%- set bs = "chr(92)" -%}
-    coalesce('"' || replace(replace(replace(replace(replace(left({{ expr }}, 1000),
-        {{ bs }}, {{ bs }} || {{ bs }}), '"', {{ bs }} || '"'), chr(10), {{ bs }} || 'n'), chr(13), {{ bs }} || 'r'),
-        chr(9), {{ bs }} || 't') || '"', 'null')
+    {%- set escapes = [(bs, bs ~ " || " ~ bs), ("'\"'", bs ~ " || '\"'"), ("chr(10)", bs ~ " || 'n'"),
+                       ("chr(13)", bs ~ " || 'r'"), ("chr(9)", bs ~ " || 't'")] -%}
+    {%- for code in link_attribution.json_control_codes() if code not in (9, 10, 13) -%}
+        {%- do escapes.append(("chr(" ~ code ~ ")", bs ~ " || 'u00" ~ ('%02x' % code) ~ "'")) -%}
+    {%- endfor -%}
+    {%- set value = namespace(sql="left(" ~ expr ~ ", 1000)") -%}
+    {%- for char, escaped in escapes -%}
+        {%- set value.sql = "replace(" ~ value.sql ~ ", " ~ char ~ ", " ~ escaped ~ ")" -%}
+    {%- endfor -%}
+    coalesce('"' || {{ value.sql }} || '"', 'null')
+{%- endmacro %}
+
+
+{#- json_control_codes(): the control characters json_string escapes. PostgreSQL text cannot hold NUL (and chr(0)
+    is an error there); DuckDB text can. -#}
+{% macro json_control_codes() -%}
+    {{- return(adapter.dispatch('json_control_codes', 'link_attribution')()) -}}
+{%- endmacro %}
+
+{% macro default__json_control_codes() -%}
+    {{- return(range(1, 32) | list) -}}
+{%- endmacro %}
+
+{% macro duckdb__json_control_codes() -%}
+    {{- return(range(0, 32) | list) -}}
 {%- endmacro %}
 
 
