@@ -357,8 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--merge",
         action="store_true",
-        help="keep the rows of earlier runs (data/bench/results.json) that this run does not re-measure, so a "
-        "long benchmark can be taken target by target",
+        help="keep the rows of earlier runs (the committed JSON beside --out) that this run does not re-measure, so "
+        "a long benchmark can be taken target by target, across sessions",
     )
     args = parser.parse_args(argv)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
@@ -402,12 +402,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"[bench] world {size} generated in {m.seconds:.1f}s", flush=True)
     results["fixed_costs"] = fixed_costs(dict(os.environ))
+    # The raw figures are committed beside the markdown, so a later partial run can merge into them.
+    store = Path(args.out).with_suffix(".json")
     if args.merge:
-        results = merge_results(BENCH_DIR / "results.json", results)
+        results = merge_results(store, results)
         clicks = {size: w["clicks"] for size, w in results["worlds"].items()}
     targets = sorted({r["target"] for r in results["rows"]})
     results["scaling"] = {t: scaling_exponent(results["rows"], clicks, t) for t in targets}
-    (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    store.write_text(json.dumps(results, indent=2, default=str) + "\n")
     write_markdown(results, Path(args.out))
     print(f"[bench] wrote {args.out}")
     return 0

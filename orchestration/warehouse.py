@@ -174,6 +174,16 @@ class Warehouse:
             return f"sha256({expr})"
         return f"encode(sha256(convert_to({expr}, 'UTF8')), 'hex')"
 
+    def hash64(self, *exprs: str) -> str:
+        """SQL for a 64-bit hash of text expressions: a join key far cheaper than the strings themselves.
+
+        Not collision-free: callers check that it is unique over the values they join against, and fall back to
+        the strings when it is not.
+        """
+        if self.target.is_duckdb:
+            return f"hash({', '.join(exprs)})"
+        return f"hashtextextended({' || chr(31) || '.join(exprs)}, 0)"
+
     def epoch_us(self, expr: str) -> str:
         """SQL for a timestamptz as integer microseconds since the Unix epoch."""
         if self.target.is_duckdb:
@@ -191,16 +201,30 @@ class Warehouse:
             finally:
                 conn.unregister(name)
             return
-        with conn.cursor() as cur:
-            cur.execute(f"drop table if exists {quote_ident(name)}")
-            cur.execute(f"create temporary table {quote_ident(name)} ({_column_ddl(df)})")
-            _pg_copy_in(cur, df, quote_ident(name))
-            cur.execute(f"analyze {quote_ident(name)}")
+        self.temp_table(name, df, conn)
         try:
             yield name
         finally:
-            with conn.cursor() as cur:
-                cur.execute(f"drop table if exists {quote_ident(name)}")
+            self.execute(f"drop table if exists {quote_ident(name)}", conn)
+
+    def temp_table(self, name: str, df: pd.DataFrame, conn: Any) -> None:
+        """(Re)create the session-local temporary table ``name`` holding ``df``.
+
+        On DuckDB a copy rather than :meth:`registered`'s in-place scan: joins against a copied table run in
+        parallel, joins against a scanned frame largely do not.
+        """
+        self.execute(f"drop table if exists {quote_ident(name)}", conn)
+        if self.target.is_duckdb:
+            conn.register("_frame", df)
+            try:
+                conn.execute(f"create temporary table {quote_ident(name)} as select * from _frame")
+            finally:
+                conn.unregister("_frame")
+            return
+        with conn.cursor() as cur:
+            cur.execute(f"create temporary table {quote_ident(name)} ({_column_ddl(df)})")
+            _pg_copy_in(cur, df, quote_ident(name))
+            cur.execute(f"analyze {quote_ident(name)}")
 
     # -- writing ------------------------------------------------------------------------------------
     def replace_table(self, df: pd.DataFrame, schema: str, table: str, conn: Any = None) -> int:

@@ -576,7 +576,9 @@ def _int_column(frame: pd.DataFrame, column: str, missing: int) -> np.ndarray:
         arr = pa.array(values.array)
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
-        return arr.fill_null(missing).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        if arr.null_count:
+            arr = arr.fill_null(missing)
+        return arr.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     return values.fillna(missing).to_numpy(dtype=np.int64)
 
 
@@ -585,11 +587,13 @@ def _graph_from_codes(nodes: pd.DataFrame, edges: pd.DataFrame) -> _Graph:
     _require(edges, CODED_EDGE_COLUMNS, "edges")
     node = _int_column(nodes, "node", -1)
     n = len(node)
-    order = None
-    if not np.array_equal(node, np.arange(n)):
-        order = np.argsort(node, kind="stable")
-        if not np.array_equal(node[order], np.arange(n)):
-            raise ValueError("nodes.node must hold the ids 0 .. len(nodes) - 1, each exactly once")
+    # The row of each node id, by scattering (linear) rather than sorting; it must be a permutation.
+    if n and (node.min() < 0 or node.max() >= n or np.bincount(node, minlength=n).max() != 1):
+        raise ValueError("nodes.node must hold the ids 0 .. len(nodes) - 1, each exactly once")
+    order = np.empty(n, dtype=np.int64)
+    order[node] = np.arange(n, dtype=np.int64)
+    if np.array_equal(order, np.arange(n)):
+        order = None
     node_type = _int_column(nodes, "type_rank", -1)
     if ((node_type < 0) | (node_type >= len(STRONG_TYPES))).any():
         raise ValueError(f"nodes.type_rank must index STRONG_TYPES {STRONG_TYPES}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from orchestration.assets.identity import identity_graph
+from orchestration.assets.identity import identity_graph, resolve_in_warehouse
 from orchestration.resources import WarehouseResource
 from orchestration.settings import Target
 from orchestration.warehouse import Warehouse
@@ -87,8 +87,7 @@ def upstream() -> dict[tuple[str, str], pd.DataFrame]:
     }
 
 
-def test_identity_asset_matches_the_string_reference(target: Target) -> None:
-    wh = Warehouse(target)
+def write_upstream(wh: Warehouse) -> dict[tuple[str, str], pd.DataFrame]:
     tables = upstream()
     with wh.connect() as conn:
         wh.ensure_schemas(conn)
@@ -96,10 +95,34 @@ def test_identity_asset_matches_the_string_reference(target: Target) -> None:
             # Text columns with only nulls must still be text, as in the real models.
             wh.replace_table(frame.astype({c: "str" for c in frame.columns if frame[c].isna().all()}), schema, name,
                              conn)  # fmt: skip
+    return tables
 
+
+def test_identity_asset_matches_the_string_reference(target: Target) -> None:
+    wh = Warehouse(target)
+    tables = write_upstream(wh)
     result = dg.materialize([identity_graph], resources={"warehouse": WarehouseResource(target=target.name)})
     assert result.success
+    metadata = result.asset_materializations_for_node("identity_graph")[0].metadata
+    assert metadata["key_collisions"].value == 0  # the hash-key joins were taken
+    assert_matches_reference(wh, tables)
 
+
+def test_a_colliding_join_key_falls_back_to_the_strings(target: Target) -> None:
+    """Every node gets the same key: the run must notice and join on the identifier strings, same result."""
+    wh = Warehouse(target)
+    tables = write_upstream(wh)
+
+    def colliding(_wh: Warehouse, _type_expr: str, value_expr: str) -> str:
+        return f"case when {value_expr} is not null then 7 end"
+
+    with wh.transaction() as conn:
+        run = resolve_in_warehouse(wh, conn, IdentityLimits(), key_sql=colliding)
+    assert run.key_collisions == run.stats["n_identifiers"] - 1 > 0
+    assert_matches_reference(wh, tables)
+
+
+def assert_matches_reference(wh: Warehouse, tables: dict[tuple[str, str], pd.DataFrame]) -> None:
     ids = tables[("intermediate", "int_identifiers")]
     firsts = ids.groupby(["identifier_type", "identifier_value"], as_index=False)["observed_at"].min()
     expected = resolve_identities(
