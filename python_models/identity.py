@@ -239,7 +239,7 @@ def _edge_trust(edge_types: pd.Series, trust: Mapping[str, int]) -> np.ndarray:
 @dataclass(frozen=True)
 class _Graph:
     node_type: np.ndarray  # int8 rank in STRONG_TYPES
-    node_value: pa.Array  # large_string, one per node
+    node_value: pa.Array  # large_string, one per node (in value_row order when that is set)
     node_first_seen: np.ndarray  # int64 microseconds (_MISSING_TIME when unknown)
     u: np.ndarray
     v: np.ndarray
@@ -247,6 +247,13 @@ class _Graph:
     trust: np.ndarray
     first_seen: np.ndarray
     last_seen: np.ndarray
+    # Row of node_value holding each node's value, None when node i is row i. Values only break ties, so the
+    # 13M strings are not reordered up front; the few that are read are looked up through this.
+    value_row: np.ndarray | None = None
+
+    def values_of(self, nodes: np.ndarray) -> pa.Array:
+        rows = nodes if self.value_row is None else self.value_row[nodes]
+        return self.node_value.take(pa.array(rows))
 
 
 def _build_graph(identifiers: pd.DataFrame, edges: pd.DataFrame, limits: IdentityLimits) -> _Graph:
@@ -428,7 +435,7 @@ def _split_violations(
              last_seen=("last_seen", "max"))
     )  # fmt: skip
     node_type = graph.node_type[nodes].astype(np.int64)
-    rank = _canonical_rank(node_type, graph.node_value.take(pa.array(nodes)))
+    rank = _canonical_rank(node_type, graph.values_of(nodes))
     p_lo, p_hi = pairs["lo"].to_numpy(), pairs["hi"].to_numpy()
     r_lo, r_hi = rank[p_lo], rank[p_hi]
     # Strongest first: most events, most trusted type, oldest, most recently confirmed, then canonical order.
@@ -471,7 +478,8 @@ def _resolve_labels(graph: _Graph, limits: IdentityLimits) -> tuple[np.ndarray, 
     n = len(graph.node_type)
     if n == 0:
         return np.zeros(0, dtype=np.int64), 0, 0
-    adjacency = coo_array((np.ones(len(graph.u), dtype=np.int8), (graph.u, graph.v)), shape=(n, n))
+    # float64 data: connected_components converts anything else, a copy of every edge.
+    adjacency = coo_array((np.ones(len(graph.u), dtype=np.float64), (graph.u, graph.v)), shape=(n, n))
     n_comp, labels = connected_components(adjacency, directed=True, connection="weak")
     labels = labels.astype(np.int64)
     counts = _type_counts(labels, graph.node_type, n_comp)
@@ -503,7 +511,7 @@ def _representatives(graph: _Graph, labels: np.ndarray, n_comp: int) -> np.ndarr
     tied = candidates[~unique]
     if len(tied):
         # Same first_seen and type: the smallest value wins (rare; sorted on the tied rows only).
-        frame = pd.DataFrame({"label": labels[tied], "value": graph.node_value.take(pa.array(tied)).to_pylist()})
+        frame = pd.DataFrame({"label": labels[tied], "value": graph.values_of(tied).to_pylist()})
         first = frame.sort_values(["label", "value"]).drop_duplicates("label")
         rep[first["label"].to_numpy()] = tied[first.index.to_numpy()]
     return rep
@@ -519,7 +527,7 @@ def resolve_identities_with_stats(
     rep = _representatives(graph, labels, n_comp)
     rep_keys = [
         f"{STRONG_TYPES[t]}:{v}"
-        for t, v in zip(graph.node_type[rep].tolist(), graph.node_value.take(pa.array(rep)).to_pylist(), strict=True)
+        for t, v in zip(graph.node_type[rep].tolist(), graph.values_of(rep).to_pylist(), strict=True)
     ]
     ids = pa.array(_short_hash("idn_", rep_keys), type=pa.large_string())
     type_names = pa.array(list(STRONG_TYPES), type=pa.large_string())
@@ -600,13 +608,14 @@ def _graph_from_codes(nodes: pd.DataFrame, edges: pd.DataFrame) -> _Graph:
     values = _as_large_string(nodes["identifier_value"])
     first_seen = _int_column(nodes, "first_seen_us", _MISSING_TIME)
     if order is not None:
-        node_type, first_seen, values = node_type[order], first_seen[order], values.take(pa.array(order))
+        node_type, first_seen = node_type[order], first_seen[order]
     u, v = _int_column(edges, "u", -1), _int_column(edges, "v", -1)
     if len(u) and (min(u.min(), v.min()) < 0 or max(u.max(), v.max()) >= n):
         raise ValueError("edges.u / edges.v must be node ids of nodes")
     return _Graph(
         node_type=node_type.astype(np.int8),
         node_value=values,
+        value_row=order,
         node_first_seen=first_seen,
         u=u,
         v=v,
