@@ -9,6 +9,11 @@
     The events are read wide (one row per event, one column per identifier type), the same events int_identifiers
     lists: a pair per two non-null columns is far cheaper than self-joining the long identifier list. -#}
 
+{{ config(
+    pre_hook="{{ link_attribution.preserve_insertion_order(false) }}",
+    post_hook="{{ link_attribution.preserve_insertion_order(true) }}",
+) }}
+
 {#- (identifier type, column), in byte order of the type: the left column of every pair below is the smaller type. -#}
 {%- set strong_identifiers = [
     ('cookie', 'cookie_id'),
