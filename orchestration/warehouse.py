@@ -215,16 +215,20 @@ class Warehouse:
         """
         self.execute(f"drop table if exists {quote_ident(name)}", conn)
         if self.target.is_duckdb:
-            conn.register("_frame", df)
-            try:
-                conn.execute(f"create temporary table {quote_ident(name)} as select * from _frame")
-            finally:
-                conn.unregister("_frame")
+            _duckdb_from_frame(conn, df, f"create temporary table {quote_ident(name)} as select * from _frame")
             return
         with conn.cursor() as cur:
             cur.execute(f"create temporary table {quote_ident(name)} ({_column_ddl(df)})")
             _pg_copy_in(cur, df, quote_ident(name))
             cur.execute(f"analyze {quote_ident(name)}")
+
+    def temp_table_as(self, name: str, select_sql: str, conn: Any) -> None:
+        """(Re)create the session-local temporary table ``name`` from ``select_sql``, computed in the engine."""
+        self.execute(f"drop table if exists {quote_ident(name)}", conn)
+        self.execute(f"create temporary table {quote_ident(name)} as {select_sql}", conn)
+        if not self.target.is_duckdb:
+            # Fresh tables have no statistics; PostgreSQL would plan the joins that read them blind.
+            self.execute(f"analyze {quote_ident(name)}", conn)
 
     # -- writing ------------------------------------------------------------------------------------
     def replace_table(self, df: pd.DataFrame, schema: str, table: str, conn: Any = None) -> int:
@@ -235,11 +239,7 @@ class Warehouse:
         self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
         target = qualified(schema, table)
         if self.target.is_duckdb:
-            conn.register("_frame", df)
-            try:
-                conn.execute(f"create or replace table {target} as select * from _frame")
-            finally:
-                conn.unregister("_frame")
+            _duckdb_from_frame(conn, df, f"create or replace table {target} as select * from _frame")
             return len(df)
         staging_name = f"{table}__swap"
         with conn.cursor() as cur:
@@ -290,16 +290,21 @@ class Warehouse:
             return 0
         columns = ", ".join(quote_ident(c) for c in df.columns)
         if self.target.is_duckdb:
-            conn.register("_frame", df)
-            try:
-                conn.execute(f"insert into {target} ({columns}) select {columns} from _frame")
-            finally:
-                conn.unregister("_frame")
+            _duckdb_from_frame(conn, df, f"insert into {target} ({columns}) select {columns} from _frame")
         else:
             with conn.cursor() as cur:
                 _pg_copy_in(cur, df, target, columns=list(df.columns))
                 cur.execute(f"analyze {target}")
         return len(df)
+
+
+def _duckdb_from_frame(conn: Any, df: pd.DataFrame, sql: str) -> None:
+    """Run ``sql`` on a DuckDB connection with ``df`` visible as the relation ``_frame``."""
+    conn.register("_frame", df)
+    try:
+        conn.execute(sql)
+    finally:
+        conn.unregister("_frame")
 
 
 def _column_ddl(df: pd.DataFrame) -> str:

@@ -235,7 +235,7 @@ def resolve_in_warehouse(
         # without the guarantee DuckDB's large joins and writes run in parallel: ~8 s of ~50 s at 10M clicks.
         wh.execute("set preserve_insertion_order = false", conn)
     with timer("nodes"):
-        _create_temp(wh, conn, _NODES, nodes_sql(wh, limits, key_sql))
+        wh.temp_table_as(_NODES, nodes_sql(wh, limits, key_sql), conn)
         collisions = int(wh.scalar(key_collisions_sql(), conn) or 0)
     # A 64-bit hash collides about once in 10^5 worlds of 10M identifiers; then the strings are joined instead.
     by_key = collisions == 0
@@ -248,9 +248,9 @@ def resolve_in_warehouse(
         del nodes, edges
     with timer("identity_map"):
         wh.temp_table(_LABELS, labels, conn)
-        _create_temp(wh, conn, _IDENTITIES, identities_sql(wh))
+        wh.temp_table_as(_IDENTITIES, identities_sql(wh), conn)
         n_map = wh.replace_table_as(PYTHON_SCHEMA, "identity_map", identity_map_sql(), conn)
-        _create_temp(wh, conn, _KEYS, identity_keys_sql(by_key))
+        wh.temp_table_as(_KEYS, identity_keys_sql(by_key), conn)
     for name in (_NODES, _LABELS):
         wh.execute(f"drop table if exists {name}", conn)
     with timer("event_identities"):
@@ -264,14 +264,6 @@ def resolve_in_warehouse(
     for name in _SCRATCH:
         wh.execute(f"drop table if exists {name}", conn)
     return IdentityRun(labels, stats, n_map, n_events, by_kind, collisions, timer)
-
-
-def _create_temp(wh: Warehouse, conn: Any, name: str, sql: str) -> None:
-    wh.execute(f"drop table if exists {name}", conn)
-    wh.execute(f"create temporary table {name} as {sql}", conn)
-    if not wh.target.is_duckdb:
-        # Fresh tables have no statistics; PostgreSQL would plan the joins that read them blind.
-        wh.execute(f"analyze {name}", conn)
 
 
 @dg.multi_asset(
@@ -297,13 +289,12 @@ def identity_graph(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     # One transaction: a crash never leaves identity_map and event_identities from different resolutions.
     with wh.transaction() as conn:
         run = resolve_in_warehouse(wh, conn, limits)
-    labels, stats, timer = run.labels, run.stats, run.timer
-    n_map, n_events, by_kind = run.n_map, run.n_events, run.by_kind
-    sizes = labels["rep_node"].value_counts()
+    stats = run.stats
+    sizes = run.labels["rep_node"].value_counts()
     yield dg.MaterializeResult(
         asset_key=IDENTITY_MAP,
         metadata={
-            "dagster/row_count": n_map,
+            "dagster/row_count": run.n_map,
             "identities": stats["n_identities"],
             "identifiers": stats["n_identifiers"],
             "edges": stats["n_edges"],
@@ -311,10 +302,10 @@ def identity_graph(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             "largest_identity": int(sizes.max()) if len(sizes) else 0,
             "limits": dg.MetadataValue.json(limits.as_dict()),
             "key_collisions": run.key_collisions,
-            "seconds_by_phase": dg.MetadataValue.json(timer.seconds),
+            "seconds_by_phase": dg.MetadataValue.json(run.timer.seconds),
         },
     )
     yield dg.MaterializeResult(
         asset_key=EVENT_IDENTITIES,
-        metadata={"dagster/row_count": n_events, "by_event_kind": table_metadata(by_kind)},
+        metadata={"dagster/row_count": run.n_events, "by_event_kind": table_metadata(run.by_kind)},
     )
