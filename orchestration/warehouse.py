@@ -92,24 +92,29 @@ class Warehouse:
                 conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, duckdb_settings: dict[str, object] | None = None) -> Iterator[Any]:
         """A connection whose statements commit together when the block ends, or not at all when it raises.
 
         PostgreSQL connections are already transactional (``connect`` commits on exit). DuckDB autocommits every
         statement unless told otherwise, so a step that dies between two writes would leave the first one
         committed: writes that belong together go through this.
+
+        ``duckdb_settings`` hold for the transaction and are restored after it (ignored on PostgreSQL). DuckDB's
+        settings are global to the database instance, which every connection of the process shares: set for a
+        whole run they would leak into the steps that follow in the same process.
         """
         with self.connect() as conn:
             if not self.target.is_duckdb:
                 yield conn
                 return
-            conn.execute("begin transaction")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("rollback")
-                raise
-            conn.execute("commit")
+            with _duckdb_settings(conn, duckdb_settings or {}):
+                conn.execute("begin transaction")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("rollback")
+                    raise
+                conn.execute("commit")
 
     # -- generic statements -------------------------------------------------------------------------
     def execute(self, sql: str, conn: Any = None) -> None:
@@ -296,6 +301,26 @@ class Warehouse:
                 _pg_copy_in(cur, df, target, columns=list(df.columns))
                 cur.execute(f"analyze {target}")
         return len(df)
+
+
+def _setting_literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@contextmanager
+def _duckdb_settings(conn: Any, settings: dict[str, object]) -> Iterator[None]:
+    """``settings`` for the block, the previous values restored afterwards (outside any transaction: an aborted
+    one refuses every statement)."""
+    previous = {name: conn.execute("select current_setting(?)", [name]).fetchone()[0] for name in settings}
+    for name, value in settings.items():
+        conn.execute(f"set {name} = {_setting_literal(value)}")
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            conn.execute(f"set {name} = {_setting_literal(value)}")
 
 
 def _duckdb_from_frame(conn: Any, df: pd.DataFrame, sql: str) -> None:

@@ -73,8 +73,9 @@ WEIGHT_COLUMNS: tuple[str, ...] = ("model", "grain", "grain_value", "weight")
 
 # Shares below this are floating-point noise (e.g. 1 - sum of shares that should be exactly 1).
 _SHARE_EPSILON = 1e-12
-# Separator used to build hashable path keys with vectorised string concatenation.
-_PATH_SEPARATOR = "\x1f"
+# Separator used to build hashable path keys with vectorised string concatenation; a path key is every step
+# followed by it (an engine that aggregates paths itself builds the same keys: see null_paths_from_keys).
+PATH_SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ def _aggregate_paths(keys: pd.Series, conversions: pd.Series, nulls: pd.Series) 
         .sum()
     )
     # One split per distinct path, not per conversion or click.
-    paths = [key.split(_PATH_SEPARATOR)[:-1] for key in summed.index]
+    paths = [key.split(PATH_SEPARATOR)[:-1] for key in summed.index]
     return pd.DataFrame(
         {
             "path": pd.Series(paths, dtype=object),
@@ -282,7 +283,7 @@ def _aggregate_paths(keys: pd.Series, conversions: pd.Series, nulls: pd.Series) 
 
 def _path_keys(frame: pd.DataFrame, group: str, grain: str) -> pd.Series:
     """Separator-joined grain values per group, in the frame's order (vectorised string concatenation)."""
-    return (grain_values(frame, grain) + _PATH_SEPARATOR).groupby(frame[group], sort=True).sum()
+    return (grain_values(frame, grain) + PATH_SEPARATOR).groupby(frame[group], sort=True).sum()
 
 
 def conversion_paths(touches: pd.DataFrame, grain: str = "channel") -> pd.DataFrame:
@@ -321,6 +322,15 @@ def null_paths(
     return _aggregate_paths(keys, pd.Series(0.0, index=keys.index), pd.Series(1.0, index=keys.index))
 
 
+def null_paths_from_keys(keys: pd.Series, identities: pd.Series) -> pd.DataFrame:
+    """Non-converting paths from path keys (each step followed by ``PATH_SEPARATOR``) and the number of
+    identities with each: :func:`null_paths` for a warehouse that ordered and grouped the clicks itself."""
+    if len(keys) == 0:
+        return empty_paths()
+    counts = pd.Series(identities.to_numpy(dtype="float64"), index=keys.index)
+    return _aggregate_paths(keys.astype("str"), pd.Series(0.0, index=keys.index), counts)
+
+
 def empty_paths() -> pd.DataFrame:
     """A paths frame with no rows."""
     return pd.DataFrame(
@@ -340,7 +350,7 @@ def combine_paths(*paths: pd.DataFrame) -> pd.DataFrame:
     for frame in frames:
         require_columns(frame, PATH_COLUMNS, "paths")
     stacked = pd.concat([frame[list(PATH_COLUMNS)] for frame in frames], ignore_index=True)
-    keys = stacked["path"].map(lambda path: "".join(f"{step}{_PATH_SEPARATOR}" for step in path))
+    keys = stacked["path"].map(lambda path: "".join(f"{step}{PATH_SEPARATOR}" for step in path))
     return _aggregate_paths(keys, stacked["conversions"].astype("float64"), stacked["nulls"].astype("float64"))
 
 

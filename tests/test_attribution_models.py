@@ -9,6 +9,7 @@ import pytest
 from python_models.attribution import (
     MODELS,
     OUTPUT_COLUMNS,
+    PATH_SEPARATOR,
     AttributionConfig,
     allocate_cents,
     attribute,
@@ -20,6 +21,7 @@ from python_models.attribution import (
     last_touch_pick,
     markov_transitions,
     null_paths,
+    null_paths_from_keys,
     select_touches,
     shapley_from_rates,
     unattributed_share,
@@ -526,6 +528,17 @@ def test_paths_and_null_paths() -> None:
     assert nulls.to_dict("list") == {"path": [["a"], ["a", "b"]], "conversions": [0.0, 0.0], "nulls": [2.0, 1.0]}
     combined = combine_paths(converting, nulls)
     assert combined.to_dict("list") == {"path": [["a"], ["a", "b"]], "conversions": [1.0, 2.0], "nulls": [2.0, 1.0]}
+
+
+def test_null_paths_from_engine_keys() -> None:
+    keys = pd.Series([f"a{PATH_SEPARATOR}b{PATH_SEPARATOR}", f"a{PATH_SEPARATOR}", f"b{PATH_SEPARATOR}"])
+    paths = null_paths_from_keys(keys, pd.Series([2, 1, 4]))
+    assert paths.to_dict("list") == {
+        "path": [["a"], ["a", "b"], ["b"]],
+        "conversions": [0.0, 0.0, 0.0],
+        "nulls": [1.0, 2.0, 4.0],
+    }
+    assert null_paths_from_keys(pd.Series([], dtype=str), pd.Series([], dtype=int)).empty
 
 
 def test_partitions_give_the_same_rows_as_the_whole() -> None:

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from python_models.identity import (
@@ -423,6 +424,27 @@ def test_integer_coded_graph_resolves_exactly_like_the_string_api(seed: int) -> 
         index=(expected["identifier_type"] + ":" + expected["identifier_value"]).to_numpy(),
     ).sort_index()
     pd.testing.assert_series_equal(got, want, check_names=False)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_value_lookup_gives_the_same_identities_and_reads_only_tie_breaking_values(seed: int) -> None:
+    ident, e = synthetic_graph(3000, seed=seed)
+    limits = IdentityLimits(max_cookies=3)
+    nodes, coded = encode(ident, e, limits, seed)
+    expected, expected_stats = resolve_identity_nodes(nodes, coded, limits)
+    by_node = nodes.set_index("node")["identifier_value"]
+    asked: list[int] = []
+
+    def lookup(ids: np.ndarray) -> pa.Array:
+        asked.extend(ids.tolist())
+        return pa.array(by_node.reindex(ids).tolist(), type=pa.string())
+
+    labels, stats = resolve_identity_nodes(nodes.drop(columns=["identifier_value"]), coded, limits, lookup)
+    assert stats == expected_stats
+    pd.testing.assert_frame_equal(labels, expected)
+    assert 0 < len(asked) < len(nodes) / 2  # split components and first_seen ties only
+    with pytest.raises(ValueError, match="value_lookup returned"):
+        resolve_identity_nodes(nodes, coded, limits, lambda ids: pa.array(["x"], type=pa.string()))
 
 
 def test_integer_coded_input_is_validated() -> None:
