@@ -360,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the rows of earlier runs (the committed JSON beside --out) that this run does not re-measure, so "
         "a long benchmark can be taken target by target, across sessions",
     )
+    parser.add_argument(
+        "--skip-append",
+        action="store_true",
+        help="do not measure appending the last day and the hourly job (the largest size's extra step); its row "
+        "then shows no append figure",
+    )
     args = parser.parse_args(argv)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     sizes = [s for s in args.sizes.split(",") if s]
@@ -383,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "generate_s": m.seconds, "generate_peak_mb": m.peak_mb}  # fmt: skip
         print(f"[bench] world {size}: {n_clicks:,} clicks generated in {m.seconds:.1f}s", flush=True)
         for target in args.targets.split(","):
-            row = bench_target(target, size, world, measure_append=(size == sizes[-1]))
+            row = bench_target(target, size, world, measure_append=size == sizes[-1] and not args.skip_append)
             row["stages"]["generate"] = m.seconds
             results["rows"].append(row)
             print(f"[bench] {target} {size}: {json.dumps(row, default=str)}", flush=True)
