@@ -247,15 +247,27 @@ class _Graph:
     node_first_seen: np.ndarray  # int64 microseconds (_MISSING_TIME when unknown)
     u: np.ndarray
     v: np.ndarray
-    n_events: np.ndarray
-    trust: np.ndarray
-    first_seen: np.ndarray
-    last_seen: np.ndarray
+    # Edge attributes, only read to split components that break a limit: arrays, or None with ``edge_frame`` (the
+    # integer-coded input) holding them, converted for the edges of those components alone.
+    n_events: np.ndarray | None
+    trust: np.ndarray | None
+    first_seen: np.ndarray | None
+    last_seen: np.ndarray | None
+    edge_frame: pd.DataFrame | None = None
     # Row of node_value holding each node's value, None when node i is row i. Values only break ties, so the
     # 13M strings are not reordered up front; the few that are read are looked up through this.
     value_row: np.ndarray | None = None
     # Or, instead of node_value, a function giving the values of some nodes (the warehouse keeps the strings).
     value_lookup: ValueLookup | None = None
+
+    def edge_values(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Attribute ``name`` (n_events, trust, first_seen, last_seen) of the edges at ``rows``."""
+        held = getattr(self, name)
+        if held is not None:
+            return held[rows]
+        assert self.edge_frame is not None, "a graph holds its edge attributes or the frame they come from"
+        column, missing = _CODED_EDGE_ATTRIBUTES[name]
+        return _int_column(self.edge_frame[[column]].take(rows), column, missing)
 
     def values_of(self, nodes: np.ndarray) -> pa.Array:
         if self.value_lookup is not None:
@@ -434,7 +446,7 @@ def _split_violations(
     nodes = np.flatnonzero(bad_node)
     local = np.full(len(labels), -1, dtype=np.int64)
     local[nodes] = np.arange(len(nodes))
-    sel = bad_node[graph.u]
+    sel = np.flatnonzero(bad_node[graph.u])
     a, b = local[graph.u[sel]], local[graph.v[sel]]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     pairs = (
@@ -442,10 +454,10 @@ def _split_violations(
             {
                 "lo": lo,
                 "hi": hi,
-                "n_events": graph.n_events[sel],
-                "trust": graph.trust[sel],
-                "first_seen": graph.first_seen[sel],
-                "last_seen": graph.last_seen[sel],
+                "n_events": graph.edge_values("n_events", sel),
+                "trust": graph.edge_values("trust", sel),
+                "first_seen": graph.edge_values("first_seen", sel),
+                "last_seen": graph.edge_values("last_seen", sel),
             }
         )
         .loc[lo != hi]
@@ -560,15 +572,16 @@ def resolve_identities_with_stats(
             "identity_id": _str_series(ids.take(pa.array(labels))),
         }
     )
-    return identity_map, _stats(graph, n_comp, n_split)
+    return identity_map, _stats(graph, labels, n_comp, n_split)
 
 
-def _stats(graph: _Graph, n_comp: int, n_split: int) -> dict[str, int]:
+def _stats(graph: _Graph, labels: np.ndarray, n_comp: int, n_split: int) -> dict[str, int]:
     return {
         "n_identifiers": len(graph.node_type),
         "n_edges": len(graph.u),
         "n_identities": n_comp,
         "n_components_split": n_split,
+        "largest_identity": int(np.bincount(labels).max()) if len(labels) else 0,
     }
 
 
@@ -597,6 +610,13 @@ def _str_series(values: pa.Array) -> pd.Series:
 # --------------------------------------------------------------------------------------------------------------
 
 NODE_COLUMNS: tuple[str, ...] = ("node", "type_rank", "identifier_value", "first_seen_us")
+# _Graph edge attribute -> (column of the coded edges frame, value of a null).
+_CODED_EDGE_ATTRIBUTES: dict[str, tuple[str, int]] = {
+    "n_events": ("n_events", 0),
+    "trust": ("trust", 0),
+    "first_seen": ("first_seen_us", _MISSING_TIME),
+    "last_seen": ("last_seen_us", 0),
+}
 CODED_EDGE_COLUMNS: tuple[str, ...] = ("u", "v", "n_events", "trust", "first_seen_us", "last_seen_us")
 
 
@@ -642,10 +662,11 @@ def _graph_from_codes(nodes: pd.DataFrame, edges: pd.DataFrame, value_lookup: Va
         node_first_seen=first_seen,
         u=u,
         v=v,
-        n_events=_int_column(edges, "n_events", 0),
-        trust=_int_column(edges, "trust", 0),
-        first_seen=_int_column(edges, "first_seen_us", _MISSING_TIME),
-        last_seen=_int_column(edges, "last_seen_us", 0),
+        n_events=None,
+        trust=None,
+        first_seen=None,
+        last_seen=None,
+        edge_frame=edges,
     )
 
 
@@ -677,4 +698,4 @@ def resolve_identity_nodes(
     labels, n_comp, n_split = _resolve_labels(graph, limits)
     rep = _representatives(graph, labels, n_comp)
     result = pd.DataFrame({"node": np.arange(len(labels), dtype=np.int64), "rep_node": rep[labels]})
-    return result, _stats(graph, n_comp, n_split)
+    return result, _stats(graph, labels, n_comp, n_split)

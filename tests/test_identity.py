@@ -127,6 +127,7 @@ def test_two_user_ids_are_split_by_cutting_the_weakest_edge() -> None:
     assert groups(result) == {frozenset({"cookie:c1", "user_id:u1"}), frozenset({"user_id:u2", "cookie:c2"})}
     assert stats["n_components_split"] == 1
     assert stats["n_identities"] == 2
+    assert stats["largest_identity"] == 2  # identifiers in the biggest identity, after the split
 
 
 def test_weakest_edge_on_a_long_path_between_user_ids_is_the_one_cut() -> None:
