@@ -8,10 +8,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 from python_models.identity import (
     STRONG_TYPES,
     IdentityLimits,
+    _components,
     identity_id_for,
     resolve_identities,
     resolve_identities_with_stats,
@@ -465,3 +468,28 @@ def test_integer_coded_input_is_validated() -> None:
         resolve_identity_nodes(nodes.drop(columns=["first_seen_us"]), coded)
     empty, stats = resolve_identity_nodes(nodes.iloc[:0], coded.iloc[:0])
     assert empty.empty and stats["n_identities"] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_leaf_sessions_left_out_of_the_component_search_change_no_component(seed: int) -> None:
+    """_components attaches leaf sessions after the scipy call; the partition must be scipy's on every edge."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    node_type = rng.choice(len(STRONG_TYPES), n, p=[0.05, 0.1, 0.25, 0.6]).astype(np.int8)
+    sessions = np.flatnonzero(node_type == STRONG_TYPES.index("session"))
+    others = np.flatnonzero(node_type != STRONG_TYPES.index("session"))
+    # Most sessions hang off one cookie; some link two identifiers; a few pairs of sessions, parallel edges and
+    # self-loops (which make a session no leaf).
+    u = np.concatenate([sessions, sessions[:300], sessions[:50:2], others[:40], sessions[300:320]])
+    v = np.concatenate(
+        [rng.choice(others, len(sessions)), rng.choice(others, 300), sessions[1:50:2], rng.choice(others, 40),
+         sessions[300:320]]
+    )  # fmt: skip
+    flip = rng.random(len(u)) < 0.5
+    u, v = np.where(flip, v, u), np.where(flip, u, v)
+    k, labels = _components(n, u, v, node_type)
+    want_k, want = connected_components(coo_array((np.ones(len(u)), (u, v)), shape=(n, n)), connection="weak")
+    assert k == want_k and sorted(set(labels.tolist())) == list(range(k))
+    pairs = set(zip(labels.tolist(), want.tolist(), strict=True))
+    assert len(pairs) == k  # the same partition, labelled differently
+    assert k < n - 1000  # most sessions really were attached to a neighbour
