@@ -8,7 +8,7 @@ maximum spanning forest: its edges are added strongest first (most events, most 
 an edge is dropped when the union would break a limit. On a path between two user_ids this cuts the weakest edge
 of the strongest path, so the offending component is split, never merged wholesale. Only violating components
 take this per-edge route (sessions hanging off a single cookie are attached afterwards, vectorised); everything
-else is one ``scipy.sparse.csgraph.connected_components`` call.
+else is one ``scipy.sparse.csgraph.connected_components`` call, which such leaf sessions skip too.
 
 Two entry points share that logic: :func:`resolve_identities` takes identifier strings and encodes them once
 with Arrow's dictionary encoding; :func:`resolve_identity_nodes` takes a graph the warehouse has already
