@@ -220,7 +220,8 @@ class Warehouse:
         """
         self.execute(f"drop table if exists {quote_ident(name)}", conn)
         if self.target.is_duckdb:
-            _duckdb_from_frame(conn, df, f"create temporary table {quote_ident(name)} as select * from _frame")
+            with self.registered("_frame", df, conn):
+                conn.execute(f"create temporary table {quote_ident(name)} as select * from _frame")
             return
         with conn.cursor() as cur:
             cur.execute(f"create temporary table {quote_ident(name)} ({_column_ddl(df)})")
@@ -244,7 +245,8 @@ class Warehouse:
         self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
         target = qualified(schema, table)
         if self.target.is_duckdb:
-            _duckdb_from_frame(conn, df, f"create or replace table {target} as select * from _frame")
+            with self.registered("_frame", df, conn):
+                conn.execute(f"create or replace table {target} as select * from _frame")
             return len(df)
         staging_name = f"{table}__swap"
         with conn.cursor() as cur:
@@ -295,7 +297,8 @@ class Warehouse:
             return 0
         columns = ", ".join(quote_ident(c) for c in df.columns)
         if self.target.is_duckdb:
-            _duckdb_from_frame(conn, df, f"insert into {target} ({columns}) select {columns} from _frame")
+            with self.registered("_frame", df, conn):
+                conn.execute(f"insert into {target} ({columns}) select {columns} from _frame")
         else:
             with conn.cursor() as cur:
                 _pg_copy_in(cur, df, target, columns=list(df.columns))
@@ -321,15 +324,6 @@ def _duckdb_settings(conn: Any, settings: dict[str, object]) -> Iterator[None]:
     finally:
         for name, value in previous.items():
             conn.execute(f"set {name} = {_setting_literal(value)}")
-
-
-def _duckdb_from_frame(conn: Any, df: pd.DataFrame, sql: str) -> None:
-    """Run ``sql`` on a DuckDB connection with ``df`` visible as the relation ``_frame``."""
-    conn.register("_frame", df)
-    try:
-        conn.execute(sql)
-    finally:
-        conn.unregister("_frame")
 
 
 def _column_ddl(df: pd.DataFrame) -> str:

@@ -25,6 +25,7 @@ from orchestration.resources import WarehouseResource
 from orchestration.warehouse import Warehouse
 from python_models.attribution import (
     GRAINS,
+    PATH_SEPARATOR,
     TOUCH_COLUMNS,
     UNKNOWN_GRAIN,
     AttributionConfig,
@@ -84,7 +85,7 @@ def null_path_counts_sql(wh: Warehouse, grain: str, click_where: str, lookback_d
                 identities.identity_id,
                 c.click_id,
                 c.clicked_at,
-                coalesce(c.{grain}, '{UNKNOWN_GRAIN}') || chr(31) as step,
+                coalesce(c.{grain}, '{UNKNOWN_GRAIN}') || chr({ord(PATH_SEPARATOR)}) as step,
                 max(c.clicked_at) over (partition by identities.identity_id) as last_clicked_at
             from intermediate.int_clicks as c
             inner join intermediate.event_identities as identities

@@ -282,7 +282,6 @@ def node_values(wh: Warehouse, conn: Any) -> ValueLookup:
 
 @dataclass
 class IdentityRun:
-    labels: pd.DataFrame
     stats: dict[str, int]
     n_map: int
     n_events: int
@@ -351,7 +350,7 @@ def resolve_in_warehouse(
         )
     for name in _SCRATCH:
         wh.execute(f"drop table if exists {name}", conn)
-    return IdentityRun(labels, stats, n_map, n_events, by_kind, string_joins, timer)
+    return IdentityRun(stats, n_map, n_events, by_kind, string_joins, timer)
 
 
 @dg.multi_asset(
