@@ -34,13 +34,80 @@
 
 {% macro duckdb__stage_fence() -%}{%- endmacro %}
 
-{% macro raw_source_cte(relation, where) -%}
-src as (
-    select * from {{ relation }}
-    {%- if where %}
-    where {{ where }}
-    {%- endif %}
+{% macro where_clause(where) -%}
+    {%- if where %}where {{ where }}{% endif -%}
+{%- endmacro %}
+
+{#- versions_of(relation, where, key, raw_columns, chain, visitor): the shared skeleton of raw_*_versions.
+
+    Ranking needs a window over the versions of each key, and a window materialises every column of every row it
+    sees (at 10M clicks, ~5 GB of wide rows spilled to disk: half of staging's time). Yet nearly every key arrives
+    once. So the keys that occur more than once are found first (a narrow GROUP BY on the cleaned key), and the
+    chain of stages runs twice over disjoint halves of the raw rows: keys seen once get rank 1 without a window,
+    only the repeated keys are ranked. The result is the same as ranking every row.
+
+    `chain(src)` renders one table's stages (a full WITH ... SELECT statement) over the raw rows selected by the
+    SQL `src` (versions_src). With `visitor`, the user-agent and IP lookups (visitor_lookups) are defined once for
+    both halves. The CTEs read twice are materialised, so neither engine computes them twice. -#}
+{% macro versions_of(relation, where, key, raw_columns, chain, visitor=false) -%}
+{%- set key_expr = link_attribution.clean_identifier(key) -%}
+with repeated_keys as materialized (
+    select {{ key_expr }} as _repeated_key
+    from {{ relation }}
+    {{ link_attribution.where_clause(where) }}
+    group by 1
+    having count(*) > 1
+),
+
+{%- if visitor %}
+{{ link_attribution.visitor_lookups(relation, where) }},
+{%- endif %}
+
+single_versions as (
+    {{ chain(link_attribution.versions_src(relation, where, key_expr, repeated=false, visitor=visitor)) }}
+),
+
+repeated_versions as (
+    {{ chain(link_attribution.versions_src(relation, where, key_expr, repeated=true, visitor=visitor)) }}
+),
+
+ranked as (
+    select single_versions.*, 1 as _version_rank from single_versions
+    union all
+    select repeated_versions.*, {{ link_attribution.version_rank(key, raw_columns) }} as _version_rank
+    from repeated_versions
 )
+
+select
+    ranked.*,
+    {{ link_attribution.rejected_payload(raw_columns) }} as _raw_payload
+from ranked
+{%- endmacro %}
+
+{#- The raw rows of one half: keys seen more than once (repeated) or the others, keyless rows included, each with
+    its cleaned key (_version_key) and, with `visitor`, its user agent's and IP's lookup columns.
+
+    The key is computed below the join: a join condition holding the junk-value IN list is no equi-join to DuckDB,
+    which then joins by a cross product. The lookups are joined straight to the raw rows, before the split: DuckDB
+    estimates the rows left after the split at one, and then builds its hash table on the 10M rows instead of on
+    the lookup. Left joins keep the raw rows on the probe side; every raw value has its lookup entry. -#}
+{% macro versions_src(relation, where, key_expr, repeated, visitor) -%}
+    select keyed_rows.*
+    from (
+        select
+            raw_rows.*,
+            {%- if visitor %}
+            {{ link_attribution.visitor_lookup_columns() }},
+            {%- endif %}
+            {{ key_expr }} as _version_key
+        from {{ relation }} as raw_rows
+        {%- if visitor %}
+        {{ link_attribution.visitor_lookup_joins('raw_rows') }}
+        {%- endif %}
+        {{ link_attribution.where_clause(where) }}
+    ) as keyed_rows
+    left join repeated_keys on repeated_keys._repeated_key = keyed_rows._version_key
+    where repeated_keys._repeated_key is {{ "not " if repeated }}null
 {%- endmacro %}
 
 {#- The tie-break columns are only compared between versions of one key with equal validity and _loaded_at,
@@ -86,20 +153,29 @@ src as (
 
 {#- ------------------------------------------------------------------------------------- links ---------- -#}
 {% macro raw_links_versions(relation, where=none) %}
-{%- set raw_columns = ['link_id', 'short_code', 'campaign_id', 'creator_id', 'channel', 'destination_url',
-                       'created_at'] -%}
-with {{ link_attribution.raw_source_cte(relation, where) }},
+{{ link_attribution.versions_of(relation, where, 'link_id', link_attribution.link_raw_columns(),
+                                link_attribution.links_chain) }}
+{% endmacro %}
+
+{% macro link_raw_columns() -%}
+    {{ return(['link_id', 'short_code', 'campaign_id', 'creator_id', 'channel', 'destination_url', 'created_at']) }}
+{%- endmacro %}
+
+{% macro links_chain(src) %}
+with src as (
+    {{ src }}
+),
 
 cleaned as (
     select
-        {{ link_attribution.clean_identifier('link_id') }} as link_id,
+        _version_key as link_id,
         {{ link_attribution.clean_identifier('short_code') }} as short_code,
         {{ link_attribution.clean_identifier('campaign_id') }} as campaign_id,
         {{ link_attribution.clean_identifier('creator_id') }} as creator_id,
         lower({{ link_attribution.clean_identifier('channel') }}) as channel,
         {{ link_attribution.clean_text('destination_url') }} as destination_url,
         {{ link_attribution.clean_identifier('created_at') }} as _created_at_text,
-        {{- link_attribution.carry_raw_columns(raw_columns) }}
+        {{- link_attribution.carry_raw_columns(link_attribution.link_raw_columns()) }}
         _loaded_at
     from src
     {{ link_attribution.stage_fence() }}
@@ -125,34 +201,36 @@ validated as (
         end as _reject_reason
     from typed
     {{ link_attribution.stage_fence() }}
-),
-
-ranked as (
-    select
-        validated.*,
-        {{ link_attribution.version_rank('link_id', raw_columns) }} as _version_rank,
-        {{ link_attribution.rejected_payload(raw_columns) }} as _raw_payload
-    from validated
 )
 
-select * from ranked
+select * from validated
 {% endmacro %}
 
 
 {#- ------------------------------------------------------------------------------------- clicks --------- -#}
 {% macro raw_clicks_versions(relation, where=none) %}
-{%- set raw_columns = ['click_id', 'link_id', 'clicked_at', 'ip', 'user_agent', 'referrer', 'cookie_id',
-                       'session_id', 'device_fingerprint', 'user_id', 'email'] -%}
-with {{ link_attribution.raw_source_cte(relation, where) }},
+{{ link_attribution.versions_of(relation, where, 'click_id', link_attribution.click_raw_columns(),
+                                link_attribution.clicks_chain, visitor=true) }}
+{% endmacro %}
+
+{% macro click_raw_columns() -%}
+    {{ return(['click_id', 'link_id', 'clicked_at', 'ip', 'user_agent', 'referrer', 'cookie_id', 'session_id',
+               'device_fingerprint', 'user_id', 'email']) }}
+{%- endmacro %}
+
+{% macro clicks_chain(src) %}
+with src as (
+    {{ src }}
+),
 
 cleaned as (
     select
-        {{ link_attribution.clean_identifier('click_id') }} as click_id,
+        _version_key as click_id,
         {{ link_attribution.clean_identifier('link_id') }} as link_id,
         {{ link_attribution.clean_identifier('clicked_at') }} as _clicked_at_text,
         {{ link_attribution.clean_text(link_attribution.clean_identifier('referrer'), 2000) }} as referrer,
         {{ link_attribution.visitor_fields_cleaned() }},
-        {{- link_attribution.carry_raw_columns(raw_columns) }}
+        {{- link_attribution.carry_raw_columns(link_attribution.click_raw_columns()) }}
         _loaded_at
     from src
     {{ link_attribution.stage_fence() }}
@@ -176,17 +254,9 @@ enriched as (
     {{ link_attribution.stage_fence() }}
 ),
 
-classified as (
-    select
-        enriched.*,
-        {{ link_attribution.visitor_fields_classified() }}
-    from enriched
-    {{ link_attribution.stage_fence() }}
-),
-
 validated as (
     select
-        classified.*,
+        enriched.*,
         {#- Row-level bot rules; behavioural ones (bursts, preview timing) are added by int_clicks. -#}
         coalesce(_ua_bot_reason, case when is_datacenter_ip then 'datacenter_ip' end) as bot_reason,
         (_ua_bot_reason is not null or is_datacenter_ip) as is_bot,
@@ -197,32 +267,34 @@ validated as (
             when {{ link_attribution.is_future('clicked_at') }} then 'future_clicked_at'
             when link_id is null then 'missing_link_id'
         end as _reject_reason
-    from classified
+    from enriched
     {{ link_attribution.stage_fence() }}
-),
-
-ranked as (
-    select
-        validated.*,
-        {{ link_attribution.version_rank('click_id', raw_columns) }} as _version_rank,
-        {{ link_attribution.rejected_payload(raw_columns) }} as _raw_payload
-    from validated
 )
 
-select * from ranked
+select * from validated
 {% endmacro %}
 
 
 {#- -------------------------------------------------------------------------------- conversions --------- -#}
 {% macro raw_conversions_versions(relation, where=none) %}
-{%- set raw_columns = ['conversion_id', 'converted_at', 'event_type', 'revenue', 'currency', 'user_id', 'email',
-                       'cookie_id', 'session_id', 'device_fingerprint', 'ip', 'user_agent', 'click_id'] -%}
+{{ link_attribution.versions_of(relation, where, 'conversion_id', link_attribution.conversion_raw_columns(),
+                                link_attribution.conversions_chain, visitor=true) }}
+{% endmacro %}
+
+{% macro conversion_raw_columns() -%}
+    {{ return(['conversion_id', 'converted_at', 'event_type', 'revenue', 'currency', 'user_id', 'email',
+               'cookie_id', 'session_id', 'device_fingerprint', 'ip', 'user_agent', 'click_id']) }}
+{%- endmacro %}
+
+{% macro conversions_chain(src) %}
 {%- set max_revenue = var('max_revenue') | float -%}
-with {{ link_attribution.raw_source_cte(relation, where) }},
+with src as (
+    {{ src }}
+),
 
 cleaned as (
     select
-        {{ link_attribution.clean_identifier('conversion_id') }} as conversion_id,
+        _version_key as conversion_id,
         {{ link_attribution.clean_identifier('converted_at') }} as _converted_at_text,
         lower({{ link_attribution.clean_identifier('event_type') }}) as event_type,
         {#- Only an empty revenue means "no revenue": 'NaN', 'null' or '-' in a money column is a defect. -#}
@@ -230,7 +302,7 @@ cleaned as (
         upper({{ link_attribution.clean_identifier('currency') }}) as _currency,
         {{ link_attribution.clean_identifier('click_id') }} as direct_click_id,
         {{ link_attribution.visitor_fields_cleaned() }},
-        {{- link_attribution.carry_raw_columns(raw_columns) }}
+        {{- link_attribution.carry_raw_columns(link_attribution.conversion_raw_columns()) }}
         _loaded_at
     from src
     {{ link_attribution.stage_fence() }}
@@ -255,17 +327,9 @@ enriched as (
     {{ link_attribution.stage_fence() }}
 ),
 
-classified as (
-    select
-        enriched.*,
-        {{ link_attribution.visitor_fields_classified() }}
-    from enriched
-    {{ link_attribution.stage_fence() }}
-),
-
 validated as (
     select
-        classified.*,
+        enriched.*,
         {#- The cast is guarded: an out-of-range value would abort the statement before it could be rejected. -#}
         case
             when _revenue_number between 0 and {{ max_revenue }} then cast(_revenue_number as numeric(18, 2))
@@ -285,25 +349,23 @@ validated as (
             when _revenue_number > {{ max_revenue }} then 'revenue_too_large'
             when length(_currency) <> 3 then 'invalid_currency'
         end as _reject_reason
-    from classified
+    from enriched
     {{ link_attribution.stage_fence() }}
-),
-
-ranked as (
-    select
-        validated.*,
-        {{ link_attribution.version_rank('conversion_id', raw_columns) }} as _version_rank,
-        {{ link_attribution.rejected_payload(raw_columns) }} as _raw_payload
-    from validated
 )
 
-select * from ranked
+select * from validated
 {% endmacro %}
 
 
 {#- ---------------------------------------------------------------------------------------------------------
     Visitor fields, identical on clicks and conversions: browser identifiers, user, email, IP and user agent.
-    One fragment per CTE of the chain cleaned -> normalised -> enriched -> classified.
+
+    User agents and IPs repeat across rows (10M clicks carry ~400 distinct user agents and ~3M distinct IPs), and
+    their parsing is the costly part of staging (~70 patterns per user agent, a regex, two SHA-256 and the network
+    ranges per IP). So each distinct raw value is parsed once, in visitor_lookups, and the raw rows join their
+    value's result back (visitor_lookup_joins, in versions_src) on the raw text; '' and null share the key ''
+    (both clean to null). The lookups read the source's own rows with the same predicate as the rows they serve,
+    so every row finds exactly one entry.
 --------------------------------------------------------------------------------------------------------- -#}
 {% macro visitor_fields_cleaned() -%}
         {{ link_attribution.clean_identifier('cookie_id') }} as cookie_id,
@@ -311,28 +373,140 @@ select * from ranked
         {{ link_attribution.clean_identifier('device_fingerprint') }} as device_fingerprint,
         {{ link_attribution.clean_identifier('user_id') }} as user_id,
         {{ link_attribution.email_candidate('email') }} as _email_candidate,
-        {{ link_attribution.ip_candidate('ip') }} as _ip_candidate,
-        left({{ link_attribution.clean_identifier('user_agent') }}, {{ var('user_agent_max_length') | int }}) as user_agent
+        _parsed_user_agent as user_agent,
+        _ua_bot_reason,
+        os_family,
+        browser,
+        device_family,
+        in_app_browser,
+        ip_hash,
+        ip_network_hash,
+        is_datacenter_ip
 {%- endmacro %}
 
 {% macro visitor_fields_normalised() -%}
-        {{ link_attribution.normalize_email('_email_candidate') }} as _email,
-        {{ link_attribution.normalize_ip('_ip_candidate') }} as _ip,
-        lower(user_agent) as _ua
+        {{ link_attribution.normalize_email('_email_candidate') }} as _email
 {%- endmacro %}
 
 {% macro visitor_fields_enriched() -%}
-        {{ link_attribution.hash_pii('_email') }} as email_hash,
-        {{ link_attribution.hash_pii('_ip') }} as ip_hash,
-        {{ link_attribution.hash_pii(link_attribution.ip_network('_ip')) }} as ip_network_hash,
-        {{ link_attribution.ipv4_to_bigint('_ip') }} as _ip_int,
+        {{ link_attribution.hash_pii('_email') }} as email_hash
+{%- endmacro %}
+
+{#- What a raw row takes from the lookups (the raw user_agent column keeps its name, so the parsed one is renamed). -#}
+{% macro visitor_lookup_columns() -%}
+            user_agents.user_agent as _parsed_user_agent,
+            user_agents._ua_bot_reason,
+            user_agents.os_family,
+            user_agents.browser,
+            user_agents.device_family,
+            user_agents.in_app_browser,
+            ips.ip_hash,
+            ips.ip_network_hash,
+            ips.is_datacenter_ip
+{%- endmacro %}
+
+{% macro visitor_lookup_joins(rows) -%}
+        left join user_agents on user_agents._user_agent_key = coalesce({{ rows }}.user_agent, '')
+        left join ips on ips._ip_key = coalesce({{ rows }}.ip, '')
+{%- endmacro %}
+
+{#- The CTEs user_agents (_user_agent_key -> user_agent and its classification) and ips (_ip_key -> hashes and the
+    datacenter flag), over the distinct raw values of `relation` where `where`. -#}
+{% macro visitor_lookups(relation, where) -%}
+user_agent_values as (
+    select distinct coalesce(user_agent, '') as _user_agent_key
+    from {{ relation }}
+    {{ link_attribution.where_clause(where) }}
+),
+
+user_agent_cleaned as (
+    select
+        _user_agent_key,
+        left({{ link_attribution.clean_identifier('_user_agent_key') }}, {{ var('user_agent_max_length') | int }})
+            as user_agent
+    from user_agent_values
+    {{ link_attribution.stage_fence() }}
+),
+
+user_agent_lowered as (
+    select
+        _user_agent_key,
+        user_agent,
+        lower(user_agent) as _ua
+    from user_agent_cleaned
+    {{ link_attribution.stage_fence() }}
+),
+
+user_agent_parsed as (
+    select
+        user_agent_lowered.*,
         {{ link_attribution.ua_bot_reason('_ua') }} as _ua_bot_reason,
         {{ link_attribution.ua_os_family('_ua') }} as os_family,
         {{ link_attribution.ua_browser('_ua') }} as browser
-{%- endmacro %}
+    from user_agent_lowered
+    {{ link_attribution.stage_fence() }}
+),
 
-{% macro visitor_fields_classified() -%}
-        {{ link_attribution.is_datacenter_ip('_ip_int', '_ip') }} as is_datacenter_ip,
+user_agents as materialized (
+    select
+        user_agent_parsed.*,
         {{ link_attribution.ua_device_family('_ua', '_ua_bot_reason') }} as device_family,
         {{ link_attribution.ua_in_app_browser('_ua', '_ua_bot_reason') }} as in_app_browser
+    from user_agent_parsed
+    {{ link_attribution.stage_fence() }}
+),
+
+ip_values as (
+    select
+        _ip_key,
+        {{ link_attribution.ip_candidate('_ip_key') }} as _ip_candidate
+    from (
+        select distinct coalesce(ip, '') as _ip_key
+        from {{ relation }}
+        {{ link_attribution.where_clause(where) }}
+    ) as distinct_ips
+    {{ link_attribution.stage_fence() }}
+),
+
+ip_normalised as (
+    select
+        _ip_key,
+        {{ link_attribution.normalize_ip('_ip_candidate') }} as _ip
+    from ip_values
+    {{ link_attribution.stage_fence() }}
+),
+
+ip_enriched as (
+    select
+        _ip_key,
+        _ip,
+        {{ link_attribution.hash_pii('_ip') }} as ip_hash,
+        {{ link_attribution.hash_pii(link_attribution.ip_network('_ip')) }} as ip_network_hash,
+        {{ link_attribution.ipv4_to_bigint('_ip') }} as _ip_int
+    from ip_normalised
+    {{ link_attribution.stage_fence() }}
+),
+
+ips as materialized (
+    select
+        _ip_key,
+        ip_hash,
+        ip_network_hash,
+        {{ link_attribution.is_datacenter_ip('_ip_int', '_ip') }} as is_datacenter_ip
+    from ip_enriched
+    {{ link_attribution.stage_fence() }}
+)
+{%- endmacro %}
+
+
+{#- unstaged_raw_rows(relation, staged, key): the raw rows whose cleaned key is not in the staged model, keyless
+    rows included (rejected_rows' input). The key is computed below the join, as in versions_src. -#}
+{% macro unstaged_raw_rows(relation, staged, key) -%}
+    select keyed_rows.*
+    from (
+        select raw_rows.*, {{ link_attribution.clean_identifier(key) }} as _unstaged_key
+        from {{ relation }} as raw_rows
+    ) as keyed_rows
+    left join {{ staged }} as staged on staged.{{ key }} = keyed_rows._unstaged_key
+    where staged.{{ key }} is null
 {%- endmacro %}
