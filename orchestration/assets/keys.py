@@ -8,6 +8,7 @@ INT_CLICKS = dg.AssetKey(["intermediate", "int_clicks"])
 INT_IDENTIFIERS = dg.AssetKey(["intermediate", "int_identifiers"])
 INT_IDENTITY_EDGES = dg.AssetKey(["intermediate", "int_identity_edges"])
 INT_MATCH_CANDIDATES = dg.AssetKey(["intermediate", "int_match_candidates"])
+DIM_IDENTITIES = dg.AssetKey(["marts", "dim_identities"])
 
 # Python outputs (declared as dbt sources with meta.dagster.asset_key, so marts connect to them)
 IDENTITY_MAP = dg.AssetKey(["intermediate", "identity_map"])

@@ -75,8 +75,16 @@ $staging_functions$
     try_cast({{ expr }} as timestamp with time zone)
 {%- endmacro %}
 
+{#- The plpgsql function opens a subtransaction per call (~3 us a row: 3.4 s per 1M clicks against 0.4 s for a plain
+    cast). Text that the cast certainly accepts - an ISO timestamp with an explicit offset, day of month at most 28,
+    year 1000 or later, offset within PostgreSQL's +-15:59 - is cast directly, with the same result; everything
+    else (days 29-31, offset-less text, anything odd) still goes through the function. -#}
 {% macro postgres__safe_cast_timestamptz(expr) -%}
-    staging.try_cast_timestamptz({{ expr }})
+    {%- set certain = "^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,6})?(Z|[+-](0[0-9]|1[0-5])(:?[0-5][0-9])?)$" -%}
+    case
+        when {{ expr }} ~ '{{ certain }}' then cast({{ expr }} as timestamp with time zone)
+        else staging.try_cast_timestamptz({{ expr }})
+    end
 {%- endmacro %}
 
 

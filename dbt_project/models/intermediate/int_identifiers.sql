@@ -1,5 +1,10 @@
 {#- Every identifier observed on every non-bot click and every conversion, one row per (event, identifier type).
-    Email and IP are the staging hashes; the raw values never leave schema raw. -#}
+    Email and IP are the staging hashes; the raw values never leave schema raw.
+
+    A view: its one reader, the identity graph, aggregates it straight away, and reads it as fast through the view
+    as from a table, while writing the ~37M rows of 10M clicks took ~35 s of every run. -#}
+
+{{ config(materialized='view') }}
 
 {%- set identifier_columns = [
     ('user_id', 'user_id'),

@@ -200,6 +200,42 @@ ip_ua_guard as (
 
 ),
 
+-- The conversions each guarded join may pair, the popularity guard applied first. Materialised, so that the engine
+-- cannot join the clicks first and filter afterwards: PostgreSQL did, pairing conversions with every click of
+-- popular fingerprints (18M intermediate rows at 1M clicks) before the guard dropped them.
+fingerprint_conversions as materialized (
+
+    select conversions.conversion_id, conversions.converted_at, conversions.device_fingerprint
+    from conversions
+    inner join fingerprint_popularity
+        on conversions.device_fingerprint = fingerprint_popularity.device_fingerprint
+        and fingerprint_popularity.n_cookies <= {{ max_fingerprint_popularity }}
+
+),
+
+ip_conversions as materialized (
+
+    select conversions.conversion_id, conversions.converted_at, conversions.ip_hash
+    from conversions
+    inner join ip_guard
+        on conversions.ip_hash = ip_guard.ip_hash
+        and ip_guard.n_fingerprints <= {{ max_ip_popularity }}
+    where not conversions.is_datacenter_ip
+
+),
+
+ip_ua_conversions as materialized (
+
+    select conversions.conversion_id, conversions.converted_at, conversions.ip_hash, conversions.user_agent
+    from conversions
+    inner join ip_ua_guard
+        on conversions.ip_hash = ip_ua_guard.ip_hash
+        and conversions.user_agent = ip_ua_guard.user_agent
+        and ip_ua_guard.n_cookies <= {{ max_ip_ua_popularity }}
+    where not conversions.is_datacenter_ip
+
+),
+
 -- Blocking: one equi-join per signal, each inside the lookback window.
 pairs_by_signal as (
 
@@ -223,10 +259,7 @@ pairs_by_signal as (
 
     -- fingerprint, unless more than candidate_max_fingerprint_popularity cookies share it
     select conversions.conversion_id, clicks.click_id
-    from conversions
-    inner join fingerprint_popularity
-        on conversions.device_fingerprint = fingerprint_popularity.device_fingerprint
-        and fingerprint_popularity.n_cookies <= {{ max_fingerprint_popularity }}
+    from fingerprint_conversions as conversions
     inner join window_clicks as clicks
         on conversions.device_fingerprint = clicks.device_fingerprint
         and {{ int_within_lookback('clicks.clicked_at', 'conversions.converted_at') }}
@@ -235,29 +268,20 @@ pairs_by_signal as (
 
     -- IP, unless more than candidate_max_ip_popularity fingerprints share it
     select conversions.conversion_id, clicks.click_id
-    from conversions
-    inner join ip_guard
-        on conversions.ip_hash = ip_guard.ip_hash
-        and ip_guard.n_fingerprints <= {{ max_ip_popularity }}
+    from ip_conversions as conversions
     inner join window_clicks as clicks
         on conversions.ip_hash = clicks.ip_hash
         and {{ int_within_lookback('clicks.clicked_at', 'conversions.converted_at') }}
-    where not conversions.is_datacenter_ip
 
     union
 
     -- IP + user agent on a popular IP, unless more than candidate_max_ip_ua_popularity cookies share both
     select conversions.conversion_id, clicks.click_id
-    from conversions
-    inner join ip_ua_guard
-        on conversions.ip_hash = ip_ua_guard.ip_hash
-        and conversions.user_agent = ip_ua_guard.user_agent
-        and ip_ua_guard.n_cookies <= {{ max_ip_ua_popularity }}
+    from ip_ua_conversions as conversions
     inner join window_clicks as clicks
         on conversions.ip_hash = clicks.ip_hash
         and conversions.user_agent = clicks.user_agent
         and {{ int_within_lookback('clicks.clicked_at', 'conversions.converted_at') }}
-    where not conversions.is_datacenter_ip
 
     union
 
