@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_DUCKDB_PATH = DATA_DIR / "warehouse.duckdb"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
+# PostgreSQL's per-operation memory for the warehouse's own sessions (dbt models and Python assets); the server
+# default of 4MB splits the hash tables of 1M-row joins into batches written to temporary files.
+DEFAULT_PG_WORK_MEM = "256MB"
+_DUCKDB_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+_PG_SIZE = re.compile(r"\d+(kB|MB|GB|TB)")  # PostgreSQL's memory units are case-sensitive whole numbers
 # The schemas BI tools and people query; dbt's generate_schema_name macro keeps these names verbatim.
 SCHEMAS = ("raw", "staging", "intermediate", "marts")
 
@@ -32,6 +38,7 @@ class PostgresSettings:
     user: str
     password: str
     dbname: str
+    work_mem: str = DEFAULT_PG_WORK_MEM
 
     def dsn_kwargs(self) -> dict[str, object]:
         kwargs: dict[str, object] = {
@@ -40,7 +47,9 @@ class PostgresSettings:
             "user": self.user,
             "dbname": self.dbname,
             # Dates of partitions and reports are UTC dates; never depend on the server's zone.
-            "options": "-c TimeZone=UTC",
+            # JIT compiled the large expression trees of the identity and attribution queries for longer than the
+            # compiled code ran (dbt_project/macros/planner.sql has the figures for the models).
+            "options": f"-c TimeZone=UTC -c work_mem={self.work_mem} -c jit=off",
         }
         if self.password:
             kwargs["password"] = self.password
@@ -88,16 +97,22 @@ def resolve_target(cli_target: str | None = None, environ: dict[str, str] | None
         user=user,
         password=env.get("PGPASSWORD") or "",
         dbname=env.get("PGDATABASE") or user,
+        work_mem=_size(env, "ATTRIBUTION_PG_WORK_MEM", DEFAULT_PG_WORK_MEM, _PG_SIZE),
     )
-    memory_limit = (env.get("ATTRIBUTION_DUCKDB_MEMORY_LIMIT") or DEFAULT_DUCKDB_MEMORY_LIMIT).strip()
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit, flags=re.IGNORECASE):
-        raise ValueError(f"ATTRIBUTION_DUCKDB_MEMORY_LIMIT must be a size like '2GB' or '512MB', got {memory_limit!r}")
+    memory_limit = _size(env, "ATTRIBUTION_DUCKDB_MEMORY_LIMIT", DEFAULT_DUCKDB_MEMORY_LIMIT, _DUCKDB_SIZE)
     return Target(
         name=name,  # type: ignore[arg-type]
         duckdb_path=duckdb_path,
         postgres=postgres,
         duckdb_memory_limit=memory_limit,
     )
+
+
+def _size(env: Mapping[str, str], name: str, default: str, pattern: re.Pattern[str]) -> str:
+    value = (env.get(name) or default).strip()
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{name} must be a size like '2GB' or '512MB', got {value!r}")
+    return value
 
 
 def target_env(target: Target) -> dict[str, str]:
@@ -112,6 +127,7 @@ def target_env(target: Target) -> dict[str, str]:
         "PGUSER": pg.user,
         "PGPASSWORD": pg.password,
         "PGDATABASE": pg.dbname,
+        "ATTRIBUTION_PG_WORK_MEM": pg.work_mem,
         # dbt-postgres has no session options; libpq reads PGTZ so dbt's sessions run in UTC too.
         "PGTZ": "UTC",
     }

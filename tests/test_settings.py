@@ -44,3 +44,19 @@ def test_exported_environment_drives_dbt_profile() -> None:
     for var in ("ATTRIBUTION_TARGET", "ATTRIBUTION_DUCKDB_PATH", "PGHOST", "PGPASSWORD", "PGDATABASE"):
         assert f"env_var('{var}'" in profile
     assert Path(env["ATTRIBUTION_DUCKDB_PATH"]).is_absolute()
+
+
+def test_postgres_work_mem_reaches_sessions_and_dbt() -> None:
+    default = resolve_target("postgres", environ={}).postgres
+    assert "-c work_mem=256MB -c jit=off" in str(default.dsn_kwargs()["options"])
+    t = resolve_target("postgres", environ={"ATTRIBUTION_PG_WORK_MEM": "1GB"})
+    assert "-c work_mem=1GB" in str(t.postgres.dsn_kwargs()["options"])
+    assert target_env(t)["ATTRIBUTION_PG_WORK_MEM"] == "1GB"  # dbt's var pg_work_mem reads it
+    assert "env_var('ATTRIBUTION_PG_WORK_MEM'" in (PROJECT_ROOT / "dbt_project.yml").read_text()
+
+
+@pytest.mark.parametrize("bad", ["256mb", "256 MB", "1.5GB", "lots"])
+def test_postgres_work_mem_is_validated_before_any_connection(bad: str) -> None:
+    # PostgreSQL's units are case-sensitive whole numbers: a typo would otherwise fail every connection later.
+    with pytest.raises(ValueError, match="ATTRIBUTION_PG_WORK_MEM"):
+        resolve_target("postgres", environ={"ATTRIBUTION_PG_WORK_MEM": bad})

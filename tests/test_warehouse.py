@@ -35,3 +35,13 @@ def test_duckdb_transaction_settings_hold_inside_and_are_restored_after(tmp_path
             raise ZeroDivisionError  # the step fails mid-transaction: rolled back, settings still restored
         assert current(other_step) == before
         assert other_step.execute("select count(*) from t").fetchone() == (1,)
+
+
+@pytest.mark.postgres
+def test_postgres_sessions_get_work_mem_and_no_jit(tmp_path: Path, pg_database: str) -> None:
+    """The Python assets' joins over millions of identifiers need more than the server's 4MB default."""
+    wh = Warehouse(make_target("postgres", tmp_path, pg_database))
+    with wh.connect() as conn:
+        assert wh.scalar("select current_setting('work_mem')", conn) == "256MB"
+        assert wh.scalar("select current_setting('jit')", conn) == "off"
+        assert wh.scalar("select current_setting('TimeZone')", conn) == "UTC"
