@@ -333,14 +333,16 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     for size, acc in results["accuracy"].items():
         lines += [f"### {size}", "", "| metric | project | baseline |", "|---|---|---|"]
         for section, keys in (
-            ("last_touch", ("precision", "recall", "f1")),
+            ("last_touch", ("precision", "recall", "f1", "accuracy_among_attributable")),
             ("calibration", ("ece",)),
+            ("pair_calibration", ("ece",)),
             ("identity", ("precision", "recall")),
             ("bot_filtering", ("precision", "recall")),
             ("multi_touch", ("mean_one_minus_tv",)),
         ):
             for key in keys:
-                p, b = acc["project"][section].get(key), acc["baseline"][section].get(key)
+                # Sections an older evaluator did not report show as missing.
+                p, b = (acc[side].get(section, {}).get(key) for side in ("project", "baseline"))
                 fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
                 lines.append(f"| {section}.{key} | {fmt(p)} | {fmt(b)} |")
         lines.append("")

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from orchestration.warehouse import Warehouse
-from python_models.baseline import baseline_pick
+from python_models.baseline import baseline_pick, strongest_confidence
 from python_models.evaluation import evaluate, format_report
 
 TRUTH_FILES = ("truth_clicks", "truth_conversions")
@@ -28,7 +28,8 @@ def read_outputs(wh: Warehouse) -> dict[str, pd.DataFrame]:
     with wh.connect() as conn:
         return {
             "conversion_attribution": wh.query_df(
-                "select conversion_id, attributed_link_id, attributed_click_id, confidence_score, is_attributed "
+                "select conversion_id, attributed_link_id, attributed_click_id, candidate_link_id, confidence_score, "
+                "is_attributed "
                 "from marts.fct_conversion_attribution",
                 conn,
             ),
@@ -38,6 +39,10 @@ def read_outputs(wh: Warehouse) -> dict[str, pd.DataFrame]:
                 conn,
             ),
             "candidates": wh.query_df("select * from intermediate.int_match_candidates", conn),
+            "match_scores": wh.query_df(
+                "select conversion_id, click_id, match_probability as probability from intermediate.match_scores",
+                conn,
+            ),
             "click_identities": wh.query_df(
                 "select event_id as click_id, identity_id from intermediate.event_identities "
                 "where event_kind = 'click'",
@@ -55,10 +60,13 @@ def evaluate_warehouse(wh: Warehouse, truth_dir: Path) -> tuple[dict[str, Any], 
     truth = read_truth(truth_dir)
     out = read_outputs(wh)
     clicks = out["clicks"]
+    candidates = out["candidates"]
+    # The old app's pair probability: the fixed confidence of the strongest signal a pair shares.
+    baseline_pairs = candidates[["conversion_id", "click_id"]].assign(probability=strongest_confidence(candidates))
     result = evaluate(
         out["conversion_attribution"],
         out["credits"],
-        baseline_pick(out["candidates"]),
+        baseline_pick(candidates),
         out["click_identities"],
         clicks[["click_id", "is_bot"]],
         truth["truth_clicks"],
@@ -66,5 +74,7 @@ def evaluate_warehouse(wh: Warehouse, truth_dir: Path) -> tuple[dict[str, Any], 
         click_cookies=clicks[["click_id", "cookie_id"]],
         # The old app only had user-agent rules; our behavioural rules are part of what is measured.
         baseline_clicks_flagged=clicks[["click_id", "is_bot_row_rules"]].rename(columns={"is_bot_row_rules": "is_bot"}),
+        pair_scores=out["match_scores"],
+        baseline_pair_scores=baseline_pairs,
     )
     return result, format_report(result)

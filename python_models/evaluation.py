@@ -323,6 +323,46 @@ def calibration_metrics(
 # ----------------------------------------------------------------------------------------------------
 
 
+def pair_calibration_metrics(
+    pairs: pd.DataFrame, truth_clicks: pd.DataFrame, truth_conversions: pd.DataFrame, n_bins: int = DEFAULT_N_BINS
+) -> dict[str, Any]:
+    """Calibration of candidate-pair probabilities against "this click was made by the converting person".
+
+    ``pairs`` holds (conversion_id, click_id, probability). A pair is right when the truth gives the click and the
+    conversion the same person; a bot click (no person) is never the converter's. Pairs without a probability, or
+    whose click or conversion the truth does not know, do not take part (``n_unknown`` counts the latter).
+    """
+    pairs = _require(pairs, "pairs", ["conversion_id", "click_id", "probability"])
+    clicks = _require(truth_clicks, "truth_clicks", ["click_id", "person_id"])
+    conversions = _require(truth_conversions, "truth_conversions", ["conversion_id", "person_id"])
+    frame = pd.DataFrame(
+        {
+            "conversion_id": _key(pairs["conversion_id"]),
+            "click_id": _key(pairs["click_id"]),
+            "probability": pd.to_numeric(pairs["probability"], errors="raise").astype(float),
+        }
+    )
+    frame = frame[frame["probability"].notna()]
+    click_person = pd.Series(_key(clicks["person_id"]).to_numpy(), index=_key(clicks["click_id"]))
+    conversion_person = pd.Series(_key(conversions["person_id"]).to_numpy(), index=_key(conversions["conversion_id"]))
+    _unique(click_person.index.to_frame(name="click_id"), "truth_clicks", "click_id")
+    _unique(conversion_person.index.to_frame(name="conversion_id"), "truth_conversions", "conversion_id")
+    known = _isin(frame["click_id"], click_person.index) & _isin(frame["conversion_id"], conversion_person.index)
+    scored = frame[known]
+    clicker = click_person.reindex(scored["click_id"]).reset_index(drop=True)
+    converter = conversion_person.reindex(scored["conversion_id"]).reset_index(drop=True)
+    right = _same(clicker, converter).astype(float)
+    prob = scored["probability"].to_numpy(dtype=float)
+    return {
+        "n": len(scored),
+        "n_unknown": int((~known).sum()),
+        "ece": ece(prob, right, n_bins),
+        "brier": float(np.mean((prob - right) ** 2)) if len(scored) else math.nan,
+        "mean_probability": float(prob.mean()) if len(scored) else math.nan,
+        "observed_rate": float(right.mean()) if len(scored) else math.nan,
+    }
+
+
 def _cluster_codes(labels: pd.Series) -> np.ndarray:
     """Integer cluster codes; every missing label becomes a singleton cluster of its own."""
     codes, uniques = pd.factorize(labels, use_na_sentinel=True)
@@ -355,6 +395,7 @@ def bcubed(predicted: Any, truth: Any) -> dict[str, Any]:
 
 
 _IDENTITY_KEYS = ("n", "precision", "recall", "f1", "predicted_identities", "true_persons")
+_PAIR_KEYS = ("n", "n_unknown", "ece", "brier", "mean_probability", "observed_rate")
 
 
 def identity_metrics(
@@ -527,6 +568,8 @@ def evaluate(
     *,
     click_cookies: pd.DataFrame | None = None,
     baseline_clicks_flagged: pd.DataFrame | None = None,
+    pair_scores: pd.DataFrame | None = None,
+    baseline_pair_scores: pd.DataFrame | None = None,
     n_bins: int = DEFAULT_N_BINS,
 ) -> dict[str, Any]:
     """Every metric for the project and the baseline; the result is JSON-safe (NaN -> None).
@@ -534,7 +577,9 @@ def evaluate(
     Baseline choices: last touch and calibration use ``baseline_pick``; multi-touch uses the ``rule_based``
     credits; identity is "one identity per cookie" when ``click_cookies`` (click_id, cookie_id) is given,
     otherwise not available (all scores None); bot filtering uses ``baseline_clicks_flagged`` when given,
-    otherwise "no filtering" (every click the project saw is treated as human).
+    otherwise "no filtering" (every click the project saw is treated as human). ``pair_scores`` and
+    ``baseline_pair_scores`` (conversion_id, click_id, probability) add the calibration of every candidate pair's
+    probability; without them that section is not available.
     """
     project = project_picks(conversion_attribution)
     baseline = baseline_picks(baseline_pick)
@@ -555,6 +600,11 @@ def evaluate(
     else:
         bot_method = "baseline bot flags"
 
+    def pair_calibration(pairs: pd.DataFrame | None) -> dict[str, Any]:
+        if pairs is None:
+            return dict.fromkeys(_PAIR_KEYS, None)
+        return pair_calibration_metrics(pairs, truth_clicks, truth_conversions, n_bins)
+
     truth = _truth_conversions(truth_conversions, ["is_organic"])
     truth_click_flags = _flags(truth_clicks, "truth_clicks")
     result = {
@@ -569,6 +619,7 @@ def evaluate(
         "project": {
             "last_touch": last_touch_metrics(project, truth_conversions),
             "calibration": calibration_metrics(project, truth_conversions, n_bins),
+            "pair_calibration": pair_calibration(pair_scores),
             "identity": {
                 **identity_metrics(click_identities, truth_clicks),
                 "method": "project identity graph",
@@ -582,6 +633,7 @@ def evaluate(
         "baseline": {
             "last_touch": last_touch_metrics(baseline, truth_conversions),
             "calibration": calibration_metrics(baseline, truth_conversions, n_bins),
+            "pair_calibration": pair_calibration(baseline_pair_scores),
             "identity": baseline_identity,
             "bot_filtering": {
                 **bot_filtering_metrics(baseline_clicks_flagged, truth_clicks),
@@ -622,6 +674,16 @@ _REPORT_ROWS: list[tuple[str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "pair calibration",
+        [
+            ("ece", "ECE"),
+            ("brier", "Brier score"),
+            ("mean_probability", "mean probability"),
+            ("observed_rate", "observed rate"),
+            ("n", "candidate pairs"),
+        ],
+    ),
+    (
         "identity (B-cubed)",
         [
             ("method", "method"),
@@ -658,6 +720,7 @@ _REPORT_ROWS: list[tuple[str, list[tuple[str, str]]]] = [
 _SECTION_KEYS = {
     "last touch": "last_touch",
     "calibration": "calibration",
+    "pair calibration": "pair_calibration",
     "identity (B-cubed)": "identity",
     "bot filtering": "bot_filtering",
     "multi-touch (vs true linear)": "multi_touch",

@@ -22,6 +22,7 @@ from python_models.evaluation import (
     last_touch_metrics,
     linear_truth_credit,
     multi_touch_metrics,
+    pair_calibration_metrics,
     project_picks,
     to_jsonable,
     total_variation,
@@ -537,3 +538,33 @@ def test_hand_built_picks_are_normalised() -> None:
     last = last_touch_metrics(picks, truth_conversions())
     assert (last["attributed"], last["correct"]) == (1, 1)
     assert calibration_metrics(picks, truth_conversions())["n"] == 1
+
+
+def test_pair_calibration_worked_example() -> None:
+    """A pair is right when the click's person made the conversion; bots never are; unknown ids are counted."""
+    pairs = pd.DataFrame(
+        {
+            "conversion_id": ["c1", "c1", "c1", "c2", "c3", "c9", "c1"],
+            "click_id": ["k0", "k1", "b1", "k1", "k3", "k3", "k2"],
+            "probability": [0.9, 0.8, 0.3, 0.2, 0.95, 0.5, None],
+        }
+    )
+    result = pair_calibration_metrics(pairs, truth_clicks(), truth_conversions(), n_bins=10)
+    # c1-k0 right, c1-k1 right, c1-b1 (bot) wrong, c2-k1 wrong, c3-k3 right; c9 is unknown; no probability: out.
+    assert (result["n"], result["n_unknown"]) == (5, 1)
+    assert result["observed_rate"] == pytest.approx(3 / 5)
+    assert result["mean_probability"] == pytest.approx((0.9 + 0.8 + 0.3 + 0.2 + 0.95) / 5)
+    # Bin gaps weighted by pairs: 0.9 and 0.95 share the top bin, both right, so their gaps still add up.
+    assert result["ece"] == pytest.approx((0.1 + 0.2 + 0.3 + 0.2 + 0.05) / 5)
+    assert result["brier"] == pytest.approx((0.01 + 0.04 + 0.09 + 0.04 + 0.0025) / 5)
+
+
+def test_pair_calibration_is_reported_beside_the_baseline_when_given() -> None:
+    pairs = pd.DataFrame({"conversion_id": ["c1", "c2"], "click_id": ["k1", "k2"], "probability": [0.9, 0.6]})
+    args = (perfect_attribution(), perfect_credits(), perfect_baseline(), perfect_identities(), perfect_flags())
+    result = evaluate(*args, truth_clicks(), truth_conversions(), pair_scores=pairs, baseline_pair_scores=pairs)
+    assert result["project"]["pair_calibration"]["n"] == 2
+    assert result["project"]["pair_calibration"]["ece"] == pytest.approx((0.1 + 0.4) / 2)
+    assert "[pair calibration]" in format_report(result)
+    without = evaluate(*args, truth_clicks(), truth_conversions())
+    assert without["project"]["pair_calibration"]["ece"] is None
