@@ -2,8 +2,9 @@
     statement and reset by a post-hook (dbt_project.yml, every model). Nothing to do on DuckDB, which sizes its
     operators from its memory_limit and has neither merge joins nor JIT compilation. Measured at 1M clicks:
 
-    work_mem (var pg_work_mem, default 256MB): at the server default of 4MB the hash tables of a model's lookups
-        (300k distinct IPs, popularity counts) split into batches that write the wide rows to temporary files.
+    work_mem (var pg_work_mem, from ATTRIBUTION_PG_WORK_MEM, default 256MB): at the server default of 4MB the hash
+        tables of a model's lookups (300k distinct IPs, popularity counts) split into batches that write the wide
+        rows to temporary files.
     enable_mergejoin off: the models' joins are equi-joins whose smaller side fits in work_mem, but PostgreSQL
         plans them from row estimates of CTEs and filtered windows that are off by 10-1000x, and then sorts every
         raw click (staging's lookups: 50 s against 37 s) or tens of millions of candidate rows (a 44M-row sort in
@@ -18,7 +19,7 @@
 
 {% macro postgres__transform_session(enabled) -%}
     {%- if enabled -%}
-    set work_mem = '{{ var("pg_work_mem", "256MB") }}'; set enable_mergejoin = off; set jit = off
+    set work_mem = '{{ var("pg_work_mem") }}'; set enable_mergejoin = off; set jit = off
     {%- else -%}
     reset work_mem; reset enable_mergejoin; reset jit
     {%- endif -%}
