@@ -151,9 +151,14 @@ def world() -> tuple[pd.DataFrame, pd.DataFrame]:
     return simulate_candidates(3000, seed=1), simulate_candidates(3000, seed=2)
 
 
+# This simplified world is smaller than the volume the weak-only EM needs by default, but its comparisons are
+# independent given the match status, so EM can be tested on it.
+EM = MatchModelConfig(weak_min_pairs=1000)
+
+
 @pytest.fixture(scope="module")
 def model(world: tuple[pd.DataFrame, pd.DataFrame]) -> MatchModel:
-    return fit_match_model(world[0])
+    return fit_match_model(world[0], EM)
 
 
 def pair(**values: object) -> dict[str, object]:
@@ -248,6 +253,27 @@ def test_weak_model_needs_volume_and_otherwise_weak_pairs_get_the_priors(
     np.testing.assert_allclose(score_candidates(test, fitted)[weak], score_candidates(test, prior_model())[weak])
 
 
+def test_below_the_volume_em_needs_weak_only_pairs_get_the_priors_and_the_model_says_so(
+    world: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    train, test = world
+    fitted = fit_match_model(train)
+    assert fitted.source == "learned" and fitted.weak is None
+    assert fitted.metrics["weak_model_used"] == 0.0
+    assert 0 < fitted.metrics["weak_pairs"] == (~linked_pairs(train)).sum() < MatchModelConfig().weak_min_pairs
+    weak = ~linked_pairs(test)
+    learned = score_candidates(test, fitted)
+    np.testing.assert_allclose(learned[weak], score_candidates(test, prior_model())[weak])
+    assert not signal_weights(fitted)["signal"].str.startswith("weak_").any()
+    # The linked pairs are still learned from the labels: better than the priors and the old rule.
+    y = test["is_match"].to_numpy()
+    assert expected_calibration_error(learned, y) <= 0.05
+    assert log_loss(learned, y) < log_loss(score_candidates(test, prior_model()), y)
+    assert top1_accuracy(test, learned) >= top1_accuracy(test, strongest_fixed_signal(test)) + 0.05
+    # A round trip keeps the choice.
+    assert model_from_frame(model_to_frame(fitted)).weak is None
+
+
 def test_monotonic_sanity(model: MatchModel) -> None:
     for m in (model, prior_model()):
         ladder = pd.DataFrame(
@@ -280,7 +306,7 @@ def test_monotonic_sanity(model: MatchModel) -> None:
 
 def test_fit_is_deterministic(world: tuple[pd.DataFrame, pd.DataFrame], model: MatchModel) -> None:
     train, _ = world
-    again = fit_match_model(train.sample(frac=1.0, random_state=11))
+    again = fit_match_model(train.sample(frac=1.0, random_state=11), EM)
     pd.testing.assert_frame_equal(model_to_frame(model), model_to_frame(again), atol=1e-6, check_exact=False)
 
 

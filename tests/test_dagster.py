@@ -23,14 +23,19 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from orchestration.assets.common import env_choice
+from orchestration.assets.confidence import weak_pair_scorer
+from orchestration.assets.keys import MATCH_MODEL
 from orchestration.generate import write_world
 from orchestration.loader import load_folder
 from orchestration.runner import load_definitions, prepare_dagster_home, run_job
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
 from orchestration.settings import PROJECT_ROOT, Target, target_env
 from orchestration.warehouse import Warehouse
+from python_models.confidence import MatchModelConfig, fit_match_model, prior_model
 from python_models.synthetic import WorldConfig, generate_world
 from tests.conftest import make_target, module_target
+from tests.test_confidence import simulate_candidates
 
 WORLD = WorldConfig(persons=250, seed=11, days=10)
 
@@ -144,6 +149,46 @@ def test_schedules_are_listed_and_each_tick_requests_its_window(materialised: Ma
     # The re-fit recomputes the whole lookback; the hourly refresh only the days new data can change (here: all
     # of the world, loaded since no covering run).
     assert materialised.daily.tags["dagster/asset_partition_range_start"] <= world_day(0).strftime("%Y-%m-%d")
+
+
+def test_match_model_metadata_says_what_scored_the_weak_only_pairs(materialised: Materialised) -> None:
+    events = [e for e in materialised.daily_result.get_asset_materialization_events() if e.asset_key == MATCH_MODEL]
+    assert len(events) == 1
+    metadata = events[0].materialization.metadata
+    # A 250-person world has too few labelled conversions to learn from, and says so for every region.
+    assert metadata["fitted_from"].value == "priors (too few labels)"
+    assert 0 < metadata["weak_only_pairs"].value < MatchModelConfig().weak_min_pairs
+    assert metadata["weak_only_pairs_scored_by"].value == "fixed priors (too few labelled conversions)"
+
+
+def test_weak_pair_scorer_names_the_scorer_and_why_not_em() -> None:
+    frame = simulate_candidates(3000, seed=1)
+    em = MatchModelConfig(weak_min_pairs=1000)
+    assert weak_pair_scorer(fit_match_model(frame, em), em) == "Fellegi-Sunter EM"
+    default = MatchModelConfig()
+    assert weak_pair_scorer(fit_match_model(frame, default), default).startswith(
+        "fixed priors (EM needs 20,000 weak-only pairs, had "
+    )
+    off = MatchModelConfig(weak_model=False)
+    assert weak_pair_scorer(fit_match_model(frame, off), off) == "fixed priors (ATTRIBUTION_WEAK_PAIR_MODEL=priors)"
+    few_anchors = MatchModelConfig(weak_min_pairs=1000, weak_min_anchors=10**9)
+    assert weak_pair_scorer(fit_match_model(frame, few_anchors), few_anchors).startswith(
+        "fixed priors (EM needs 1,000,000,000 anchor pairs, had "
+    )
+    strict = MatchModelConfig(weak_min_pairs=1000, weak_max_match_rate=1e-3)
+    assert weak_pair_scorer(fit_match_model(frame, strict), strict).startswith("fixed priors (EM fit implausible")
+    assert weak_pair_scorer(prior_model(), default) == "fixed priors (too few labelled conversions)"
+
+
+def test_env_choice_normalises_and_rejects_unknown_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    choices = ("auto", "priors")
+    monkeypatch.setenv("ATTRIBUTION_WEAK_PAIR_MODEL", " Priors ")
+    assert env_choice("ATTRIBUTION_WEAK_PAIR_MODEL", choices, "auto") == "priors"
+    monkeypatch.setenv("ATTRIBUTION_WEAK_PAIR_MODEL", "")
+    assert env_choice("ATTRIBUTION_WEAK_PAIR_MODEL", choices, "auto") == "auto"
+    monkeypatch.setenv("ATTRIBUTION_WEAK_PAIR_MODEL", "splink")
+    with pytest.raises(ValueError, match="ATTRIBUTION_WEAK_PAIR_MODEL='splink' must be one of"):
+        env_choice("ATTRIBUTION_WEAK_PAIR_MODEL", choices, "auto")
 
 
 def _free_port() -> int:

@@ -23,6 +23,13 @@ def env_float(name: str, default: float) -> float:
         raise ValueError(f"environment variable {name}={value!r} is not a number") from exc
 
 
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (os.environ.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"environment variable {name}={value!r} must be one of {choices}")
+    return value
+
+
 def partition_dates(context: dg.AssetExecutionContext) -> tuple[date, date] | None:
     """[start, end) conversion dates of the run's partition range, or None for an unpartitioned run."""
     if not (context.has_partition_key or context.has_partition_key_range):

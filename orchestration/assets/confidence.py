@@ -7,6 +7,7 @@ import pandas as pd
 from orchestration.assets.common import (
     PYTHON_SCHEMA,
     date_where,
+    env_choice,
     env_float,
     partition_dates,
     png_metadata,
@@ -16,6 +17,7 @@ from orchestration.assets.keys import INT_MATCH_CANDIDATES, MATCH_MODEL, MATCH_S
 from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource
 from python_models.confidence import (
+    MatchModel,
     MatchModelConfig,
     calibration_bins,
     expected_calibration_error,
@@ -30,6 +32,9 @@ from python_models.confidence import (
 FIT_WINDOW_DAYS = int(env_float("ATTRIBUTION_FIT_WINDOW_DAYS", 90))
 # Held-out calibration error on direct-click labels above this blocks the run (see the asset check).
 MAX_LABEL_ECE = env_float("ATTRIBUTION_MAX_LABEL_ECE", 0.10)
+# Pairs sharing only an IP or a fingerprint, which the labels cannot see: 'auto' fits the Fellegi-Sunter EM when
+# there are enough of them (python_models/confidence.py gives the measurements), 'priors' never does.
+WEAK_PAIR_MODEL = env_choice("ATTRIBUTION_WEAK_PAIR_MODEL", ("auto", "priors"), "auto")
 
 
 def _calibration_plot(bins: pd.DataFrame) -> dg.MetadataValue:
@@ -49,6 +54,22 @@ def _calibration_plot(bins: pd.DataFrame) -> dg.MetadataValue:
     value = png_metadata(fig)
     plt.close(fig)
     return value
+
+
+def weak_pair_scorer(model: MatchModel, config: MatchModelConfig) -> str:
+    """What scored the pairs sharing only an IP or a fingerprint, and why, for the asset's metadata."""
+    if model.weak is not None:
+        return "Fellegi-Sunter EM"
+    if not model.is_learned:
+        return "fixed priors (too few labelled conversions)"
+    if not config.weak_model:
+        return "fixed priors (ATTRIBUTION_WEAK_PAIR_MODEL=priors)"
+    m = model.metrics
+    if m.get("weak_pairs", 0) < config.weak_min_pairs:
+        return f"fixed priors (EM needs {config.weak_min_pairs:,} weak-only pairs, had {int(m.get('weak_pairs', 0)):,})"
+    if m.get("weak_anchor_pairs", 0) < config.weak_min_anchors:
+        return f"fixed priors (EM needs {config.weak_min_anchors:,} anchor pairs, had {int(m['weak_anchor_pairs']):,})"
+    return f"fixed priors (EM fit implausible: match rate {m.get('weak_lambda', float('nan')):.3f})"
 
 
 @dg.multi_asset(
@@ -85,7 +106,8 @@ def match_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
             start = pd.Timestamp(last) - pd.Timedelta(days=FIT_WINDOW_DAYS)
             where = f"conversion_date > cast('{start.date().isoformat()}' as date)"
         candidates = wh.query_df(f"select * from intermediate.int_match_candidates where {where}", conn)
-    model = fit_match_model(candidates, MatchModelConfig())
+    config = MatchModelConfig(weak_model=WEAK_PAIR_MODEL == "auto")
+    model = fit_match_model(candidates, config)
     weights = signal_weights(model)
     # One transaction: the model and the weights it explains are replaced together or not at all.
     with wh.transaction() as conn:
@@ -97,6 +119,8 @@ def match_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         "candidate_pairs": len(candidates),
         "labelled_conversions": int(model.n_labelled_conversions),
         "fitted_from": "priors (too few labels)" if model.used_priors else "direct-click labels",
+        "weak_only_pairs": int(model.metrics.get("weak_pairs", 0)),
+        "weak_only_pairs_scored_by": weak_pair_scorer(model, config),
         "signal_weights": table_metadata(weights),
     }
     ece = None
