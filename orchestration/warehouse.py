@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from orchestration.settings import SCHEMAS, Target
 
@@ -346,26 +348,65 @@ def _pg_copy_in(cur: Any, df: pd.DataFrame, target: str, columns: Sequence[str] 
 
 
 def _pg_query_df(conn: Any, sql: str) -> pd.DataFrame:
+    """``sql``'s rows as a frame, streamed by COPY and parsed by Arrow's multi-threaded CSV reader with each
+    column's type taken from PostgreSQL (several times faster than parsing text in pandas, which dominated reading
+    millions of rows). NULL is an unquoted empty field and a real empty string a quoted one, so both survive."""
     with conn.cursor() as cur:
         cur.execute(f"select * from ({sql}) as _q limit 0")
         names = [d.name for d in cur.description]
         oids = [d.type_code for d in cur.description]
-        buf = io.StringIO()
+        buf = io.BytesIO()
         cur.copy_expert(f"copy ({sql}) to stdout with (format csv, header false)", buf)
-    buf.seek(0)
-    if not buf.getvalue():
+    if not buf.getbuffer().nbytes:
         return pd.DataFrame({n: pd.Series(dtype=_empty_dtype(o)) for n, o in zip(names, oids, strict=True)})
-    frame = pd.read_csv(
+    buf.seek(0)
+    # Positional keys: a query may return two columns of one name.
+    keys = [f"c{i}" for i in range(len(names))]
+    table = pa_csv.read_csv(
         buf,
-        header=None,
-        names=names,
-        dtype=str,
-        keep_default_na=False,
-        na_values=[""],
+        read_options=pa_csv.ReadOptions(column_names=keys),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={k: _arrow_type(o) for k, o in zip(keys, oids, strict=True)},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+            timestamp_parsers=[pa_csv.ISO8601],
+        ),
     )
-    for name, oid in zip(names, oids, strict=True):
-        frame[name] = _convert_pg_column(frame[name], oid)
+    columns = [_pandas_column(table.column(k), o) for k, o in zip(keys, oids, strict=True)]
+    frame = pd.concat(columns, axis=1, keys=keys)
+    frame.columns = names
     return frame
+
+
+def _arrow_type(oid: int) -> pa.DataType:
+    if oid in _PG_BOOL:
+        return pa.bool_()
+    if oid in _PG_INT:
+        return pa.int64()
+    if oid in _PG_FLOAT:
+        return pa.float64()
+    if oid in _PG_TIMESTAMPTZ:
+        return pa.timestamp("us", tz="UTC")
+    if oid in _PG_TIMESTAMP:
+        return pa.timestamp("us")
+    if oid in _PG_DATE:
+        return pa.date32()
+    return pa.string()
+
+
+def _pandas_column(column: pa.ChunkedArray, oid: int) -> pd.Series:
+    """The pandas dtypes the Python assets expect: nullable Int64 / boolean, float64, datetime64, datetime.date
+    and text as object with None."""
+    if oid in _PG_INT:
+        return pd.Series(column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get))
+    if oid in _PG_BOOL:
+        return pd.Series(column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get))
+    if oid in _PG_FLOAT or oid in _PG_TIMESTAMPTZ or oid in _PG_TIMESTAMP or oid in _PG_DATE:
+        return pd.Series(column.to_pandas())
+    return pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _empty_dtype(oid: int) -> Any:
@@ -380,22 +421,6 @@ def _empty_dtype(oid: int) -> Any:
     if oid in _PG_TIMESTAMP:
         return "datetime64[ns]"
     return object
-
-
-def _convert_pg_column(col: pd.Series, oid: int) -> pd.Series:
-    if oid in _PG_BOOL:
-        return col.map({"t": True, "f": False}).astype("boolean")
-    if oid in _PG_INT:
-        return pd.to_numeric(col).astype("Int64")
-    if oid in _PG_FLOAT:
-        return pd.to_numeric(col).astype("float64")
-    if oid in _PG_TIMESTAMPTZ:
-        return pd.to_datetime(col, utc=True, format="ISO8601")
-    if oid in _PG_TIMESTAMP:
-        return pd.to_datetime(col, format="ISO8601")
-    if oid in _PG_DATE:
-        return pd.to_datetime(col, format="ISO8601").dt.date
-    return col.astype(object).where(col.notna(), None)
 
 
 def frame_checksum(df: pd.DataFrame) -> str:

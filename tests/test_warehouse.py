@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from orchestration.warehouse import Warehouse
@@ -45,3 +48,41 @@ def test_postgres_sessions_get_work_mem_and_no_jit(tmp_path: Path, pg_database: 
         assert wh.scalar("select current_setting('work_mem')", conn) == "256MB"
         assert wh.scalar("select current_setting('jit')", conn) == "off"
         assert wh.scalar("select current_setting('TimeZone')", conn) == "UTC"
+
+
+TRICKY = """
+select * from (values
+    (1, 'plain', true, 1.5, cast(12.25 as numeric), timestamptz '2026-03-01 10:00:00.123456+00',
+     timestamp '2026-03-01 10:00:00', date '2026-03-01', 'a'),
+    (2, '', false, cast('NaN' as double precision), null, null, null, null, 'b'),
+    (null, null, null, cast('Infinity' as double precision), cast(-3 as numeric),
+     timestamptz '2026-03-02 23:59:59+01', null, null, 'c'),
+    (4, E'comma, "quote"\\nnewline', true, null, cast(0 as numeric), null, null, date '2026-12-31', 'd')
+) as v(n, txt, flag, x, amount, at_tz, at_local, day, txt2)
+"""
+
+
+@pytest.mark.postgres
+def test_postgres_reads_every_type_nulls_and_empty_strings_exactly(tmp_path: Path, pg_database: str) -> None:
+    """Reads stream COPY through Arrow's CSV reader: each column's type comes from PostgreSQL, NULL stays missing,
+    an empty string stays an empty string, and quotes, commas and newlines inside text survive."""
+    wh = Warehouse(make_target("postgres", tmp_path, pg_database))
+    with wh.connect() as conn:
+        frame = wh.query_df(f"select n, txt, flag, x, amount, at_tz, at_local, day, txt2 as txt from ({TRICKY}) t")
+        empty = wh.query_df(f"select * from ({TRICKY}) t where false", conn)
+    assert list(frame.columns) == ["n", "txt", "flag", "x", "amount", "at_tz", "at_local", "day", "txt"]
+    assert str(frame["n"].dtype) == "Int64" and frame["n"].isna().tolist() == [False, False, True, False]
+    assert frame.iloc[:, 1].tolist() == ["plain", "", None, 'comma, "quote"\nnewline']
+    assert frame.iloc[:, 1].dtype == object
+    assert str(frame["flag"].dtype) == "boolean"
+    assert frame["flag"].tolist()[:2] == [True, False] and pd.isna(frame["flag"].iloc[2])
+    assert frame["x"].dtype == "float64" and frame["x"].iloc[0] == 1.5 and np.isnan(frame["x"].iloc[1])
+    assert np.isinf(frame["x"].iloc[2]) and np.isnan(frame["x"].iloc[3])
+    assert frame["amount"].tolist()[0] == 12.25 and np.isnan(frame["amount"].iloc[1])
+    assert frame["at_tz"].dtype == pd.DatetimeTZDtype("us", "UTC")
+    assert frame["at_tz"].iloc[0] == pd.Timestamp("2026-03-01 10:00:00.123456", tz="UTC")
+    assert frame["at_tz"].iloc[2] == pd.Timestamp("2026-03-02 22:59:59", tz="UTC")
+    assert frame["at_local"].iloc[0] == pd.Timestamp("2026-03-01 10:00:00") and pd.isna(frame["at_local"].iloc[1])
+    assert frame["day"].tolist() == [date(2026, 3, 1), None, None, date(2026, 12, 31)]
+    assert frame.iloc[:, 8].tolist() == ["a", "b", "c", "d"]
+    assert len(empty) == 0 and str(empty["n"].dtype) == "Int64" and str(empty["flag"].dtype) == "boolean"
