@@ -340,7 +340,8 @@ def _pg_copy_in(cur: Any, df: pd.DataFrame, target: str, columns: Sequence[str] 
         if isinstance(frame[col].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(frame[col].dtype):
             frame[col] = frame[col].map(lambda v: v.isoformat() if pd.notna(v) else None)
     buf = io.StringIO()
-    # NULL is an unquoted empty field in PostgreSQL's CSV format; a real empty string is quoted ("").
+    # NULL is an unquoted empty field in PostgreSQL's CSV format. pandas does not quote empty strings either, so an
+    # empty string in a frame arrives as NULL (the frames written here hold ids and numbers, never '').
     frame.to_csv(buf, index=False, header=False, na_rep="")
     buf.seek(0)
     cols = f" ({', '.join(quote_ident(c) for c in columns)})" if columns else ""

@@ -314,7 +314,7 @@ def test_cross_target_restore_is_identical(
         restore_raw(dest, tmp_path / "backup")
         assert row_counts(dest) == row_counts(source)
         assert snapshot(dest) == snapshot(source)
-        # Not Warehouse.query_df frames across engines: on PostgreSQL it reads through CSV and turns '' into NULL.
+        # snapshot() compares driver rows, not Warehouse.query_df frames, whose dtypes differ across engines.
     finally:
         drop_pg_database(postgres_server, dbname)
 
