@@ -418,9 +418,9 @@ def _empty_dtype(oid: int) -> Any:
     if oid in _PG_FLOAT:
         return "float64"
     if oid in _PG_TIMESTAMPTZ:
-        return pd.DatetimeTZDtype(tz="UTC")
+        return pd.DatetimeTZDtype(unit="us", tz="UTC")
     if oid in _PG_TIMESTAMP:
-        return "datetime64[ns]"
+        return "datetime64[us]"
     return object
 
 
