@@ -358,11 +358,13 @@ def _pg_query_df(conn: Any, sql: str) -> pd.DataFrame:
         oids = [d.type_code for d in cur.description]
         buf = io.BytesIO()
         cur.copy_expert(f"copy ({sql}) to stdout with (format csv, header false)", buf)
-    if not buf.getbuffer().nbytes:
-        return pd.DataFrame({n: pd.Series(dtype=_empty_dtype(o)) for n, o in zip(names, oids, strict=True)})
-    buf.seek(0)
     # Positional keys: a query may return two columns of one name.
     keys = [f"c{i}" for i in range(len(names))]
+    if not buf.getbuffer().nbytes:
+        # Arrow's reader needs at least one row; empty typed columns give the same dtypes as a full result.
+        table = pa.table({k: pa.array([], type=_arrow_type(o)) for k, o in zip(keys, oids, strict=True)})
+        return _frame(table, keys, names, oids)
+    buf.seek(0)
     table = pa_csv.read_csv(
         buf,
         read_options=pa_csv.ReadOptions(column_names=keys),
@@ -376,6 +378,10 @@ def _pg_query_df(conn: Any, sql: str) -> pd.DataFrame:
             timestamp_parsers=[pa_csv.ISO8601],
         ),
     )
+    return _frame(table, keys, names, oids)
+
+
+def _frame(table: pa.Table, keys: list[str], names: list[str], oids: list[int]) -> pd.DataFrame:
     columns = [_pandas_column(table.column(k), o) for k, o in zip(keys, oids, strict=True)]
     frame = pd.concat(columns, axis=1, keys=keys)
     frame.columns = names
@@ -408,20 +414,6 @@ def _pandas_column(column: pa.ChunkedArray, oid: int) -> pd.Series:
     if oid in _PG_FLOAT or oid in _PG_TIMESTAMPTZ or oid in _PG_TIMESTAMP or oid in _PG_DATE:
         return pd.Series(column.to_pandas())
     return pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
-
-
-def _empty_dtype(oid: int) -> Any:
-    if oid in _PG_BOOL:
-        return "boolean"
-    if oid in _PG_INT:
-        return "Int64"
-    if oid in _PG_FLOAT:
-        return "float64"
-    if oid in _PG_TIMESTAMPTZ:
-        return pd.DatetimeTZDtype(unit="us", tz="UTC")
-    if oid in _PG_TIMESTAMP:
-        return "datetime64[us]"
-    return object
 
 
 def frame_checksum(df: pd.DataFrame) -> str:
