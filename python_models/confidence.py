@@ -458,7 +458,7 @@ def _fit_weak_model(candidates: pd.DataFrame, config: MatchModelConfig) -> tuple
     weak = ~linked
     shares_weak = _flag(candidates, "sig_ip") | _flag(candidates, "sig_ip_ua") | _flag(candidates, "sig_fingerprint")
     anchor = linked & ~_raw_strong(candidates) & shares_weak
-    stats = {"weak_pairs": float(weak.sum()), "weak_anchor_pairs": float(anchor.sum()), "weak_model_used": 0.0}
+    stats = {"weak_anchor_pairs": float(anchor.sum()), "weak_model_used": 0.0}
     if weak.sum() < config.weak_min_pairs or anchor.sum() < config.weak_min_anchors:
         return None, stats
     levels = _weak_levels(candidates)
