@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ from orchestration.settings import PROJECT_ROOT, Target
 from orchestration.warehouse import Warehouse, frame_checksum
 from python_models.attribution import MODELS
 from python_models.synthetic import WorldConfig, generate_world
-from tests.conftest import MARTS, assert_run_ok, mart_checksums, module_target, run_dbt
+from tests.conftest import MARTS, assert_run_ok, mart_checksums, mart_row_checksums, module_target, run_dbt
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 KEYS = {"links": "link_id", "clicks": "click_id", "conversions": "conversion_id"}
@@ -555,6 +556,7 @@ class Scenario:
     late: LateClick
     conversions: int = 0
     clean: dict[str, str] = field(default_factory=dict)
+    golden: dict[str, str] = field(default_factory=dict)
     python_before: dict[str, str] = field(default_factory=dict)
     crash: dg.ExecuteInProcessResult | None = None
     crashed_marts: dict[str, str] = field(default_factory=dict)
@@ -606,6 +608,7 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         load_folder(wh, world_dir)
         assert_run_ok(run_job(target, instance=instance, log_level="WARNING"))
         s.clean, s.python_before, s.conversions = mart_checksums(wh), python_checksums(wh), conversions_count(wh)
+        s.golden = mart_row_checksums(wh)
         s.late_before = late_credits(wh, late)
         s.end_to_end = end_to_end_facts(wh, world_dir)
         load_folder(wh, world_dir)  # at-least-once delivery: the same files again, before the backup
@@ -669,6 +672,26 @@ def test_pipeline_end_to_end(scenario: Scenario) -> None:
     assert "precision" in e2e.evaluation_text
     assert e2e.evaluation["project"]["last_touch"]["precision"] is not None
     assert e2e.evaluation["baseline"]["last_touch"]["precision"] is not None
+
+
+# Row checksums of every mart after the clean run of WORLD, per target. A change that is meant to leave every
+# report as it was (a refactoring, a speed-up) must reproduce them; a change that alters marts on purpose
+# re-records them with UPDATE_MART_CHECKSUMS=1 and says why in its commit.
+MART_CHECKSUMS = Path(__file__).parent / "fixtures" / "mart_checksums.json"
+
+
+@pytest.mark.e2e
+@BOTH_TARGETS
+def test_clean_run_reproduces_the_recorded_marts(scenario: Scenario) -> None:
+    name = scenario.target.name
+    recorded = json.loads(MART_CHECKSUMS.read_text()) if MART_CHECKSUMS.exists() else {}
+    if os.environ.get("UPDATE_MART_CHECKSUMS") == "1":
+        recorded[name] = scenario.golden
+        MART_CHECKSUMS.parent.mkdir(exist_ok=True)
+        MART_CHECKSUMS.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    assert name in recorded, f"no recorded checksums for {name}: run with UPDATE_MART_CHECKSUMS=1"
+    changed = {m: (recorded[name].get(m), c) for m, c in scenario.golden.items() if recorded[name].get(m) != c}
+    assert not changed, f"marts differ from the recorded run (recorded, now): {changed}"
 
 
 @pytest.mark.e2e
