@@ -32,7 +32,7 @@ ui: env
 	$(UV) run --frozen attribution ui
 
 bench: env
-	$(UV) run --frozen python -m orchestration.bench
+	$(UV) run --frozen python -m lab.bench
 
 clean:
 	rm -rf data target logs .venv

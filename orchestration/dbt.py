@@ -23,9 +23,9 @@ from dagster_dbt import (
 )
 
 from orchestration.partitions import DAILY_PARTITIONS
-from orchestration.resources import WarehouseResource
-from orchestration.settings import PROJECT_ROOT, resolve_target
-from orchestration.warehouse import Warehouse, qualified
+from orchestration.resources import WarehouseResource, dbt_cli
+from warehouse.client import Warehouse, qualified
+from warehouse.target import PROJECT_ROOT, resolve_target
 
 DBT_PROFILES_DIR = PROJECT_ROOT / "dbt_project"
 DBT_SOURCES = (PROJECT_ROOT / "dbt_project", PROJECT_ROOT / "dbt_project.yml")
@@ -56,7 +56,8 @@ def ensure_manifest(project: DbtProject) -> Path:
     """Parse the dbt project when the manifest is missing or older than any dbt file (no connection needed)."""
     manifest = project.manifest_path
     if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime():
-        project.preparer.prepare(project)
+        # What project.preparer.prepare does, with the dbt beside the interpreter instead of the one on PATH.
+        dbt_cli(project, project.target or "duckdb").cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return manifest
 
 

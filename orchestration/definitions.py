@@ -8,7 +8,7 @@ from orchestration.jobs import JOBS
 from orchestration.resources import executor_for, make_resources
 from orchestration.schedules import SCHEDULES
 from orchestration.sensors import SENSORS
-from orchestration.settings import export_target, resolve_target
+from warehouse.target import export_target, resolve_target
 
 target = resolve_target()
 export_target(target)

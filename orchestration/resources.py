@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
-from orchestration.settings import Target, resolve_target
-from orchestration.warehouse import Warehouse
+from warehouse.client import Warehouse
+from warehouse.target import Target, resolve_target
+
+
+def dbt_executable() -> str:
+    """The dbt installed beside the running interpreter: cron, systemd units and IDE run buttons start
+    ``.venv/bin/attribution`` without ``.venv/bin`` on PATH, where dagster-dbt's default lookup finds no dbt."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+def dbt_cli(project: DbtProject, target: str) -> DbtCliResource:
+    return DbtCliResource(
+        project_dir=project, target=target, profiles_dir=str(project.profiles_dir), dbt_executable=dbt_executable()
+    )
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -23,7 +39,7 @@ class WarehouseResource(dg.ConfigurableResource):
 def make_resources(target: Target, project: DbtProject) -> dict[str, Any]:
     return {
         "warehouse": WarehouseResource(target=target.name),
-        "dbt": DbtCliResource(project_dir=project, target=target.name, profiles_dir=str(project.profiles_dir)),
+        "dbt": dbt_cli(project, target.name),
     }
 
 

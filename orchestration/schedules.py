@@ -13,10 +13,10 @@ import dagster as dg
 
 from orchestration.assets.common import env_float
 from orchestration.jobs import DAILY_JOB, HOURLY_JOB
-from orchestration.loader import LoadedEventDays, event_days_loaded_after, newest_load
 from orchestration.partitions import PARTITIONS_START
-from orchestration.settings import resolve_target
-from orchestration.warehouse import Warehouse
+from warehouse.client import Warehouse
+from warehouse.loader import LoadedEventDays, event_days_loaded_after, newest_load
+from warehouse.target import resolve_target
 
 LOOKBACK_DAYS = int(env_float("ATTRIBUTION_LOOKBACK_DAYS", 30.0))
 COVERS_TAG = "attribution/covers_raw_loads"

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from orchestration.jobs import HOURLY_JOB
-from orchestration.settings import DATA_DIR
+from warehouse.target import DATA_DIR
 
 log = logging.getLogger("attribution.alerts")
 LANDING_DIR = Path(os.environ.get("ATTRIBUTION_LANDING_DIR") or DATA_DIR / "landing")
@@ -53,9 +53,9 @@ def landing_folder_sensor(context: dg.SensorEvaluationContext):
     """Load each new sub-folder of the landing folder, then refresh today's and yesterday's partitions."""
     from datetime import UTC, datetime, timedelta
 
-    from orchestration.loader import LoadError, load_folder
     from orchestration.resources import WarehouseResource
     from orchestration.schedules import partition_range_tags
+    from warehouse.loader import LoadError, load_folder
 
     if not LANDING_DIR.is_dir():
         return dg.SkipReason(f"{LANDING_DIR} does not exist")

@@ -14,8 +14,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from orchestration.settings import PROJECT_ROOT, Target, resolve_target, target_env
-from orchestration.warehouse import Warehouse, frame_checksum
+from warehouse.client import Warehouse, frame_checksum
+from warehouse.target import PROJECT_ROOT, Target, resolve_target, target_env
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from orchestration.assets.attribution import null_path_counts_sql
-from orchestration.settings import Target, resolve_target
-from orchestration.warehouse import Warehouse
 from python_models.attribution import null_paths, null_paths_from_keys
+from warehouse.client import Warehouse
+from warehouse.target import Target, resolve_target
 
 T0 = pd.Timestamp("2026-03-01 12:00", tz="UTC")
 

@@ -11,7 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestration.backup import (
+from cli.main import main
+from tests.conftest import create_pg_database, drop_pg_database, make_target
+from warehouse.backup import (
     MANIFEST_NAME,
     BackupError,
     RestoreError,
@@ -20,11 +22,9 @@ from orchestration.backup import (
     restore_raw,
     sha256_of,
 )
-from orchestration.cli import main
-from orchestration.loader import RAW_COLUMNS, load_folder
-from orchestration.settings import Target, target_env
-from orchestration.warehouse import Warehouse, frame_checksum
-from tests.conftest import create_pg_database, drop_pg_database, make_target
+from warehouse.client import Warehouse, frame_checksum
+from warehouse.loader import RAW_COLUMNS, load_folder
+from warehouse.target import Target, target_env
 
 LONG_USER_AGENT = "Mozilla/5.0 (X11; Linux) " + "ÄgentX" * 17_000  # ~100 KB, multi-byte UTF-8
 RAW_TABLES = ("clicks", "conversions", "links", "load_log")

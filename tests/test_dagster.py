@@ -23,19 +23,19 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from cli.runner import load_definitions, prepare_dagster_home, run_job
+from lab.synthetic import WorldConfig, generate_world
+from lab.world_files import write_world
 from orchestration.assets.common import env_choice
 from orchestration.assets.confidence import weak_pair_scorer
 from orchestration.assets.keys import MATCH_MODEL
-from orchestration.generate import write_world
-from orchestration.loader import load_folder
-from orchestration.runner import load_definitions, prepare_dagster_home, run_job
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
-from orchestration.settings import PROJECT_ROOT, Target, target_env
-from orchestration.warehouse import Warehouse
 from python_models.confidence import MatchModelConfig, fit_match_model, prior_model
-from python_models.synthetic import WorldConfig, generate_world
 from tests.conftest import make_target, module_target
 from tests.test_confidence import simulate_candidates
+from warehouse.client import Warehouse
+from warehouse.loader import load_folder
+from warehouse.target import PROJECT_ROOT, Target, target_env
 
 WORLD = WorldConfig(persons=250, seed=11, days=10)
 

@@ -1,4 +1,4 @@
-"""Unit tests of python_models.evaluation with hand-computed answers."""
+"""Unit tests of lab.evaluation with hand-computed answers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from python_models.evaluation import (
+from lab.evaluation import (
     baseline_picks,
     bcubed,
     bot_filtering_metrics,

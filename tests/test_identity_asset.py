@@ -11,9 +11,9 @@ import pandas as pd
 
 from orchestration.assets.identity import identity_graph, resolve_in_warehouse
 from orchestration.resources import WarehouseResource
-from orchestration.settings import Target
-from orchestration.warehouse import Warehouse
 from python_models.identity import IdentityLimits, event_singleton_id, identity_id_for, resolve_identities
+from warehouse.client import Warehouse
+from warehouse.target import Target
 
 T0 = pd.Timestamp("2026-01-05 08:00", tz="UTC")
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestration.loader import RAW_COLUMNS, load_folder
-from orchestration.settings import Target
-from orchestration.warehouse import Warehouse
 from tests.conftest import run_dbt
+from warehouse.client import Warehouse
+from warehouse.loader import RAW_COLUMNS, load_folder
+from warehouse.target import Target
 
 IPHONE_SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestration.cli import main
-from orchestration.loader import RAW_COLUMNS, LoadError, load_folder
-from orchestration.settings import Target
-from orchestration.warehouse import Warehouse
+from cli.main import main
+from warehouse.client import Warehouse
+from warehouse.loader import RAW_COLUMNS, LoadError, load_folder
+from warehouse.target import Target
 
 LINKS = [
     {"link_id": "L1", "short_code": "abc", "campaign_id": "C1", "creator_id": "K1", "channel": "instagram",

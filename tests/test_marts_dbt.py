@@ -16,12 +16,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from orchestration.settings import Target
-from orchestration.warehouse import Warehouse, frame_checksum
 from python_models.attribution import AttributionConfig, attribute, select_touches
 from python_models.baseline import SIGNAL_COLUMNS
 from python_models.facts import conversion_facts
 from tests.conftest import MARTS, run_dbt
+from warehouse.client import Warehouse, frame_checksum
+from warehouse.target import Target
 
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley", "rule_based")
 FACTS = ("fct_attribution_credits", "fct_conversion_attribution")

@@ -31,19 +31,19 @@ import pandas as pd
 import pytest
 import yaml
 
+from cli.runner import data_partition_range, load_definitions, run_job
+from lab.evaluate import evaluate_warehouse
+from lab.synthetic import WorldConfig, generate_world
+from lab.world_files import write_world
 from orchestration.assets import PYTHON_ASSETS
 from orchestration.assets.keys import ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTION
-from orchestration.backup import backup_raw, restore_raw
-from orchestration.evaluate import evaluate_warehouse
-from orchestration.generate import write_world
-from orchestration.loader import RAW_COLUMNS, LoadedEventDays, event_days_loaded_after, load_folder, newest_load
-from orchestration.runner import data_partition_range, load_definitions, run_job
 from orchestration.schedules import COVERS_TAG, first_affected_day, hourly_refresh_schedule, refresh_range
-from orchestration.settings import PROJECT_ROOT, Target
-from orchestration.warehouse import Warehouse, frame_checksum
 from python_models.attribution import MODELS
-from python_models.synthetic import WorldConfig, generate_world
 from tests.conftest import MARTS, assert_run_ok, mart_checksums, mart_row_checksums, module_target, run_dbt
+from warehouse.backup import backup_raw, restore_raw
+from warehouse.client import Warehouse, frame_checksum
+from warehouse.loader import RAW_COLUMNS, LoadedEventDays, event_days_loaded_after, load_folder, newest_load
+from warehouse.target import PROJECT_ROOT, Target
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 KEYS = {"links": "link_id", "clicks": "click_id", "conversions": "conversion_id"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.settings import DEFAULT_DUCKDB_PATH, PROJECT_ROOT, resolve_target, target_env
+from warehouse.target import DEFAULT_DUCKDB_PATH, PROJECT_ROOT, resolve_target, target_env
 
 
 def test_default_is_embedded_duckdb() -> None:

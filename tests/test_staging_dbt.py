@@ -22,9 +22,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from orchestration.loader import RAW_COLUMNS, load_folder
-from orchestration.settings import Target
-from orchestration.warehouse import Warehouse
 from tests.conftest import (
     REQUIRE_POSTGRES,
     create_pg_database,
@@ -33,6 +30,9 @@ from tests.conftest import (
     postgres_unavailable_reason,
     run_dbt,
 )
+from warehouse.client import Warehouse
+from warehouse.loader import RAW_COLUMNS, load_folder
+from warehouse.target import Target
 
 SALT = "pytest-staging-salt"
 STAGED = {"stg_raw__links": "link_id", "stg_raw__clicks": "click_id", "stg_raw__conversions": "conversion_id"}

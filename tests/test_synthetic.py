@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.generate import write_world
-from python_models.synthetic import (
+from lab.synthetic import (
     CLICK_COLUMNS,
     CONVERSION_COLUMNS,
     JUNK_VALUES,
@@ -24,6 +23,7 @@ from python_models.synthetic import (
     WorldConfig,
     generate_world,
 )
+from lab.world_files import write_world
 
 CFG = WorldConfig(persons=3000, seed=7)
 NO_DIRT = {

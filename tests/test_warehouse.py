@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.warehouse import Warehouse
 from tests.conftest import make_target
+from warehouse.client import Warehouse
 
 SETTINGS = {"preserve_insertion_order": False, "disabled_compression_methods": "dict_fsst"}
 

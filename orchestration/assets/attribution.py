@@ -22,7 +22,6 @@ from orchestration.assets.keys import (
 )
 from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource
-from orchestration.warehouse import Warehouse
 from python_models.attribution import (
     GRAINS,
     PATH_SEPARATOR,
@@ -38,6 +37,7 @@ from python_models.attribution import (
 from python_models.attribution import attribute as attribute_conversions
 from python_models.confidence import model_from_frame, no_unseen_later_click
 from python_models.facts import conversion_facts
+from warehouse.client import Warehouse
 
 CONFIDENCE_THRESHOLD = env_float("ATTRIBUTION_CONFIDENCE_THRESHOLD", 0.5)
 CHANNEL_FIT_WINDOW_DAYS = int(env_float("ATTRIBUTION_CHANNEL_FIT_WINDOW_DAYS", 90))

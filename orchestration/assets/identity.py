@@ -25,7 +25,6 @@ from orchestration.assets.keys import (
     STG_CONVERSIONS,
 )
 from orchestration.resources import WarehouseResource
-from orchestration.warehouse import Warehouse
 from python_models.identity import (
     STRONG_TYPES,
     IdentityLimits,
@@ -33,6 +32,7 @@ from python_models.identity import (
     resolve_identity_nodes,
     trust_by_edge_type,
 )
+from warehouse.client import Warehouse
 
 # SQL of a join key for (type expression, value expression); tests swap in a colliding one.
 KeySql = Callable[[Warehouse, str, str], str]

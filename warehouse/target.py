@@ -137,7 +137,3 @@ def export_target(target: Target) -> None:
     os.environ.update(target_env(target))
     if target.is_duckdb:
         target.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def dagster_home() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME") or DATA_DIR / "dagster_home")

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from orchestration.settings import DATA_DIR, SCHEMAS, TARGETS, Target, export_target, resolve_target
-from orchestration.warehouse import Warehouse, quote_ident
+from warehouse.client import Warehouse, quote_ident
+from warehouse.target import DATA_DIR, SCHEMAS, TARGETS, Target, export_target, resolve_target
 
 DEMO_WORLD_DIR = DATA_DIR / "demo_world"
 
@@ -29,8 +29,8 @@ def _target(args: argparse.Namespace) -> Target:
 
 # -- commands ---------------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
-    from orchestration.generate import write_world
-    from python_models.synthetic import WorldConfig, generate_world
+    from lab.synthetic import WorldConfig, generate_world
+    from lab.world_files import write_world
 
     started = time.perf_counter()
     cfg = WorldConfig(persons=args.persons, seed=args.seed, days=args.days)
@@ -45,7 +45,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from orchestration.loader import LoadError, load_folder
+    from warehouse.loader import LoadError, load_folder
 
     target = _target(args)
     try:
@@ -63,7 +63,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from orchestration.runner import run_job
+    from cli.runner import run_job
 
     target = _target(args)
     if args.full_refresh:
@@ -94,14 +94,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from orchestration.report import build_report
+    from cli.report import build_report
 
     _say(build_report(Warehouse(_target(args))))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from orchestration.evaluate import evaluate_warehouse
+    from lab.evaluate import evaluate_warehouse
 
     target = _target(args)
     result, text = evaluate_warehouse(Warehouse(target), Path(args.truth))
@@ -110,7 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from orchestration.backup import BackupError, backup_raw
+    from warehouse.backup import BackupError, backup_raw
 
     target = _target(args)
     try:
@@ -124,7 +124,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from orchestration.backup import BackupError, restore_raw
+    from warehouse.backup import BackupError, restore_raw
 
     target = _target(args)
     try:
@@ -188,7 +188,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from orchestration.runner import prepare_dagster_home
+    from cli.runner import prepare_dagster_home
 
     target = _target(args)
     home = prepare_dagster_home(target)

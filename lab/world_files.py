@@ -1,4 +1,4 @@
-"""Write a synthetic world (see `python_models.synthetic`) to files.
+"""Write a synthetic world (see `lab.synthetic`) to files.
 
 Raw tables (`links`, `clicks`, `conversions`) follow the raw contract: every column is text and a missing value is
 the empty string, in `csv`, `csv.gz` or `parquet`. The ground truth (`truth_clicks`, `truth_conversions`) is

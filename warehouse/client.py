@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from orchestration.settings import SCHEMAS, Target
+from warehouse.target import SCHEMAS, Target
 
 # PostgreSQL type OIDs → how a COPY'd CSV column is parsed back into pandas.
 _PG_BOOL = {16}

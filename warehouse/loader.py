@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestration.warehouse import Warehouse, qualified, quote_ident
+from warehouse.client import Warehouse, qualified, quote_ident
 
 log = logging.getLogger(__name__)
 

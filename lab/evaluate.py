@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from orchestration.warehouse import Warehouse
+from lab.evaluation import evaluate, format_report
 from python_models.baseline import baseline_pick, strongest_confidence
-from python_models.evaluation import evaluate, format_report
+from warehouse.client import Warehouse
 
 TRUTH_FILES = ("truth_clicks", "truth_conversions")
 

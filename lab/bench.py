@@ -22,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestration.settings import DATA_DIR, PROJECT_ROOT, resolve_target, target_env
+from warehouse.target import DATA_DIR, PROJECT_ROOT, resolve_target, target_env
 
 BENCH_DIR = DATA_DIR / "bench"
-# persons per size; the generator makes ~10 clicks per person (see python_models/synthetic.py).
+# persons per size; the generator makes ~10 clicks per person (see lab/synthetic.py).
 SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
 DAYS = 30
 # Step keys → the stage they belong to, first match wins (dbt stages are split by folder in orchestration/dbt.py;
@@ -77,7 +77,7 @@ def run_measured(args: list[str], env: dict[str, str]) -> Measure:
 
 
 def _attribution(*args: str) -> list[str]:
-    return [_python(), "-m", "orchestration.cli", *args]
+    return [_python(), "-m", "cli.main", *args]
 
 
 def generate(size: str, persons: int) -> tuple[Path, Measure]:
@@ -151,8 +151,8 @@ def _pg_admin(sql: str) -> None:
 BARE_LOAD = """
 import sys, time
 from pathlib import Path
-from orchestration.settings import resolve_target
-from orchestration.warehouse import Warehouse
+from warehouse.target import resolve_target
+from warehouse.client import Warehouse
 folder = Path(sys.argv[1]); wh = Warehouse(resolve_target())
 with wh.connect() as conn:
     wh.execute("create schema if not exists bare", conn)

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.loader import newest_load
 from orchestration.schedules import coverage_tags
-from orchestration.settings import Target, dagster_home, export_target
-from orchestration.warehouse import Warehouse
+from warehouse.client import Warehouse
+from warehouse.loader import newest_load
+from warehouse.target import DATA_DIR, Target, export_target
+
+
+def dagster_home() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or DATA_DIR / "dagster_home")
+
 
 DAGSTER_YAML = """\
 # Written by `attribution`; see README "Dagster UI".

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestration.loader import RAW_SCHEMA, ensure_raw_tables
-from orchestration.warehouse import Warehouse, qualified, quote_ident
+from warehouse.client import Warehouse, qualified, quote_ident
+from warehouse.loader import RAW_SCHEMA, ensure_raw_tables
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "attribution-raw-backup"

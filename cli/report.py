@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from orchestration.warehouse import Warehouse
+from warehouse.client import Warehouse
 
 RAW_KEYS = {"links": "link_id", "clicks": "click_id", "conversions": "conversion_id"}
 
