@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from python_models.confidence import calibration_bins
+from python_models.calibration import calibration_bins, expected_calibration_error
 
 DEFAULT_N_BINS = 10
 LINEAR_MODEL = "linear"
@@ -260,15 +260,8 @@ def last_touch_metrics(picks: pd.DataFrame, truth_conversions: pd.DataFrame) -> 
 # ----------------------------------------------------------------------------------------------------
 
 
-def calibration_table(p: Any, y: Any, n_bins: int = DEFAULT_N_BINS) -> pd.DataFrame:
-    """Reliability table over ``n_bins`` equal-width bins of [0, 1].
-
-    Bin ``b`` holds ``b/n_bins <= p < (b+1)/n_bins``; the last bin also holds ``p == 1``. Pairs whose
-    probability or outcome is missing are dropped. One row per bin (empty bins included, with NaN means):
-    ``bin, lower, upper, n, mean_predicted, observed_rate, abs_gap``.
-    """
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+def _calibration_inputs(p: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and 0/1 outcomes as floats, pairs with a missing value dropped; a clear error otherwise."""
     prob = pd.to_numeric(pd.Series(np.asarray(p, dtype=object)), errors="raise").astype(float).to_numpy()
     outcome = pd.to_numeric(pd.Series(np.asarray(y, dtype=object)), errors="raise").astype(float).to_numpy()
     if prob.shape != outcome.shape:
@@ -280,19 +273,32 @@ def calibration_table(p: Any, y: Any, n_bins: int = DEFAULT_N_BINS) -> pd.DataFr
         raise ValueError(f"calibration: probability {prob[outside][0]!r} is outside [0, 1]")
     if not np.isin(outcome, (0.0, 1.0)).all():
         raise ValueError(f"calibration: outcome {outcome[~np.isin(outcome, (0.0, 1.0))][0]!r} is not 0/1")
+    return prob, outcome
 
-    table = calibration_bins(prob, outcome, n_bins)
+
+def calibration_table(p: Any, y: Any, n_bins: int = DEFAULT_N_BINS) -> pd.DataFrame:
+    """Reliability table over ``n_bins`` equal-width bins of [0, 1].
+
+    Bin ``b`` holds ``b/n_bins <= p < (b+1)/n_bins``; the last bin also holds ``p == 1``. Pairs whose
+    probability or outcome is missing are dropped. One row per bin (empty bins included, with NaN means):
+    ``bin, lower, upper, n, mean_predicted, observed_rate, abs_gap``.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    table = calibration_bins(*_calibration_inputs(p, y), n_bins)
     table["abs_gap"] = (table["mean_predicted"] - table["observed_rate"]).abs()
     return table
 
 
 def ece(p: Any, y: Any, n_bins: int = DEFAULT_N_BINS) -> float:
-    """Expected calibration error: sum_b n_b / N * |mean predicted_b - observed_b|; NaN when N = 0."""
-    table = calibration_table(p, y, n_bins)
-    total = int(table["n"].sum())
-    if total == 0:
+    """Expected calibration error (the production metric, :func:`python_models.calibration.expected_calibration_error`);
+    NaN when no pair has both a probability and an outcome."""
+    prob, outcome = _calibration_inputs(p, y)
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    if len(prob) == 0:
         return math.nan
-    return float((table["n"] / total * table["abs_gap"].fillna(0.0)).sum())
+    return expected_calibration_error(prob, outcome, n_bins)
 
 
 def calibration_metrics(

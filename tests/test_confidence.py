@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from python_models.calibration import calibration_bins, expected_calibration_error
 from python_models.confidence import (
     DEFAULT_PRIORS,
     SIGNAL_WEIGHT_COLUMNS,
     SIGNALS,
     MatchModel,
     MatchModelConfig,
-    calibration_bins,
-    expected_calibration_error,
     fit_match_model,
     fit_unseen_later_click,
     labelled_pairs,

@@ -16,11 +16,10 @@ from orchestration.assets.common import (
 from orchestration.assets.keys import INT_MATCH_CANDIDATES, MATCH_MODEL, MATCH_SCORES, SIGNAL_WEIGHTS
 from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource
+from python_models.calibration import calibration_bins, expected_calibration_error
 from python_models.confidence import (
     MatchModel,
     MatchModelConfig,
-    calibration_bins,
-    expected_calibration_error,
     fit_match_model,
     model_from_frame,
     model_to_frame,

@@ -1,0 +1,81 @@
+"""Scoring candidate pairs with a fitted (or prior) match model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from python_models.confidence.calibrators import _apply_calibration
+from python_models.confidence.features import (
+    _check_columns,
+    _design,
+    _flag,
+    _number,
+    _signals,
+    _weak_levels,
+    linked_pairs,
+)
+from python_models.confidence.model import COMPARISONS, TERMS, MatchModel, WeakModel
+
+# --------------------------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _score_priors(model: MatchModel, candidates: pd.DataFrame, withhold_direct: bool = False) -> np.ndarray:
+    """Noisy-or of the strongest prior per family; weak priors shrink with popularity and decay with the gap."""
+    sig = _signals(candidates)
+    pri = model.priors
+    gap_hours = _number(candidates, "gap_seconds", 0.0, 0.0) / 3600.0
+    decay = 0.5 ** (gap_hours / model.prior_half_life_hours)
+    k = model.prior_popularity_exponent
+    fp_tf = _number(candidates, "fingerprint_popularity", 1.0, 1.0) ** -k
+    ip_tf = _number(candidates, "ip_popularity", 1.0, 1.0) ** -k
+    device = np.maximum.reduce(
+        [
+            sig["session"] * pri["session"],
+            sig["cookie"] * pri["cookie"],
+            sig["fingerprint"] * pri["fingerprint"] * fp_tf * decay,
+        ]
+    )
+    account = np.maximum(sig["user_id"] * pri["user_id"], sig["email"] * pri["email"])
+    network = np.maximum(sig["ip_ua"] * pri["ip_ua"], sig["ip"] * pri["ip"]) * ip_tf * decay
+    identity = sig["identity"] * pri["identity"]
+    miss = (1 - device) * (1 - account) * (1 - network) * (1 - identity)
+    if not withhold_direct:
+        miss = miss * np.where(sig["direct_click"], 1 - model.direct_confidence, 1.0)
+    return 1 - miss
+
+
+def _score_weak(weak: WeakModel, candidates: pd.DataFrame) -> np.ndarray:
+    levels = _weak_levels(candidates)
+    z = np.full(len(candidates), weak.prior_log_odds)
+    for c in COMPARISONS:
+        z += np.asarray(weak.log_bayes_factors[c])[levels[c]]
+    return (1 - weak.shrinkage) * expit(z) + weak.shrinkage * expit(weak.prior_log_odds)
+
+
+def score_candidates(candidates: pd.DataFrame, model: MatchModel) -> np.ndarray:
+    """Calibrated probability, per candidate row, that the click was made by the converting person."""
+    _check_columns(candidates)
+    if not model.is_learned:
+        return np.clip(_score_priors(model, candidates), 0.0, 1.0)
+    w = np.array([model.coefficients[t] for t in TERMS])
+    p = _apply_calibration(
+        _design(candidates) @ w,
+        model.calibration,
+        model.platt,
+        np.asarray(model.isotonic_x),
+        np.asarray(model.isotonic_y),
+    )
+    # Weak-only pairs: the labels cannot see them (see the module docstring), so the Fellegi-Sunter model, or
+    # the priors when it could not be fitted.
+    weak = np.flatnonzero(~linked_pairs(candidates))
+    if len(weak):
+        rows = candidates.iloc[weak]
+        p[weak] = _score_weak(model.weak, rows) if model.weak is not None else _score_priors(model, rows)
+    # A direct click id is near-certain evidence on top of whatever else the pair shares.
+    direct = _flag(candidates, "sig_direct_click")
+    p = np.where(direct, 1 - (1 - model.direct_confidence) * (1 - p), p)
+    return np.clip(p, 0.0, 1.0)

@@ -1,0 +1,93 @@
+"""P(the converter made no click we cannot see after a touch), from labelled conversions and placebo times."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from python_models.confidence.calibrators import _pav
+from python_models.confidence.features import _flag, _number
+from python_models.confidence.model import MatchModel
+
+# --------------------------------------------------------------------------------------------------------------
+# Unseen later clicks: P(the converter made no click we cannot see after a touch)
+# --------------------------------------------------------------------------------------------------------------
+
+# Hour edges of the touch-age bins of the unseen-later-click estimate (log-spaced: conversions follow clicks fast).
+SURVIVAL_EDGES_HOURS: tuple[float, ...] = (0.0, 1 / 6, 1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0, 120.0, 240.0)
+# Placebo conversion times per labelled conversion (an even grid over the first half of the lookback).
+SURVIVAL_PLACEBOS = 48
+SURVIVAL_MIN_CONVERSIONS = 200
+SURVIVAL_MIN_BIN_PAIRS = 15
+
+
+def fit_unseen_later_click(
+    candidates: pd.DataFrame, labelled: np.ndarray, label: np.ndarray
+) -> tuple[tuple[float, ...], tuple[float, ...], dict[str, float]]:
+    """P(no later click by the converter that no candidate shows | hours since a touch), from labelled conversions.
+
+    A direct click id is the last click *of the browser jar that converted*; the converter may have clicked again
+    in another jar (an in-app webview, another device) that shares nothing with the conversion, and that later
+    click is the true last touch. The direct click's age then looks like the age of a jar's last click at a
+    time unrelated to its clicks. So the direct-click ages of labelled conversions are a mixture
+
+        f_direct(age) = (1 - pi) * f_led(age) + pi * f_stale(age)
+
+    where f_led is the lag of conversions led by the click (short) and f_stale is the backward recurrence time of
+    the same jars at a placebo time: for placebo times on an even grid before each conversion, the age of the
+    jar's latest click (the direct click's resolved identity) before the placebo time. Both are compared on ages
+    below half the lookback, where placebo ages are fully visible. pi is the mixture-proportion estimate (the
+    smallest density ratio f_direct / f_stale over populated bins: the oldest ages are almost all stale), and
+    P(stale | age) = pi * f_stale / f_direct, made non-decreasing in age. Returns knots (bin-centre hours,
+    1 - P(stale)) and fit statistics; empty knots (no adjustment) when labels are too few.
+    """
+    stats: dict[str, float] = {"survival_used": 0.0}
+    direct = labelled & _flag(candidates, "sig_direct_click")
+    jar = labelled & label
+    gap = _number(candidates, "gap_seconds", 0.0, 0.0) / 3600.0
+    conv = candidates["conversion_id"].to_numpy()
+    n_conversions = int(pd.unique(conv[direct]).size)
+    stats["survival_labelled_conversions"] = float(n_conversions)
+    if n_conversions < SURVIVAL_MIN_CONVERSIONS:
+        return (), (), stats
+    window = float(np.max(gap[labelled])) / 2.0 if labelled.any() else 0.0
+    edges = np.array([e for e in SURVIVAL_EDGES_HOURS if e < window] + [window])
+    if len(edges) < 3:
+        return (), (), stats
+    # Placebo ages: for each labelled conversion and placebo time T hours before it, the age at T of the jar's
+    # latest click at or before T (clicks' gaps are hours before the conversion).
+    ids = pd.unique(conv[direct])
+    offsets = window * (np.arange(SURVIVAL_PLACEBOS) + 0.5) / SURVIVAL_PLACEBOS
+    placebo = pd.DataFrame(
+        {"conversion_id": np.repeat(ids, len(offsets)), "t": np.tile(offsets, len(ids))}
+    ).sort_values("t", kind="mergesort")
+    clicks = pd.DataFrame({"conversion_id": conv[jar], "g": gap[jar]}).sort_values("g", kind="mergesort")
+    joined = pd.merge_asof(placebo, clicks, left_on="t", right_on="g", by="conversion_id", direction="forward")
+    placebo_age = (joined["g"] - joined["t"]).to_numpy()
+    placebo_age = placebo_age[np.isfinite(placebo_age) & (placebo_age < window)]
+    direct_age = gap[direct]
+    direct_age = direct_age[direct_age < window]
+    n_direct = np.histogram(direct_age, edges)[0].astype(float)
+    n_placebo = np.histogram(placebo_age, edges)[0].astype(float)
+    if n_direct.sum() == 0 or n_placebo.sum() == 0:
+        return (), (), stats
+    f_direct, f_stale = n_direct / n_direct.sum(), n_placebo / n_placebo.sum()
+    populated = (n_direct >= SURVIVAL_MIN_BIN_PAIRS) & (n_placebo > 0)
+    if not populated.any():
+        return (), (), stats
+    pi = float(min(1.0, np.min(f_direct[populated] / f_stale[populated])))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stale = np.where(n_direct > 0, pi * f_stale / f_direct, 1.0)
+    stale = np.clip(_pav(np.clip(stale, 0.0, 1.0), n_direct + 1.0, increasing=True), 0.0, 1.0)
+    centres = np.sqrt(np.maximum(edges[:-1], 1e-3) * edges[1:])
+    stats.update({"survival_used": 1.0, "survival_stale_share": pi, "survival_window_hours": window})
+    return tuple(centres.tolist()), tuple((1.0 - stale).tolist()), stats
+
+
+def no_unseen_later_click(model: MatchModel, age_hours: np.ndarray) -> np.ndarray:
+    """P(the converter made no unseen click after a touch of this age); 1 when the model has no estimate."""
+    age = np.asarray(age_hours, dtype=float)
+    if not model.survival_hours:
+        return np.ones_like(age)
+    x = np.log1p(np.asarray(model.survival_hours))
+    return np.interp(np.log1p(np.maximum(age, 0.0)), x, np.asarray(model.survival))
