@@ -39,7 +39,7 @@ STAGES = (
     ("channel_weights", "attribution"),
     ("attribution", "attribution"),
     ("dbt_marts", "marts"),
-    ("loaded_recently", "raw checks"),
+    ("raw_freshness", "raw checks"),
 )
 STAGE_ORDER = ("generate", "load", "staging", "identity", "candidates", "confidence", "attribution", "marts")
 

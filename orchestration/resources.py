@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
+from orchestration.settings import PipelineSettings
 from warehouse.client import Warehouse
 from warehouse.target import Target, resolve_target
 
@@ -36,8 +37,9 @@ class WarehouseResource(dg.ConfigurableResource):
         return Warehouse(resolve_target(self.target))
 
 
-def make_resources(target: Target, project: DbtProject) -> dict[str, Any]:
+def make_resources(target: Target, project: DbtProject, settings: PipelineSettings) -> dict[str, Any]:
     return {
+        "settings": settings,
         "warehouse": WarehouseResource(target=target.name),
         "dbt": dbt_cli(project, target.name),
     }

@@ -11,14 +11,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from orchestration.assets.common import env_float
 from orchestration.jobs import DAILY_JOB, HOURLY_JOB
 from orchestration.partitions import PARTITIONS_START
+from orchestration.settings import SETTINGS
 from warehouse.client import Warehouse
 from warehouse.loader import LoadedEventDays, event_days_loaded_after, newest_load
 from warehouse.target import resolve_target
 
-LOOKBACK_DAYS = int(env_float("ATTRIBUTION_LOOKBACK_DAYS", 30.0))
+LOOKBACK_DAYS = SETTINGS.lookback_days
 COVERS_TAG = "attribution/covers_raw_loads"
 COVERED_THROUGH_TAG = "attribution/raw_loads_covered_through"
 

@@ -2,15 +2,14 @@
 
 import logging
 import os
-from pathlib import Path
 
 import dagster as dg
 
 from orchestration.jobs import HOURLY_JOB
-from warehouse.target import DATA_DIR
+from orchestration.settings import SETTINGS
 
 log = logging.getLogger("attribution.alerts")
-LANDING_DIR = Path(os.environ.get("ATTRIBUTION_LANDING_DIR") or DATA_DIR / "landing")
+LANDING_DIR = SETTINGS.landing_dir
 
 
 def failed_steps(context: dg.RunFailureSensorContext) -> list[str]:
@@ -22,7 +21,7 @@ def failed_steps(context: dg.RunFailureSensorContext) -> list[str]:
 
 
 def report_to_sentry(message: str) -> bool:
-    dsn = os.environ.get("SENTRY_DSN")
+    dsn = SETTINGS.sentry_dsn
     if not dsn:
         return False
     try:

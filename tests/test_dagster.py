@@ -22,14 +22,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from cli.runner import load_definitions, prepare_dagster_home, run_job
 from lab.synthetic import WorldConfig, generate_world
 from lab.world_files import write_world
-from orchestration.assets.common import env_choice
 from orchestration.assets.confidence import weak_pair_scorer
 from orchestration.assets.keys import MATCH_MODEL
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
+from orchestration.settings import WEAK_PAIR_MODELS, PipelineSettings, dbt_var
 from python_models.confidence import MatchModelConfig, fit_match_model, prior_model
 from tests.conftest import make_target, module_target
 from tests.test_confidence import simulate_candidates
@@ -180,15 +181,28 @@ def test_weak_pair_scorer_names_the_scorer_and_why_not_em() -> None:
     assert weak_pair_scorer(prior_model(), default) == "fixed priors (too few labelled conversions)"
 
 
-def test_env_choice_normalises_and_rejects_unknown_values(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_normalise_and_reject_unknown_values() -> None:
     choices = ("auto", "priors")
-    monkeypatch.setenv("ATTRIBUTION_WEAK_PAIR_MODEL", " Priors ")
-    assert env_choice("ATTRIBUTION_WEAK_PAIR_MODEL", choices, "auto") == "priors"
-    monkeypatch.setenv("ATTRIBUTION_WEAK_PAIR_MODEL", "")
-    assert env_choice("ATTRIBUTION_WEAK_PAIR_MODEL", choices, "auto") == "auto"
-    monkeypatch.setenv("ATTRIBUTION_WEAK_PAIR_MODEL", "splink")
+    assert PipelineSettings.from_env({"ATTRIBUTION_WEAK_PAIR_MODEL": " Priors "}).weak_pair_model == "priors"
+    assert PipelineSettings.from_env({"ATTRIBUTION_WEAK_PAIR_MODEL": ""}).weak_pair_model == "auto"
     with pytest.raises(ValueError, match="ATTRIBUTION_WEAK_PAIR_MODEL='splink' must be one of"):
-        env_choice("ATTRIBUTION_WEAK_PAIR_MODEL", choices, "auto")
+        PipelineSettings.from_env({"ATTRIBUTION_WEAK_PAIR_MODEL": "splink"})
+    assert choices == WEAK_PAIR_MODELS
+
+
+def test_settings_read_shared_values_from_the_dbt_vars() -> None:
+    """The lookback, grain and channel-fit window have one definition, dbt_project.yml's vars."""
+    project = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())["vars"]
+    defaults = PipelineSettings.from_env({})
+    assert defaults.lookback_days == project["lookback_days"]
+    assert (defaults.grain, defaults.channel_fit_window_days) == ("channel", 90)
+    overridden = PipelineSettings.from_env(
+        {"ATTRIBUTION_GRAIN": "creator_id", "ATTRIBUTION_CHANNEL_FIT_WINDOW_DAYS": "30"}
+    )
+    assert (overridden.grain, overridden.channel_fit_window_days) == ("creator_id", 30)
+    assert dbt_var("attribution_grain", {"ATTRIBUTION_GRAIN": "link_id"}) == "link_id"
+    with pytest.raises(ValueError, match="ATTRIBUTION_GRAIN='week' must be one of"):
+        PipelineSettings.from_env({"ATTRIBUTION_GRAIN": "week"})
 
 
 def _free_port() -> int:

@@ -1,6 +1,5 @@
 """Attribution: data-driven channel weights (daily) and confidence-weighted credits per conversion day."""
 
-import os
 from collections.abc import Iterator
 from functools import partial
 
@@ -8,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from orchestration.assets.common import PYTHON_SCHEMA, date_where, env_float, partition_dates, png_metadata
+from orchestration.assets.common import PYTHON_SCHEMA, date_where, partition_dates, png_metadata
 from orchestration.assets.keys import (
     ATTRIBUTION_CREDITS,
     CHANNEL_WEIGHTS,
@@ -22,12 +21,12 @@ from orchestration.assets.keys import (
 )
 from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource
+from orchestration.settings import PipelineSettings
 from python_models.attribution import (
     GRAINS,
     PATH_SEPARATOR,
     TOUCH_COLUMNS,
     UNKNOWN_GRAIN,
-    AttributionConfig,
     combine_paths,
     conversion_paths,
     fit_data_driven,
@@ -38,19 +37,6 @@ from python_models.attribution import attribute as attribute_conversions
 from python_models.confidence import model_from_frame, no_unseen_later_click
 from python_models.facts import conversion_facts
 from warehouse.client import Warehouse
-
-CONFIDENCE_THRESHOLD = env_float("ATTRIBUTION_CONFIDENCE_THRESHOLD", 0.5)
-CHANNEL_FIT_WINDOW_DAYS = int(env_float("ATTRIBUTION_CHANNEL_FIT_WINDOW_DAYS", 90))
-
-
-def attribution_config() -> AttributionConfig:
-    return AttributionConfig(
-        lookback_days=env_float("ATTRIBUTION_LOOKBACK_DAYS", 30.0),
-        probability_floor=env_float("ATTRIBUTION_PROBABILITY_FLOOR", 0.05),
-        half_life_days=env_float("ATTRIBUTION_HALF_LIFE_DAYS", 7.0),
-        grain=os.environ.get("ATTRIBUTION_GRAIN", "channel"),
-    )
-
 
 SCORED_CANDIDATES_SQL = """
 select {columns}, s.match_probability
@@ -117,15 +103,17 @@ def null_path_counts_sql(wh: Warehouse, grain: str, click_where: str, lookback_d
     description="Markov removal effects and Shapley values per grain value, fitted over recent journeys.",
     pool="warehouse",
 )
-def channel_weights(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def channel_weights(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: dg.ResourceParam[PipelineSettings]
+) -> dg.MaterializeResult:
     wh = warehouse.get()
-    config = attribution_config()
+    config = settings.attribution_config()
     with wh.connect() as conn:
         last = wh.scalar("select max(conversion_date) from intermediate.match_scores", conn)
         where = "1 = 1"
         click_where = "1 = 1"
         if last is not None:
-            start = (pd.Timestamp(last) - pd.Timedelta(days=CHANNEL_FIT_WINDOW_DAYS)).date().isoformat()
+            start = (pd.Timestamp(last) - pd.Timedelta(days=settings.channel_fit_window_days)).date().isoformat()
             where = f"c.conversion_date > cast('{start}' as date)"
             click_where = f"c.clicked_date > cast('{start}' as date)"
         scored = _path_touches(wh, conn, where, config.grain)
@@ -226,9 +214,11 @@ def conservation_errors(credits: pd.DataFrame, conversions: pd.DataFrame) -> dic
     ],
     pool="warehouse",
 )
-def attribution(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def attribution(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: dg.ResourceParam[PipelineSettings]
+):
     wh = warehouse.get()
-    config = attribution_config()
+    config = settings.attribution_config()
     window = partition_dates(context)
     with wh.connect() as conn:
         scored = _scored_candidates(wh, conn, date_where("c.conversion_date", window))
@@ -248,7 +238,7 @@ def attribution(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     credits = credits.merge(conversions[["conversion_id", "conversion_date"]], on="conversion_id", how="left")
     touches = select_touches(scored, config)
     survival = partial(no_unseen_later_click, model)
-    facts = conversion_facts(touches, scored, conversions["conversion_id"], CONFIDENCE_THRESHOLD, survival)
+    facts = conversion_facts(touches, scored, conversions["conversion_id"], settings.confidence_threshold, survival)
     facts = conversions.merge(facts, on="conversion_id", how="left")
 
     where = date_where("conversion_date", window)

@@ -1,7 +1,6 @@
-"""Small helpers shared by the Python assets: partition windows, metadata, config from the environment."""
+"""Small helpers shared by the Python assets: partition windows and metadata."""
 
 import io
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,23 +10,6 @@ import dagster as dg
 import pandas as pd
 
 PYTHON_SCHEMA = "intermediate"
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name}={value!r} is not a number") from exc
-
-
-def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    value = (os.environ.get(name) or default).strip().lower()
-    if value not in choices:
-        raise ValueError(f"environment variable {name}={value!r} must be one of {choices}")
-    return value
 
 
 def partition_dates(context: dg.AssetExecutionContext) -> tuple[date, date] | None:

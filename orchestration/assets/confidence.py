@@ -7,8 +7,6 @@ import pandas as pd
 from orchestration.assets.common import (
     PYTHON_SCHEMA,
     date_where,
-    env_choice,
-    env_float,
     partition_dates,
     png_metadata,
     table_metadata,
@@ -16,6 +14,7 @@ from orchestration.assets.common import (
 from orchestration.assets.keys import INT_MATCH_CANDIDATES, MATCH_MODEL, MATCH_SCORES, SIGNAL_WEIGHTS
 from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource
+from orchestration.settings import SETTINGS, PipelineSettings
 from python_models.calibration import calibration_bins, expected_calibration_error
 from python_models.confidence import (
     MatchModel,
@@ -26,14 +25,6 @@ from python_models.confidence import (
     score_candidates,
     signal_weights,
 )
-
-# The model is fitted on the most recent conversions only, so it follows drift in how people browse.
-FIT_WINDOW_DAYS = int(env_float("ATTRIBUTION_FIT_WINDOW_DAYS", 90))
-# Held-out calibration error on direct-click labels above this blocks the run (see the asset check).
-MAX_LABEL_ECE = env_float("ATTRIBUTION_MAX_LABEL_ECE", 0.10)
-# Pairs sharing only an IP or a fingerprint, which the labels cannot see: 'auto' fits the Fellegi-Sunter EM when
-# there are enough of them (python_models/confidence.py gives the measurements), 'priors' never does.
-WEAK_PAIR_MODEL = env_choice("ATTRIBUTION_WEAK_PAIR_MODEL", ("auto", "priors"), "auto")
 
 
 def _calibration_plot(bins: pd.DataFrame) -> dg.MetadataValue:
@@ -91,21 +82,23 @@ def weak_pair_scorer(model: MatchModel, config: MatchModelConfig) -> str:
             "calibration_on_direct_click_labels",
             asset=MATCH_MODEL,
             blocking=True,
-            description=f"Held-out expected calibration error on direct-click labels ≤ {MAX_LABEL_ECE}.",
+            description=f"Held-out expected calibration error on direct-click labels ≤ {SETTINGS.max_label_ece}.",
         )
     ],
     pool="warehouse",
 )
-def match_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def match_model(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: dg.ResourceParam[PipelineSettings]
+):
     wh = warehouse.get()
     with wh.connect() as conn:
         last = wh.scalar("select max(conversion_date) from intermediate.int_match_candidates", conn)
         where = "1 = 1"
         if last is not None:
-            start = pd.Timestamp(last) - pd.Timedelta(days=FIT_WINDOW_DAYS)
+            start = pd.Timestamp(last) - pd.Timedelta(days=settings.fit_window_days)
             where = f"conversion_date > cast('{start.date().isoformat()}' as date)"
         candidates = wh.query_df(f"select * from intermediate.int_match_candidates where {where}", conn)
-    config = MatchModelConfig(weak_model=WEAK_PAIR_MODEL == "auto")
+    config = settings.match_model_config()
     model = fit_match_model(candidates, config)
     weights = signal_weights(model)
     # One transaction: the model and the weights it explains are replaced together or not at all.
@@ -143,8 +136,8 @@ def match_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         yield dg.AssetCheckResult(
             check_name="calibration_on_direct_click_labels",
             asset_key=MATCH_MODEL,
-            passed=ece <= MAX_LABEL_ECE,
-            metadata={"holdout_ece": ece, "threshold": MAX_LABEL_ECE},
+            passed=ece <= settings.max_label_ece,
+            metadata={"holdout_ece": ece, "threshold": settings.max_label_ece},
         )
 
 

@@ -1,15 +1,17 @@
-"""The raw tables the loader appends to: external assets with freshness checks."""
+"""The raw tables the loader appends to: external assets, with dbt's source freshness shown as their checks.
 
-from datetime import UTC, datetime
+Freshness has one definition, the ``freshness`` and ``loaded_at_*`` settings of ``_raw__sources.yml``; this check
+runs ``dbt source freshness`` and reports dbt's verdict per table, so the UI and the dbt prompt never disagree.
+"""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dagster as dg
+from dagster_dbt import DbtCliResource, DbtProject
 
-from orchestration.assets.common import env_float
 from orchestration.assets.keys import RAW_TABLES
-from orchestration.resources import WarehouseResource
-
-# Raw data older than this (by load time) means deliveries stopped; a warning, not a blocker.
-FRESHNESS_HOURS = env_float("ATTRIBUTION_RAW_FRESHNESS_HOURS", 26.0)
+from orchestration.dbt import invocation_target_path
 
 RAW_ASSETS = [
     dg.AssetSpec(
@@ -21,32 +23,58 @@ RAW_ASSETS = [
     for name, key in RAW_TABLES.items()
 ]
 
+FRESHNESS_CHECK = "dbt_source_freshness"
 
-def _freshness_check(name: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=key,
-        name="loaded_recently",
-        description=f"The newest load into raw.{name} is at most {FRESHNESS_HOURS:g} hours old.",
-        blocking=False,
-    )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        wh = warehouse.get()
-        with wh.connect() as conn:
-            if not wh.table_exists("raw", name, conn):
-                return dg.AssetCheckResult(passed=False, metadata={"reason": f"raw.{name} does not exist yet"})
-            last = wh.scalar(f"select max(_loaded_at) from raw.{name}", conn)
-            rows = wh.scalar(f"select count(*) from raw.{name}", conn)
-        if last is None:
-            return dg.AssetCheckResult(passed=False, metadata={"reason": "no rows loaded", "rows": 0})
-        last = last if last.tzinfo else last.replace(tzinfo=UTC)
-        age_hours = (datetime.now(UTC) - last).total_seconds() / 3600
-        return dg.AssetCheckResult(
-            passed=age_hours <= FRESHNESS_HOURS,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"last_loaded_at": last.isoformat(), "age_hours": round(age_hours, 2), "rows": int(rows)},
+
+def freshness_results(sources: Mapping[str, Any]) -> Iterator[dg.AssetCheckResult]:
+    """One check result per raw table from dbt's sources.json: pass passes; warn and error fail with that severity;
+    a table dbt could not measure (runtime error, e.g. not loaded yet) fails as a warning with dbt's message."""
+    by_table = {r["unique_id"].rsplit(".", 1)[-1]: r for r in sources.get("results", [])}
+    for name, key in RAW_TABLES.items():
+        result = by_table.get(name)
+        if result is None:
+            yield dg.AssetCheckResult(
+                asset_key=key,
+                check_name=FRESHNESS_CHECK,
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"reason": f"dbt source freshness reported nothing for raw.{name}"},
+            )
+            continue
+        status = result.get("status")
+        metadata: dict[str, Any] = {"status": status}
+        if result.get("max_loaded_at"):
+            metadata["max_loaded_at"] = result["max_loaded_at"]
+        if result.get("max_loaded_at_time_ago_in_s") is not None:
+            metadata["age_hours"] = round(float(result["max_loaded_at_time_ago_in_s"]) / 3600, 2)
+        if status == "runtime error":
+            metadata["error"] = str(result.get("error") or result.get("message") or "")[:500]
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name=FRESHNESS_CHECK,
+            passed=status == "pass",
+            severity=dg.AssetCheckSeverity.ERROR if status == "error" else dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
         )
 
-    return _check
 
+def build_raw_checks(project: DbtProject) -> list[dg.AssetChecksDefinition]:
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                FRESHNESS_CHECK,
+                asset=key,
+                blocking=False,
+                description=f"dbt source freshness of raw.{name} (thresholds in models/staging/_raw__sources.yml).",
+            )
+            for name, key in RAW_TABLES.items()
+        ],
+        pool="warehouse",
+    )
+    def raw_freshness(context: dg.AssetCheckExecutionContext, dbt: DbtCliResource) -> Iterator[dg.AssetCheckResult]:
+        target_path = invocation_target_path(project, "source-freshness", context.run.run_id)
+        invocation = dbt.cli(["source", "freshness"], target_path=target_path, raise_on_error=False)
+        invocation.wait()
+        yield from freshness_results(invocation.get_artifact("sources.json"))
 
-RAW_CHECKS = [_freshness_check(name, key) for name, key in RAW_TABLES.items()]
+    return [raw_freshness]
