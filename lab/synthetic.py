@@ -22,13 +22,15 @@ seed, so the same seed gives identical frames and changing one dirt rate leaves 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from orchestration.settings import dbt_var
 
 DAY = 86_400
 HOUR = 3_600
@@ -86,7 +88,8 @@ class WorldConfig:
     seed: int = 42  # same seed -> identical world
     start: str = "2026-10-01"  # UTC date on which the conversion period starts
     days: int = 30  # length of the conversion period; clicks also happen in it
-    lookback_days: int = 30  # attribution window used by the ground truth (clicked_at >= converted_at - this)
+    # Attribution window of the ground truth (clicked_at >= converted_at - this): the pipeline's own dbt var.
+    lookback_days: int = field(default_factory=lambda: int(dbt_var("lookback_days")))
     history_days: int = 30  # clicks also happen this many days before `start` (links may be older still)
 
     # --- journeys ------------------------------------------------------------------------------------------
