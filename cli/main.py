@@ -8,8 +8,10 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from warehouse.client import Warehouse, quote_ident
 from warehouse.target import DATA_DIR, SCHEMAS, TARGETS, Target, export_target, resolve_target
@@ -39,8 +41,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     counts = ", ".join(f"{name} {len(df):,}" for name, df in world.items() if not name.startswith("truth"))
     _say(f"generated {counts} in {elapsed:.1f}s → {args.out}")
-    for name, path in paths.items():
-        _say(f"  {name}: {path}")
+    if not getattr(args, "brief", False):
+        for name, path in paths.items():
+            _say(f"  {name}: {path}")
     return 0
 
 
@@ -63,16 +66,48 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from cli.runner import run_job
+    from cli.console import StepProgress, new_log_path, output_to_log
 
     target = _target(args)
     if args.full_refresh:
         os.environ["ATTRIBUTION_DBT_FULL_REFRESH"] = "1"
     partition_range = (args.start, args.end or args.start) if args.start else None
-    _say(f"running job {args.job} on {target.describe()} …")
     started = time.perf_counter()
-    result = run_job(target, args.job, partition_range=partition_range, log_level=args.log_level)
-    elapsed = time.perf_counter() - started
+    if args.verbose:
+        from cli.runner import run_job
+
+        _say(f"running job {args.job} on {target.describe()} …")
+        result = run_job(target, args.job, partition_range=partition_range, log_level=args.log_level)
+        log_path = None
+    else:
+        log_path = new_log_path(DATA_DIR / "logs", "run")
+        run_id = str(uuid.uuid4())
+        with output_to_log(log_path) as console:
+            # Imported here: loading the code location prints warnings that belong in the log.
+            from cli.runner import prepare_dagster_home, run_job
+
+            prepare_dagster_home(target)
+            instance = dg.DagsterInstance.get()
+            console.write(f"running job {args.job} on {target.describe()} (full log: {log_path})\n")
+            progress = StepProgress(instance, run_id, console)
+            progress.start()
+            try:
+                result = run_job(
+                    target,
+                    args.job,
+                    partition_range=partition_range,
+                    log_level=args.log_level,
+                    instance=instance,
+                    run_id=run_id,
+                )
+            finally:
+                progress.stop()
+    return _run_summary(result, time.perf_counter() - started, log_path)
+
+
+def _run_summary(result: Any, elapsed: float, log_path: Path | None) -> int:
+    import dagster as dg
+
     materialized = len(result.get_asset_materialization_events())
     checks = result.get_asset_check_evaluations()
     failed = [c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
@@ -89,6 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for event in result.all_events:
             if event.is_step_failure:
                 _say(f"  failed step {event.step_key}: {event.step_failure_data.error.message.strip()}")
+        if log_path is not None:
+            _say(f"  full log: {log_path}")
         return 1
     return 0
 
@@ -155,11 +192,36 @@ def _reset_demo_warehouse(wh: Warehouse, world_dir: Path) -> None:
             wh.execute(f"drop schema if exists {quote_ident(schema)} cascade", conn)
 
 
+def _accuracy_headline(result: dict[str, Any]) -> list[str]:
+    """The few figures a newcomer looks at first, project beside the old fixed-confidence rule."""
+
+    def figure(side: str, section: str, name: str) -> str:
+        value = (result.get(side, {}).get(section) or {}).get(name)
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lines = []
+    for label, section, name in (
+        ("last-touch precision", "last_touch", "precision"),
+        ("last-touch recall", "last_touch", "recall"),
+        ("last-touch F1", "last_touch", "f1"),
+        ("ECE of confidence_score", "calibration", "ece"),
+        ("ECE of pair probabilities", "pair_calibration", "ece"),
+    ):
+        lines.append(
+            f"  {label:<28} {figure('project', section, name):>7}   (fixed rule {figure('baseline', section, name)})"
+        )
+    return lines
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from lab.evaluate import evaluate_warehouse
+
     target = _target(args)
     world_dir = Path(args.out)
-    _say(f"== 1/5 generate a synthetic world ({args.persons} persons, seed {args.seed}) → {world_dir}")
-    gen = argparse.Namespace(out=str(world_dir), persons=args.persons, seed=args.seed, days=args.days, format="csv")
+    _say(f"== 1/5 generate a synthetic world ({args.persons} persons, seed {args.seed})")
+    gen = argparse.Namespace(
+        out=str(world_dir), persons=args.persons, seed=args.seed, days=args.days, format="csv", brief=True
+    )
     if cmd_generate(gen):
         return 1
     _say(f"== 2/5 load into {target.describe()}")
@@ -173,18 +235,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         start=None,
         end=None,
         full_refresh=False,
-        log_level="WARNING",
+        log_level="INFO",
+        verbose=args.verbose,
     )
     if cmd_run(run):
         return 1
-    _say("== 4/5 summary")
+    result, text = evaluate_warehouse(Warehouse(target), world_dir)
+    evaluation_path = world_dir / "evaluation.txt"
+    evaluation_path.write_text(text)
+    _say(f"== 4/5 accuracy against the world's ground truth (all figures: {evaluation_path})")
+    for line in _accuracy_headline(result):
+        _say(line)
+    _say("== 5/5 summary (`attribution report` prints it again)")
     cmd_report(argparse.Namespace(target=args.target))
-    _say("== 5/5 accuracy against the world's ground truth (project vs baseline)")
-    try:
-        return cmd_evaluate(argparse.Namespace(target=args.target, truth=str(world_dir), json=False))
-    except ModuleNotFoundError as exc:
-        _say(f"  evaluation unavailable: {exc}")
-        return 0
+    return 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -233,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="first partition (YYYY-MM-DD) instead of every partition")
     p.add_argument("--end", help="last partition (YYYY-MM-DD), defaults to --start")
     p.add_argument("--full-refresh", action="store_true", help="rebuild incremental dbt models from scratch")
-    p.add_argument("--log-level", default="INFO", help="Dagster console log level (default INFO)")
+    p.add_argument("--log-level", default="INFO", help="Dagster log level of the log file or --verbose stream")
+    p.add_argument("--verbose", action="store_true", help="stream every Dagster and dbt log line to the terminal")
 
     p = _add(sub, "evaluate", cmd_evaluate, "score the warehouse's outputs against ground truth, vs the baseline")
     p.add_argument("--truth", required=True, help="folder with truth_clicks / truth_conversions")
@@ -247,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--out", default=str(DEMO_WORLD_DIR), help=f"world folder (default {DEMO_WORLD_DIR})")
+    p.add_argument("--verbose", action="store_true", help="stream every Dagster and dbt log line to the terminal")
 
     p = _add(sub, "backup", cmd_backup, "write every table of schema raw to Parquet files plus a manifest")
     p.add_argument("dir", help="backup folder (created; must not already hold a manifest.json)")

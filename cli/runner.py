@@ -98,6 +98,7 @@ def run_job(
     tags: Mapping[str, str] | None = None,
     log_level: str = "INFO",
     instance: dg.DagsterInstance | None = None,
+    run_id: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run ``job_name`` in-process: over ``partition_range``, or with the ``tags`` of a schedule's run request
     (range and coverage), or by default over every day that holds conversions."""
@@ -126,4 +127,5 @@ def run_job(
         tags=run_tags,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,
+        run_id=run_id,
     )

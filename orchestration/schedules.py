@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from orchestration.jobs import DAILY_JOB, HOURLY_JOB
+from orchestration.jobs import DAILY_JOB, FRESHNESS_JOB, HOURLY_JOB
 from orchestration.partitions import PARTITIONS_START
 from orchestration.settings import SETTINGS
 from warehouse.client import Warehouse
@@ -113,4 +113,8 @@ def daily_refit_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
     )
 
 
-SCHEDULES = [hourly_refresh_schedule, daily_refit_schedule]
+raw_freshness_schedule = dg.ScheduleDefinition(
+    job=FRESHNESS_JOB, cron_schedule="5 * * * *", execution_timezone="UTC", description="dbt source freshness, hourly."
+)
+
+SCHEDULES = [hourly_refresh_schedule, daily_refit_schedule, raw_freshness_schedule]

@@ -28,7 +28,8 @@ from cli.runner import load_definitions, prepare_dagster_home, run_job
 from lab.synthetic import WorldConfig, generate_world
 from lab.world_files import write_world
 from orchestration.assets.confidence import weak_pair_scorer
-from orchestration.assets.keys import MATCH_MODEL
+from orchestration.assets.keys import MATCH_MODEL, RAW_TABLES
+from orchestration.assets.raw import FRESHNESS_CHECK, freshness_results
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
 from orchestration.settings import WEAK_PAIR_MODELS, PipelineSettings, dbt_var
 from python_models.confidence import MatchModelConfig, fit_match_model, prior_model
@@ -160,6 +161,38 @@ def test_match_model_metadata_says_what_scored_the_weak_only_pairs(materialised:
     assert metadata["fitted_from"].value == "priors (too few labels)"
     assert 0 < metadata["weak_only_pairs"].value < MatchModelConfig().weak_min_pairs
     assert metadata["weak_only_pairs_scored_by"].value == "fixed priors (too few labelled conversions)"
+
+
+def test_raw_freshness_job_reports_dbt_source_freshness_per_raw_table(materialised: Materialised) -> None:
+    """The freshness checks run dbt source freshness (the one definition) in a job of their own, not in refreshes."""
+    result = run_job(materialised.target, "raw_freshness", instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    evaluations = {e.asset_key: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == set(RAW_TABLES.values())
+    for evaluation in evaluations.values():
+        assert evaluation.check_name == FRESHNESS_CHECK
+        assert evaluation.severity == dg.AssetCheckSeverity.WARN
+        # The world's events are in the past: dbt measures clicks and conversions on event time, links on load time.
+        assert evaluation.metadata["status"].value in {"pass", "warn", "error"}
+        assert evaluation.metadata["age_hours"].value >= 0
+    assert evaluations[RAW_TABLES["links"]].passed  # loaded minutes ago, warn after 7 days
+    refresh = load_definitions(materialised.target).resolve_job_def("hourly_refresh")
+    assert not any(key.name == FRESHNESS_CHECK for key in refresh.asset_layer.asset_graph.asset_check_keys)
+
+
+def test_freshness_results_map_dbt_statuses() -> None:
+    sources = {
+        "results": [
+            {"unique_id": "source.link_attribution.raw.links", "status": "pass", "max_loaded_at_time_ago_in_s": 60},
+            {"unique_id": "source.link_attribution.raw.clicks", "status": "error", "max_loaded_at_time_ago_in_s": 7200},
+        ]
+    }
+    results = {r.asset_key: r for r in freshness_results(sources)}
+    assert results[RAW_TABLES["links"]].passed
+    assert not results[RAW_TABLES["clicks"]].passed
+    assert results[RAW_TABLES["clicks"]].metadata["age_hours"].value == 2.0
+    assert not results[RAW_TABLES["conversions"]].passed  # dbt reported nothing: a warning that says so
+    assert "reported nothing" in results[RAW_TABLES["conversions"]].metadata["reason"].value
 
 
 def test_weak_pair_scorer_names_the_scorer_and_why_not_em() -> None:
