@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from orchestration.assets.common import PYTHON_SCHEMA, date_where, partition_dates, png_metadata
+from orchestration.assets.common import PYTHON_SCHEMA, date_where, partition_dates, png_metadata, table_metadata
 from orchestration.assets.keys import (
     ATTRIBUTION_CREDITS,
     CHANNEL_WEIGHTS,
@@ -142,7 +142,7 @@ def channel_weights(
             "grain": config.grain,
             "converting_paths": int((paths["conversions"] > 0).sum()),
             "non_converting_paths": int((paths["nulls"] > 0).sum()),
-            "weights": dg.MetadataValue.md(weights.to_markdown(index=False)),
+            "weights": table_metadata(weights),
         }
     )
 
@@ -165,6 +165,12 @@ def _revenue_chart(credits: pd.DataFrame) -> dg.MetadataValue:
     value = png_metadata(fig)
     plt.close(fig)
     return value
+
+
+def _unattributed_revenue_share(credits: pd.DataFrame) -> float:
+    """Share of the partition's revenue (summed over models) that no touch could be credited with."""
+    total = float(credits["credit_revenue"].sum())
+    return float(credits.loc[credits["is_unattributed"], "credit_revenue"].sum()) / total if total else 0.0
 
 
 def conservation_errors(credits: pd.DataFrame, conversions: pd.DataFrame) -> dict[str, int]:
@@ -264,6 +270,7 @@ def _credit_results(
         asset_key=ATTRIBUTION_CREDITS,
         metadata={
             "dagster/row_count": len(credits),
+            "unattributed_revenue_share": _unattributed_revenue_share(credits),
             "revenue_by_model": _revenue_chart(credits) if len(credits) else dg.MetadataValue.text("no credits"),
         },
     )

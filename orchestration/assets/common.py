@@ -27,8 +27,31 @@ def date_where(column: str, window: tuple[date, date] | None) -> str:
     return f"{column} >= cast('{start.isoformat()}' as date) and {column} < cast('{end.isoformat()}' as date)"
 
 
-def table_metadata(df: pd.DataFrame, max_rows: int = 20) -> dg.MetadataValue:
-    return dg.MetadataValue.md(df.head(max_rows).to_markdown(index=False) if len(df) else "_(empty)_")
+def _column_type(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    if pd.api.types.is_integer_dtype(series):
+        return "int"
+    if pd.api.types.is_float_dtype(series):
+        return "float"
+    return "string"
+
+
+def _cell(value: object) -> object:
+    """A JSON-friendly cell: numpy scalars become Python numbers, missing values None."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()  # type: ignore[no-any-return]
+    return value if isinstance(value, int | float | bool | str) else str(value)
+
+
+def table_metadata(df: pd.DataFrame, max_rows: int = 50) -> dg.MetadataValue:
+    """A frame as a native Dagster table (sortable in the UI, with a column schema), at most ``max_rows`` rows."""
+    head = df.head(max_rows)
+    schema = dg.TableSchema(columns=[dg.TableColumn(str(c), _column_type(head[c])) for c in head.columns])
+    records = [dg.TableRecord({str(c): _cell(v) for c, v in row.items()}) for row in head.to_dict("records")]
+    return dg.MetadataValue.table(records=records, schema=schema)
 
 
 def png_metadata(fig: object) -> dg.MetadataValue:
