@@ -7,7 +7,7 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: env demo test lint format ui bench clean
+.PHONY: env demo test lint format ui docs bench clean
 
 env: .venv/.synced
 
@@ -30,6 +30,10 @@ lint format: env
 
 ui: env
 	$(UV) run --frozen attribution ui
+
+docs: env
+	$(UV) run --frozen dbt docs generate
+	$(UV) run --frozen dbt docs serve --host 127.0.0.1 --port 8080 --no-browser
 
 bench: env
 	$(UV) run --frozen python -m lab.bench

@@ -43,7 +43,7 @@ DAILY_JOB = dg.define_asset_job(
 )
 
 FRESHNESS_JOB = dg.define_asset_job(
-    "raw_freshness",
+    "check_raw_freshness",
     selection=RAW_FRESHNESS,
     description="dbt source freshness of raw.links, raw.clicks and raw.conversions, as asset checks.",
 )

@@ -165,7 +165,7 @@ def test_match_model_metadata_says_what_scored_the_weak_only_pairs(materialised:
 
 def test_raw_freshness_job_reports_dbt_source_freshness_per_raw_table(materialised: Materialised) -> None:
     """The freshness checks run dbt source freshness (the one definition) in a job of their own, not in refreshes."""
-    result = run_job(materialised.target, "raw_freshness", instance=dg.DagsterInstance.ephemeral())
+    result = run_job(materialised.target, "check_raw_freshness", instance=dg.DagsterInstance.ephemeral())
     assert result.success
     evaluations = {e.asset_key: e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == set(RAW_TABLES.values())
@@ -285,12 +285,13 @@ def test_webserver_serves_every_asset_and_a_three_day_backfill_succeeds(
     port = _free_port()
     # Hash seed 1 ordered Dagster's backfill validation so that it rejected the non-subsettable attribution
     # multi-asset (a Dagster 1.13 subset-comparison bug); pinning it keeps that regression covered.
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONHASHSEED": "1"}
-    dagster = Path(sys.executable).with_name("dagster")
+    # Started as an operator's service unit would: `.venv/bin/attribution ui`, without .venv/bin on PATH.
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONHASHSEED": "1", "PATH": "/usr/bin:/bin"}
+    attribution = Path(sys.executable).with_name("attribution")
     log_path = tmp_path / "dagster_dev.log"
     log = log_path.open("w")
     server = subprocess.Popen(
-        [str(dagster), "dev", "-m", "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        [str(attribution), "ui", "--host", "127.0.0.1", "--port", str(port)],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log,
