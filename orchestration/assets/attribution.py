@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from orchestration.assets.common import PYTHON_SCHEMA, date_where, partition_dates, png_metadata, table_metadata
+from orchestration.assets.common import OWNERS, PYTHON_SCHEMA, date_where, partition_dates, png_metadata, table_metadata
 from orchestration.assets.keys import (
     ATTRIBUTION_CREDITS,
     CHANNEL_WEIGHTS,
@@ -100,7 +100,12 @@ def null_path_counts_sql(wh: Warehouse, grain: str, click_where: str, lookback_d
     key=CHANNEL_WEIGHTS,
     deps=[MATCH_SCORES, INT_CLICKS, EVENT_IDENTITIES],
     group_name="attribution",
-    description="Markov removal effects and Shapley values per grain value, fitted over recent journeys.",
+    owners=OWNERS,
+    kinds={"python", "numpy"},
+    description=(
+        "Markov removal effects and Shapley values per grain value, fitted over recent journeys "
+        "(grain: ATTRIBUTION_GRAIN). Refitted by the daily job."
+    ),
     pool="warehouse",
 )
 def channel_weights(
@@ -188,14 +193,25 @@ def conservation_errors(credits: pd.DataFrame, conversions: pd.DataFrame) -> dic
         dg.AssetSpec(
             ATTRIBUTION_CREDITS,
             deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, CHANNEL_WEIGHTS, STG_CONVERSIONS],
-            description="Credit of every conversion per model and touch, plus its unattributed share.",
+            description=(
+                "Credit of every conversion per model and touch, plus its unattributed share. If credit_conservation "
+                "fails, the metadata counts the conversions and models off; rerun the partition (a crash mid-write "
+                "leaves the previous credits, never half of them)."
+            ),
             group_name="attribution",
+            owners=OWNERS,
+            kinds={"python", "pandas"},
         ),
         dg.AssetSpec(
             CONVERSION_ATTRIBUTION,
             deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, MATCH_MODEL, STG_CONVERSIONS, EVENT_IDENTITIES],
-            description="One row per conversion: last-touch link, calibrated confidence, signals.",
+            description=(
+                "One row per conversion: last-touch link, calibrated confidence, signals. Conversions missing here "
+                "were rejected in staging: look at staging.rejected_rows for their reason."
+            ),
             group_name="attribution",
+            owners=OWNERS,
+            kinds={"python", "pandas"},
         ),
     ],
     partitions_def=DAILY_PARTITIONS,
@@ -279,6 +295,10 @@ def _credit_results(
         asset_key=ATTRIBUTION_CREDITS,
         passed=errors["share_errors"] == 0 and errors["revenue_errors"] == 0,
         metadata=errors,
+        description=(
+            f"intermediate.attribution_credits: {errors['share_errors']} conversion-model pairs whose shares do not "
+            f"sum to 1, {errors['revenue_errors']} models whose revenue is not conserved to the cent"
+        ),
     )
 
 
@@ -301,4 +321,8 @@ def _fact_results(
         asset_key=CONVERSION_ATTRIBUTION,
         passed=duplicated == 0 and len(facts) == len(conversions),
         metadata={"conversions": len(conversions), "rows": len(facts), "duplicated": duplicated},
+        description=(
+            f"intermediate.conversion_attribution: {len(facts):,} rows for {len(conversions):,} staged conversions, "
+            f"{duplicated} duplicated"
+        ),
     )

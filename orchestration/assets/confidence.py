@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from orchestration.assets.common import (
+    OWNERS,
     PYTHON_SCHEMA,
     date_where,
     partition_dates,
@@ -67,14 +68,22 @@ def weak_pair_scorer(model: MatchModel, config: MatchModelConfig) -> str:
         dg.AssetSpec(
             MATCH_MODEL,
             deps=[INT_MATCH_CANDIDATES],
-            description="The fitted match-confidence model (learned from direct-click labels, calibrated).",
+            description=(
+                "The fitted match-confidence model (learned from direct-click labels, calibrated). If the "
+                "calibration check fails: look at the calibration plot and labelled_conversions in the metadata; a "
+                "drop in labels (direct click ids) usually means a tracking change upstream. Rerun after fixing it."
+            ),
             group_name="confidence",
+            owners=OWNERS,
+            kinds={"python", "scipy"},
         ),
         dg.AssetSpec(
             SIGNAL_WEIGHTS,
             deps=[MATCH_MODEL],
             description="Learned weight of every signal beside the old fixed prior, with label counts.",
             group_name="confidence",
+            owners=OWNERS,
+            kinds={"python"},
         ),
     ],
     check_specs=[
@@ -137,6 +146,10 @@ def match_model(
             check_name="calibration_on_direct_click_labels",
             asset_key=MATCH_MODEL,
             passed=ece <= settings.max_label_ece,
+            description=(
+                f"intermediate.match_model: held-out calibration error {ece:.3f} on "
+                f"{len(holdout):,} labelled pairs (limit {settings.max_label_ece})"
+            ),
             metadata={"holdout_ece": ece, "threshold": settings.max_label_ece},
         )
 
@@ -147,7 +160,12 @@ def match_model(
     partitions_def=DAILY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="confidence",
-    description="Calibrated P(click made by the converting person) for every candidate pair, per conversion day.",
+    owners=OWNERS,
+    kinds={"python", "pandas"},
+    description=(
+        "Calibrated P(click made by the converting person) for every candidate pair, per conversion day. "
+        "Rebuilt by partition: backfill the days of a late load or after a model re-fit."
+    ),
     check_specs=[dg.AssetCheckSpec("probabilities_in_unit_interval", asset=MATCH_SCORES, blocking=True)],
     pool="warehouse",
 )
@@ -172,5 +190,8 @@ def match_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         }
     )
     yield dg.AssetCheckResult(
-        check_name="probabilities_in_unit_interval", passed=outside == 0, metadata={"outside_or_missing": outside}
+        check_name="probabilities_in_unit_interval",
+        passed=outside == 0,
+        metadata={"outside_or_missing": outside},
+        description=f"intermediate.match_scores: {outside} of {len(scores)} probabilities outside [0, 1] or missing",
     )
