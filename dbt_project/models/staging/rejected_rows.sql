@@ -21,7 +21,7 @@ with
 
 {#- The key is cleaned below the anti-join, as in the staged models: a join condition holding the junk-value IN list
     is no equi-join to DuckDB. #}
-unstaged_links as materialized (
+unstaged_links as (
     select raw_links.*
     from (
         select
@@ -33,7 +33,7 @@ unstaged_links as materialized (
     where staged.link_id is null
 ),
 
-unstaged_clicks as materialized (
+unstaged_clicks as (
     select raw_clicks.*
     from (
         select
@@ -45,7 +45,7 @@ unstaged_clicks as materialized (
     where staged.click_id is null
 ),
 
-unstaged_conversions as materialized (
+unstaged_conversions as (
     select raw_conversions.*
     from (
         select

@@ -14,7 +14,8 @@
 
 with
 
-{#- Not materialized: every reader scans it for other columns. #}
+{#- Import. Not materialized: repeated_keys, the lookups and both halves read it, and each is better off scanning raw
+    than waiting for a copy of every raw row to be written. #}
 raw_clicks as not materialized (
     select *
     from {{ source('raw', 'clicks') }}
@@ -26,8 +27,9 @@ raw_clicks as not materialized (
 {#- Ranking needs a window over the versions of each key, and a window materialises every column of every row it
     sees (at 10M clicks, ~5 GB of wide rows spilled to disk: half of staging's time). Yet nearly every key arrives
     once. So the keys delivered more than once are found first (a narrow GROUP BY on the cleaned key), the stages
-    below run twice, over the rows of those keys (`repeated`) and over the others (`single`, keyless rows
-    included), and only the repeated ones are ranked by a window. The result is the same as ranking every row. #}
+    below run twice (the loop writes them once), over the rows of those keys (`repeated_*`) and over the others
+    (`single_*`, keyless rows included), and only the repeated ones are ranked by a window. The result is the
+    same as ranking every row. #}
 repeated_keys as materialized (
     select {{ clean_identifier('click_id') }} as _repeated_key
     from raw_clicks

@@ -5,7 +5,8 @@
 
 with
 
-{#- Not materialized: every reader scans it for other columns. #}
+{#- Import. Not materialized: repeated_keys and both halves read it, and each is better off scanning raw
+    than waiting for a copy of every raw row to be written. #}
 raw_links as not materialized (
     select *
     from {{ source('raw', 'links') }}
