@@ -53,27 +53,32 @@
 {%- endmacro %}
 
 
-{#- json_string(text): a JSON string literal (or null) for raw_payload, escaping backslash, quote and every control
-    character (JSON forbids them raw: \n, \r and \t by name, the others as \u00XX); each value is cut at 1000
-    characters so one huge cell cannot bloat the quarantine. Backslashes are written chr(92): a '\' literal would
-    depend on standard_conforming_strings, and sqlparse (which dbt runs over unit-test SQL) reads it as an escape
-    and then splits the statement at a later ';'. -#}
-{% macro json_string(expr) -%}
+{#- json_object(pairs): '{"k1": v1, ...}' from a list of (key, expression) pairs, for raw_payload. Each value is a
+    JSON string literal (or null) escaping backslash, quote and every control character (JSON forbids them raw:
+    \n, \r and \t by name, the others as \u00XX), cut at 1000 characters so one huge cell cannot bloat the
+    quarantine. Backslashes are written chr(92): a '\' literal would depend on standard_conforming_strings, and
+    sqlparse (which dbt runs over unit-test SQL) reads it as an escape and then splits the statement at a later
+    ';'. -#}
+{% macro json_object(pairs) -%}
     {%- set bs = "chr(92)" -%}
     {%- set escapes = [(bs, bs ~ " || " ~ bs), ("'\"'", bs ~ " || '\"'"), ("chr(10)", bs ~ " || 'n'"),
                        ("chr(13)", bs ~ " || 'r'"), ("chr(9)", bs ~ " || 't'")] -%}
     {%- for code in link_attribution.json_control_codes() if code not in (9, 10, 13) -%}
         {%- do escapes.append(("chr(" ~ code ~ ")", bs ~ " || 'u00" ~ ('%02x' % code) ~ "'")) -%}
     {%- endfor -%}
-    {%- set value = namespace(sql="left(" ~ expr ~ ", 1000)") -%}
-    {%- for char, escaped in escapes -%}
-        {%- set value.sql = "replace(" ~ value.sql ~ ", " ~ char ~ ", " ~ escaped ~ ")" -%}
-    {%- endfor -%}
-    coalesce('"' || {{ value.sql }} || '"', 'null')
+    '{' ||
+    {%- for key, expr in pairs %}
+        {%- set value = namespace(sql="left(" ~ expr ~ ", 1000)") -%}
+        {%- for char, escaped in escapes -%}
+            {%- set value.sql = "replace(" ~ value.sql ~ ", " ~ char ~ ", " ~ escaped ~ ")" -%}
+        {%- endfor %}
+        '{{ "" if loop.first else ", " }}"{{ key }}": ' || coalesce('"' || {{ value.sql }} || '"', 'null') ||
+    {%- endfor %}
+    '}'
 {%- endmacro %}
 
 
-{#- json_control_codes(): the control characters json_string escapes. PostgreSQL text cannot hold NUL (and chr(0)
+{#- json_control_codes(): the control characters json_object escapes. PostgreSQL text cannot hold NUL (and chr(0)
     is an error there); DuckDB text can. -#}
 {% macro json_control_codes() -%}
     {{- return(adapter.dispatch('json_control_codes', 'link_attribution')()) -}}
@@ -85,16 +90,6 @@
 
 {% macro duckdb__json_control_codes() -%}
     {{- return(range(0, 32) | list) -}}
-{%- endmacro %}
-
-
-{#- json_object(pairs): '{"k1": v1, ...}' from a list of (key, expression) pairs, with json_string values. -#}
-{% macro json_object(pairs) -%}
-    '{' ||
-    {%- for key, expr in pairs %}
-        '{{ "" if loop.first else ", " }}"{{ key }}": ' || {{ link_attribution.json_string(expr) }} ||
-    {%- endfor %}
-    '}'
 {%- endmacro %}
 
 

@@ -177,3 +177,22 @@ $staging_functions$
 {% macro postgres__hash_pii(expr) -%}
     encode(sha256(convert_to({{ link_attribution.pii_salt_literal() }} || ({{ expr }}), 'UTF8')), 'hex')
 {%- endmacro %}
+
+
+{#- stage_fence(): the last clause of every stage of a staging model. On PostgreSQL an optimisation fence: OFFSET 0.
+    Without it PostgreSQL pulls the chain of subqueries up and substitutes each stage's expressions into the next
+    one's; the later stages reference the earlier ones many times (an IP is parsed from ~40 references to its
+    candidate text, a network from ~10 references to the IP, ...), so the substituted expression tree grows
+    multiplicatively and planning alone can exhaust the server's memory. A subquery with OFFSET cannot be pulled
+    up, yet it still streams its rows; MATERIALIZED CTEs, the obvious alternative, write every stage's full-width
+    rows to temporary files (five stages of ~1 KB rows at 10M clicks filled a 60 GB disk). DuckDB eliminates common
+    subexpressions itself and runs ~15% faster unfenced. -#}
+{% macro stage_fence() -%}
+    {{- return(adapter.dispatch('stage_fence', 'link_attribution')()) -}}
+{%- endmacro %}
+
+{% macro default__stage_fence() -%}
+    offset 0
+{%- endmacro %}
+
+{% macro duckdb__stage_fence() -%}{%- endmacro %}

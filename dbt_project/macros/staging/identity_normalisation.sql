@@ -2,18 +2,13 @@
     the same person or network. These macros produce the normalised *clear* value; staging models hash it with
     hash_pii at once, so clear emails and IPs never leave the CTEs of a staging model.
 
-    They work in two steps so that no expression is nested inside another many times over:
-      *_candidate(raw column)       -> cleaned, lower-cased text (one CTE)
-      normalize_*(candidate column) -> canonical value or null (next CTE)
+    Each takes a column that an earlier CTE has cleaned (clean_identifier) and lower-cased, never a longer
+    expression: normalize_ip refers to its input ~40 times, so an expression passed in would be copied that often.
 -#}
 
 {#- ------------------------------------------------------------------------------------------- email ------ -#}
 
-{% macro email_candidate(expr) -%}
-    lower({{ link_attribution.clean_identifier(expr) }})
-{%- endmacro %}
-
-{#- normalize_email(candidate): exactly one '@', non-empty local part, a dotted domain; '+tag' suffixes stripped
+{#- normalize_email(email): exactly one '@', non-empty local part, a dotted domain; '+tag' suffixes stripped
     for every domain; for gmail.com / googlemail.com dots are removed from the local part and the domain becomes
     gmail.com (Gmail ignores both). Anything else -> null (not an email, so not an identifier). -#}
 {% macro normalize_email(c) -%}
@@ -36,35 +31,28 @@
 
 {#- ---------------------------------------------------------------------------------------------- IP ------ -#}
 
-{#- ip_candidate(raw ip): trimmed, lower-cased, junk -> null, and an IPv4-mapped IPv6 address ('::ffff:1.2.3.4',
-    any case) unwrapped to its IPv4 form, so a dual-stack server and an IPv4 server log the same visitor alike. -#}
-{% macro ip_candidate(expr) -%}
-    {%- set v = "lower(" ~ link_attribution.clean_identifier(expr) ~ ")" -%}
-    case when {{ v }} like '::ffff:%.%.%.%' then substr({{ v }}, 8) else {{ v }} end
+{#- ip_candidate(ip): an IPv4-mapped IPv6 address ('::ffff:1.2.3.4') unwrapped to its IPv4 form, so a dual-stack
+    server and an IPv4 server log the same visitor alike; `ip` is cleaned and lower-cased. -#}
+{% macro ip_candidate(ip) -%}
+    case when {{ ip }} like '::ffff:%.%.%.%' then substr({{ ip }}, 8) else {{ ip }} end
 {%- endmacro %}
 
 {#- normalize_ip(candidate): canonical IPv4 (dotted quad, every octet 0-255, leading zeros dropped) or IPv6
     (lower case, leading zeros of each group dropped; zero runs are not re-compressed), null for anything else.
-    The canonicalisation only runs when a leading zero is possible, which is rare. -#}
-{% macro ipv4_pattern() -%}
-    {%- set octet = "(25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])" -%}
-    {{ return("(" ~ octet ~ "[.]){3}" ~ octet) }}
-{%- endmacro %}
-
-{% macro ipv6_pattern() -%}
-    {#- 3 to 8 groups of up to 4 hex digits ('::' is an empty group), optionally ending in an embedded IPv4. -#}
-    {{ return("[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}|([0-9a-f]{0,4}:){2,6}" ~ link_attribution.ipv4_pattern()) }}
-{%- endmacro %}
-
+    The canonicalisation only runs when a leading zero is possible, which is rare. IPv6 is 3 to 8 groups of up to
+    4 hex digits ('::' is an empty group), optionally ending in an embedded IPv4. -#}
 {% macro normalize_ip(c) -%}
+    {%- set octet = "(25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])" -%}
+    {%- set ipv4 = "(" ~ octet ~ "[.]){3}" ~ octet -%}
+    {%- set ipv6 = "[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}|([0-9a-f]{0,4}:){2,6}" ~ ipv4 -%}
     case
-        when {{ link_attribution.regex_full_match(c, link_attribution.ipv4_pattern()) }} then
+        when {{ link_attribution.regex_full_match(c, ipv4) }} then
             case
                 when {{ c }} like '0%' or {{ c }} like '%.0%' then {{ link_attribution.ipv4_canonical(c) }}
                 else {{ c }}
             end
         when {{ c }} like '%:%:%' and {{ c }} not like '%::%::%' and {{ c }} not like '%:::%'
-            and {{ link_attribution.regex_full_match(c, link_attribution.ipv6_pattern()) }} then
+            and {{ link_attribution.regex_full_match(c, ipv6) }} then
             case
                 when {{ c }} like '0%' or {{ c }} like '%:0%' then {{ link_attribution.ipv6_strip_leading_zeros(c) }}
                 else {{ c }}
@@ -80,21 +68,17 @@
     {{ parts | join(" || '.' || ") }}
 {%- endmacro %}
 
+{#- Each group of an IPv6 text: '' stays '' (part of '::'), embedded IPv4 stays as is, else leading zeros dropped. -#}
 {% macro ipv6_strip_leading_zeros(c) -%}
     {%- set n = "(length(" ~ c ~ ") - length(replace(" ~ c ~ ", ':', '')) + 1)" -%}
     {%- for i in range(1, 9) %}
+    {%- set g = "split_part(" ~ c ~ ", ':', " ~ i ~ ")" %}
     {{ "|| " if not loop.first }}case when {{ n }} >= {{ i }} then
-        {{- " ':' ||" if not loop.first }} {{ link_attribution.ipv6_group(c, i) }} else '' end
-    {%- endfor %}
-{%- endmacro %}
-
-{#- One group of an IPv6 text: '' stays '' (part of '::'), embedded IPv4 stays as is, else leading zeros dropped. -#}
-{% macro ipv6_group(c, i) -%}
-    {%- set g = "split_part(" ~ c ~ ", ':', " ~ i ~ ")" -%}
-    case
+        {{- " ':' ||" if not loop.first }} case
         when {{ g }} = '' or {{ g }} like '%.%' then {{ g }}
         else coalesce(nullif(ltrim({{ g }}, '0'), ''), '0')
-    end
+    end else '' end
+    {%- endfor %}
 {%- endmacro %}
 
 
