@@ -1,8 +1,9 @@
 """dbt inside Dagster: the project, the translator and the dbt asset definitions.
 
-The dbt models are split into asset definitions by *position* (folder and the ``partitioned`` tag), never by
-model name: staging + intermediate run before the Python assets, partitioned facts after attribution, the
-remaining marts last. Splitting this way keeps the combined graph acyclic while the UI still shows one lineage.
+The dbt models are split into asset definitions by *position* (folder and the ``partitioned`` and ``identity_naming``
+tags), never by model name: staging + intermediate run before the Python assets, the identity naming models after
+the Python identity graph, partitioned facts after attribution, the remaining marts last. Splitting this way keeps
+the combined graph acyclic while the UI still shows one lineage.
 """
 
 import json
@@ -85,8 +86,11 @@ def _folder(props: Mapping[str, Any]) -> str:
 TRANSLATOR = LayerTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 # (name, select, exclude, partitioned) — positions in the pipeline, selected by folder and tag only.
+# The identity graph runs between the first two: its inputs (tag identity_graph) are built with staging, its naming
+# and event assignment (tag identity_naming) read the Python asset's output and feed the partitioned candidates.
 DBT_STAGES: tuple[tuple[str, str, str, bool], ...] = (
-    ("dbt_staging_intermediate", "staging intermediate", "tag:partitioned", False),
+    ("dbt_staging_intermediate", "staging intermediate", "tag:partitioned tag:identity_naming", False),
+    ("dbt_identity_naming", "intermediate,tag:identity_naming", "tag:partitioned", False),
     ("dbt_intermediate_partitioned", "intermediate,tag:partitioned", "", True),
     ("dbt_marts_partitioned", "marts,tag:partitioned", "", True),
     ("dbt_marts", "marts", "tag:partitioned", False),

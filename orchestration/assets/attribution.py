@@ -13,8 +13,8 @@ from orchestration.assets.keys import (
     ATTRIBUTION_CREDITS,
     CHANNEL_WEIGHTS,
     CONVERSION_ATTRIBUTION,
-    EVENT_IDENTITIES,
     INT_CLICKS,
+    INT_EVENT_IDENTITIES,
     INT_MATCH_CANDIDATES,
     MATCH_MODEL,
     MATCH_SCORES,
@@ -88,12 +88,12 @@ def null_path_counts_sql(wh: Warehouse, grain: str, click_where: str, lookback_d
                 coalesce(c.{grain}, '{UNKNOWN_GRAIN}') || chr({ord(PATH_SEPARATOR)}) as step,
                 max(c.clicked_at) over (partition by identities.identity_id) as last_clicked_at
             from intermediate.int_clicks as c
-            inner join intermediate.event_identities as identities
+            inner join intermediate.int_event_identities as identities
                 on identities.event_kind = 'click' and identities.event_id = c.click_id
             where not c.is_bot
                 and {click_where}
                 and identities.identity_id not in (
-                    select identity_id from intermediate.event_identities where event_kind = 'conversion'
+                    select identity_id from intermediate.int_event_identities where event_kind = 'conversion'
                 )
         ),
 
@@ -112,7 +112,7 @@ def null_path_counts_sql(wh: Warehouse, grain: str, click_where: str, lookback_d
 
 @dg.asset(
     key=CHANNEL_WEIGHTS,
-    deps=[MATCH_SCORES, INT_CLICKS, EVENT_IDENTITIES],
+    deps=[MATCH_SCORES, INT_CLICKS, INT_EVENT_IDENTITIES],
     group_name="attribution",
     description="Markov removal effects and Shapley values per grain value, fitted over recent journeys.",
     pool="warehouse",
@@ -199,7 +199,7 @@ def conservation_errors(credits: pd.DataFrame, conversions: pd.DataFrame) -> dic
         ),
         dg.AssetSpec(
             CONVERSION_ATTRIBUTION,
-            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, MATCH_MODEL, STG_CONVERSIONS, EVENT_IDENTITIES],
+            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, MATCH_MODEL, STG_CONVERSIONS, INT_EVENT_IDENTITIES],
             description="One row per conversion: last-touch link, calibrated confidence, signals.",
             group_name="attribution",
         ),
@@ -235,7 +235,8 @@ def attribution(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         conversions = wh.query_df(
             "select v.conversion_id, v.converted_date as conversion_date, v.converted_at, v.event_type, "
             "v.revenue, e.identity_id from staging.stg_raw__conversions v "
-            "left join intermediate.event_identities e on e.event_kind = 'conversion' and e.event_id = v.conversion_id "
+            "left join intermediate.int_event_identities e "
+            "on e.event_kind = 'conversion' and e.event_id = v.conversion_id "
             f"where {date_where('v.converted_date', window)}",
             conn,
         )
