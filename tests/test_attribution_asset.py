@@ -15,7 +15,7 @@ T0 = pd.Timestamp("2026-03-01 12:00", tz="UTC")
 
 
 def clicks_world(seed: int = 3, n_clicks: int = 400) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """int_clicks and event_identities with the cases null paths must get right: bots, converting identities,
+    """int_clicks and int_event_identities with the cases null paths must get right: bots, converting identities,
     clicks beyond the lookback of an identity's last click, equal click times (click_id breaks the tie), missing
     grain values and text that needs quoting."""
     rng = np.random.default_rng(seed)
@@ -56,7 +56,7 @@ def test_engine_null_paths_equal_the_pandas_definition(target: Target, grain: st
     with wh.connect() as conn:
         wh.ensure_schemas(conn)
         wh.replace_table(clicks, "intermediate", "int_clicks", conn)
-        wh.replace_table(identities, "intermediate", "event_identities", conn)
+        wh.replace_table(identities, "intermediate", "int_event_identities", conn)
         counts = wh.query_df(null_path_counts_sql(wh, grain, "1 = 1", lookback_days=30.0), conn)
     got = null_paths_from_keys(counts["path_key"], counts["identities"])
 

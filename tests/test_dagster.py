@@ -25,8 +25,20 @@ import pytest
 
 from orchestration.assets.common import env_choice
 from orchestration.assets.confidence import weak_pair_scorer
-from orchestration.assets.keys import MATCH_MODEL
+from orchestration.assets.keys import (
+    IDENTITY_REPRESENTATIVES,
+    INT_EVENT_IDENTITIES,
+    INT_IDENTITIES,
+    INT_IDENTITY_EDGES,
+    INT_IDENTITY_KEY_COLLISIONS,
+    INT_IDENTITY_MAP,
+    INT_IDENTITY_NODE_EDGES,
+    INT_IDENTITY_NODES,
+    INT_MATCH_CANDIDATES,
+    MATCH_MODEL,
+)
 from orchestration.generate import write_world
+from orchestration.jobs import DAILY_JOB, HOURLY_JOB
 from orchestration.loader import load_folder
 from orchestration.runner import load_definitions, prepare_dagster_home, run_job
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
@@ -69,7 +81,8 @@ def test_definitions_form_one_connected_lineage_graph(duckdb_target: Target) -> 
         ("raw", "clicks"),
         ("staging", "stg_raw__clicks"),
         ("intermediate", "int_match_candidates"),
-        ("intermediate", "identity_map"),
+        ("intermediate", "identity_representatives"),
+        ("intermediate", "int_identity_map"),
         ("intermediate", "match_scores"),
         ("intermediate", "attribution_credits"),
         ("marts", "fct_attribution_credits"),
@@ -93,6 +106,31 @@ def test_definitions_form_one_connected_lineage_graph(duckdb_target: Target) -> 
     # Groups come from the dbt folder, never from model names.
     assert graph.get(dg.AssetKey(["staging", "stg_raw__clicks"])).group_name == "staging"
     assert graph.get(dg.AssetKey(["marts", "fct_attribution_credits"])).group_name == "marts"
+
+
+def test_identity_step_sits_between_its_dbt_stages_and_only_the_daily_job_rebuilds_it(duckdb_target: Target) -> None:
+    defs = load_definitions(duckdb_target)
+    graph = defs.resolve_asset_graph()
+    # Graph inputs (stage 1) -> the Python graph -> the naming models (their own stage) -> candidates.
+    assert INT_IDENTITY_NODE_EDGES in graph.get(IDENTITY_REPRESENTATIVES).parent_keys
+    assert IDENTITY_REPRESENTATIVES in graph.get(INT_IDENTITIES).parent_keys
+    assert INT_EVENT_IDENTITIES in graph.get(INT_MATCH_CANDIDATES).parent_keys
+    stage = {key: defs.resolve_assets_def(key).node_def.name for key in (INT_IDENTITY_NODES, INT_EVENT_IDENTITIES)}
+    assert stage == {INT_IDENTITY_NODES: "dbt_staging_intermediate", INT_EVENT_IDENTITIES: "dbt_identity_naming"}
+    identity = {
+        INT_IDENTITY_EDGES,
+        INT_IDENTITY_NODES,
+        INT_IDENTITY_KEY_COLLISIONS,
+        INT_IDENTITY_NODE_EDGES,
+        IDENTITY_REPRESENTATIVES,
+        INT_IDENTITIES,
+        INT_IDENTITY_MAP,
+        INT_EVENT_IDENTITIES,
+    }
+    hourly = HOURLY_JOB.selection.resolve(graph)
+    assert not hourly & identity, sorted(k.to_user_string() for k in hourly & identity)
+    assert INT_MATCH_CANDIDATES in hourly
+    assert identity <= DAILY_JOB.selection.resolve(graph)
 
 
 def test_dagster_definitions_validate(duckdb_target: Target) -> None:
