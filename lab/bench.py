@@ -33,6 +33,7 @@ DAYS = 30
 STAGES = (
     ("dbt_staging_intermediate", "staging"),
     ("identity_graph", "identity"),
+    ("dbt_after_identity_graph", "identity"),
     ("dbt_intermediate_partitioned", "candidates"),
     ("match_model", "confidence"),
     ("match_scores", "confidence"),

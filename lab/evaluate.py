@@ -44,7 +44,7 @@ def read_outputs(wh: Warehouse) -> dict[str, pd.DataFrame]:
                 conn,
             ),
             "click_identities": wh.query_df(
-                "select event_id as click_id, identity_id from intermediate.event_identities "
+                "select event_id as click_id, identity_id from intermediate.int_event_identities "
                 "where event_kind = 'click'",
                 conn,
             ),

@@ -5,20 +5,29 @@ import dagster as dg
 from orchestration.assets.keys import (
     CHANNEL_WEIGHTS,
     DIM_IDENTITIES,
-    EVENT_IDENTITIES,
-    IDENTITY_MAP,
+    IDENTITY_REPRESENTATIVES,
+    INT_EVENT_IDENTITIES,
+    INT_IDENTITIES,
     INT_IDENTITY_EDGES,
+    INT_IDENTITY_KEY_COLLISIONS,
+    INT_IDENTITY_MAP,
+    INT_IDENTITY_NODE_EDGES,
+    INT_IDENTITY_NODES,
     MATCH_MODEL,
     RAW_TABLES,
     SIGNAL_WEIGHTS,
 )
 
-# Fitted once a day: identities, the confidence model and the data-driven channel weights.
-DAILY_FITTED = dg.AssetSelection.assets(IDENTITY_MAP, EVENT_IDENTITIES, MATCH_MODEL, SIGNAL_WEIGHTS, CHANNEL_WEIGHTS)
-# Refreshed with the identities: the graph's edges (read by the identity graph only) and the identity profiles
-# (built from identities; an hour's new clicks get theirs at the next re-fit). Rebuilding both from every click
-# cost the hourly run ~75 s at 10M clicks without changing what it reports.
-IDENTITY_COMPANIONS = dg.AssetSelection.assets(INT_IDENTITY_EDGES, DIM_IDENTITIES)
+# Fitted once a day: identities (the graph and its naming and event assignment), the confidence model and the
+# data-driven channel weights.
+IDENTITIES = dg.AssetSelection.assets(IDENTITY_REPRESENTATIVES, INT_IDENTITIES, INT_IDENTITY_MAP, INT_EVENT_IDENTITIES)
+DAILY_FITTED = IDENTITIES | dg.AssetSelection.assets(MATCH_MODEL, SIGNAL_WEIGHTS, CHANNEL_WEIGHTS)
+# Refreshed with the identities: the graph's inputs (edges, numbered nodes and node pairs, read by the identity graph
+# only) and the identity profiles (built from identities; an hour's new clicks get theirs at the next re-fit).
+# Rebuilding them from every click cost the hourly run ~75 s at 10M clicks without changing what it reports.
+IDENTITY_COMPANIONS = dg.AssetSelection.assets(
+    INT_IDENTITY_EDGES, INT_IDENTITY_NODES, INT_IDENTITY_KEY_COLLISIONS, INT_IDENTITY_NODE_EDGES, DIM_IDENTITIES
+)
 # dbt source freshness of the raw tables: a dbt invocation of its own (~3-10 s), so it runs on its own schedule
 # instead of adding that to every refresh; a stale feed is worth a look, never a reason to stop attributing.
 RAW_FRESHNESS = dg.AssetSelection.checks_for_assets(*RAW_TABLES.values())

@@ -1,6 +1,6 @@
 """The pipeline's settings: read from the environment and dbt_project.yml once, then passed down.
 
-A setting that dbt and Python both use (the lookback, the attribution grain, the channel-fit window) is a dbt var
+A setting that dbt and Python both use (the lookback, the attribution grain, the identity rules) is a dbt var
 in ``dbt_project.yml``, the one place that holds its default; Python reads that var through :func:`dbt_var`,
 rendering the ``env_var('NAME', 'default')`` the file uses, exactly as dbt would. Settings that only Python reads
 come from ``ATTRIBUTION_*`` variables here. :data:`SETTINGS` is built once at import; the Dagster assets receive it
@@ -21,12 +21,14 @@ import yaml
 
 from python_models.attribution import GRAINS, AttributionConfig
 from python_models.confidence import MatchModelConfig
+from python_models.identity import IdentityLimits
 from warehouse.target import DATA_DIR, PROJECT_ROOT
 
 DBT_PROJECT_FILE = PROJECT_ROOT / "dbt_project.yml"
 # The one Jinja form the project's vars use: "{{ env_var('NAME', 'default') }}", optionally piped through a filter.
 _ENV_VAR = re.compile(r"^\{\{\s*env_var\('(?P<name>\w+)',\s*'(?P<default>[^']*)'\)\s*(\|\s*\w+\s*)?\}\}$")
 WEAK_PAIR_MODELS = ("auto", "priors")
+_IDENTITY_PREFIX = "ATTRIBUTION_IDENTITY_"
 
 
 @cache
@@ -72,13 +74,37 @@ def _int_var(name: str, env: Mapping[str, str]) -> int:
         raise ValueError(f"dbt var {name}={value!r} is not a whole number") from exc
 
 
+def identity_limits_from_env(environ: Mapping[str, str] | None = None) -> IdentityLimits:
+    """Per-identity limits from ``ATTRIBUTION_IDENTITY_MAX_USER_IDS`` / ``_MAX_EMAILS`` / ``_MAX_COOKIES`` /
+    ``_MAX_SESSIONS``; the blocked identifiers and edge trust from the dbt vars the identity models use
+    (``identity_blocked_defaults``, ``identity_blocked`` = ``ATTRIBUTION_IDENTITY_BLOCKED``,
+    ``identity_edge_type_trust``), so SQL and Python never disagree."""
+    env = os.environ if environ is None else environ
+    kwargs: dict[str, object] = {}
+    for name in ("max_user_ids", "max_emails", "max_cookies", "max_sessions"):
+        raw = env.get(_IDENTITY_PREFIX + name.upper(), "").strip()
+        if raw:
+            try:
+                kwargs[name] = int(raw)
+            except ValueError as exc:
+                raise ValueError(f"{_IDENTITY_PREFIX}{name.upper()} must be an integer, got {raw!r}") from exc
+    blocked = {(t, v) for t, values in dbt_var("identity_blocked_defaults").items() for v in values}
+    for item in str(dbt_var("identity_blocked", env)).split(","):
+        if item.strip():
+            type_, sep, value = item.strip().partition(":")
+            if not sep:
+                raise ValueError(f"{_IDENTITY_PREFIX}BLOCKED entries must be type:value, got {item.strip()!r}")
+            blocked.add((type_, value))
+    trust = {str(k): int(v) for k, v in dbt_var("identity_edge_type_trust").items()}
+    return IdentityLimits(blocked_values=frozenset(blocked), edge_type_trust=trust, **kwargs)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     """Every knob of the pipeline that is not the warehouse connection (that is :class:`warehouse.target.Target`)."""
 
     lookback_days: int
     grain: str
-    channel_fit_window_days: int
     probability_floor: float
     half_life_days: float
     confidence_threshold: float
@@ -88,6 +114,7 @@ class PipelineSettings:
     partitions_start: str
     landing_dir: Path
     sentry_dsn: str | None
+    identity_limits: IdentityLimits
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -99,7 +126,6 @@ class PipelineSettings:
         return cls(
             lookback_days=_int_var("lookback_days", env),
             grain=grain,
-            channel_fit_window_days=_int_var("channel_fit_window_days", env),
             probability_floor=_number(env, "ATTRIBUTION_PROBABILITY_FLOOR", 0.05),
             half_life_days=_number(env, "ATTRIBUTION_HALF_LIFE_DAYS", 7.0),
             confidence_threshold=_number(env, "ATTRIBUTION_CONFIDENCE_THRESHOLD", 0.5),
@@ -109,6 +135,7 @@ class PipelineSettings:
             partitions_start=env.get("ATTRIBUTION_PARTITIONS_START") or "2026-01-01",
             landing_dir=landing if landing.is_absolute() else PROJECT_ROOT / landing,
             sentry_dsn=env.get("SENTRY_DSN") or None,
+            identity_limits=identity_limits_from_env(env),
         )
 
     def attribution_config(self) -> AttributionConfig:

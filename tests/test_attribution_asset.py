@@ -1,21 +1,24 @@
-"""The attribution assets' engine-side SQL on both targets, against the pandas definitions in python_models."""
+"""The dbt model of non-converting paths (int_non_converting_paths) on both targets, against the pandas definition
+in python_models that it implements in the engine."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.assets.attribution import null_path_counts_sql
 from python_models.attribution import null_paths, null_paths_from_keys
+from tests.conftest import run_dbt
 from warehouse.client import Warehouse
-from warehouse.target import Target, resolve_target
+from warehouse.target import Target
 
 T0 = pd.Timestamp("2026-03-01 12:00", tz="UTC")
 
 
 def clicks_world(seed: int = 3, n_clicks: int = 400) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """int_clicks and event_identities with the cases null paths must get right: bots, converting identities,
+    """int_clicks and int_event_identities with the cases null paths must get right: bots, converting identities,
     clicks beyond the lookback of an identity's last click, equal click times (click_id breaks the tie), missing
     grain values and text that needs quoting."""
     rng = np.random.default_rng(seed)
@@ -50,14 +53,19 @@ def clicks_world(seed: int = 3, n_clicks: int = 400) -> tuple[pd.DataFrame, pd.D
 
 
 @pytest.mark.parametrize("grain", ["channel", "link_id"])
-def test_engine_null_paths_equal_the_pandas_definition(target: Target, grain: str) -> None:
+def test_engine_null_paths_equal_the_pandas_definition(target: Target, grain: str, tmp_path) -> None:
     clicks, identities = clicks_world()
     wh = Warehouse(target)
     with wh.connect() as conn:
         wh.ensure_schemas(conn)
         wh.replace_table(clicks, "intermediate", "int_clicks", conn)
-        wh.replace_table(identities, "intermediate", "event_identities", conn)
-        counts = wh.query_df(null_path_counts_sql(wh, grain, "1 = 1", lookback_days=30.0), conn)
+        wh.replace_table(identities, "intermediate", "int_event_identities", conn)
+        # A window that starts before every click: every journey counts.
+        window = pd.DataFrame({"starts_after": [pd.Timestamp("2000-01-01").date()]})
+        wh.replace_table(window, "intermediate", "int_channel_fit_window", conn)
+    dbt_vars = json.dumps({"attribution_grain": grain, "lookback_days": 30})
+    run_dbt(target, "run", "--select", "int_non_converting_paths", "--vars", dbt_vars, target_path=tmp_path / "t")
+    counts = wh.query_df("select path_key, identities from intermediate.int_non_converting_paths")
     got = null_paths_from_keys(counts["path_key"], counts["identities"])
 
     converting = set(identities.loc[identities["event_kind"] == "conversion", "identity_id"])
@@ -69,6 +77,9 @@ def test_engine_null_paths_equal_the_pandas_definition(target: Target, grain: st
     pd.testing.assert_frame_equal(got, want)
 
 
-def test_an_unknown_grain_is_refused_before_reaching_sql() -> None:
-    with pytest.raises(ValueError, match="grain"):
-        null_path_counts_sql(Warehouse(resolve_target("duckdb")), "channel; drop table x", "1 = 1", 30.0)
+def test_an_unknown_grain_is_refused_before_reaching_sql(tmp_path) -> None:
+    from warehouse.target import resolve_target
+
+    target = resolve_target("duckdb", environ={"ATTRIBUTION_DUCKDB_PATH": str(tmp_path / "w.duckdb")})
+    with pytest.raises(pytest.fail.Exception, match="attribution_grain"):
+        run_dbt(target, "compile", "--select", "int_non_converting_paths", "--vars", '{"attribution_grain": "x; drop"}')

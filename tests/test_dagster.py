@@ -28,8 +28,21 @@ from cli.runner import load_definitions, prepare_dagster_home, run_job
 from lab.synthetic import WorldConfig, generate_world
 from lab.world_files import write_world
 from orchestration.assets.confidence import weak_pair_scorer
-from orchestration.assets.keys import MATCH_MODEL, RAW_TABLES
+from orchestration.assets.keys import (
+    IDENTITY_REPRESENTATIVES,
+    INT_EVENT_IDENTITIES,
+    INT_IDENTITIES,
+    INT_IDENTITY_EDGES,
+    INT_IDENTITY_KEY_COLLISIONS,
+    INT_IDENTITY_MAP,
+    INT_IDENTITY_NODE_EDGES,
+    INT_IDENTITY_NODES,
+    INT_MATCH_CANDIDATES,
+    MATCH_MODEL,
+    RAW_TABLES,
+)
 from orchestration.assets.raw import FRESHNESS_CHECK, freshness_results
+from orchestration.jobs import DAILY_JOB, HOURLY_JOB
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
 from orchestration.settings import WEAK_PAIR_MODELS, PipelineSettings, dbt_var
 from python_models.confidence import MatchModelConfig, fit_match_model, prior_model
@@ -71,7 +84,8 @@ def test_definitions_form_one_connected_lineage_graph(duckdb_target: Target) -> 
         ("raw", "clicks"),
         ("staging", "stg_raw__clicks"),
         ("intermediate", "int_match_candidates"),
-        ("intermediate", "identity_map"),
+        ("intermediate", "identity_representatives"),
+        ("intermediate", "int_identity_map"),
         ("intermediate", "match_scores"),
         ("intermediate", "attribution_credits"),
         ("marts", "fct_attribution_credits"),
@@ -95,6 +109,31 @@ def test_definitions_form_one_connected_lineage_graph(duckdb_target: Target) -> 
     # Groups come from the dbt folder, never from model names.
     assert graph.get(dg.AssetKey(["staging", "stg_raw__clicks"])).group_name == "staging"
     assert graph.get(dg.AssetKey(["marts", "fct_attribution_credits"])).group_name == "marts"
+
+
+def test_identity_step_sits_between_its_dbt_stages_and_only_the_daily_job_rebuilds_it(duckdb_target: Target) -> None:
+    defs = load_definitions(duckdb_target)
+    graph = defs.resolve_asset_graph()
+    # Graph inputs (stage 1) -> the Python graph -> the naming models (their own stage) -> candidates.
+    assert INT_IDENTITY_NODE_EDGES in graph.get(IDENTITY_REPRESENTATIVES).parent_keys
+    assert IDENTITY_REPRESENTATIVES in graph.get(INT_IDENTITIES).parent_keys
+    assert INT_EVENT_IDENTITIES in graph.get(INT_MATCH_CANDIDATES).parent_keys
+    stage = {key: defs.resolve_assets_def(key).node_def.name for key in (INT_IDENTITY_NODES, INT_EVENT_IDENTITIES)}
+    assert stage == {INT_IDENTITY_NODES: "dbt_staging_intermediate", INT_EVENT_IDENTITIES: "dbt_after_identity_graph"}
+    identity = {
+        INT_IDENTITY_EDGES,
+        INT_IDENTITY_NODES,
+        INT_IDENTITY_KEY_COLLISIONS,
+        INT_IDENTITY_NODE_EDGES,
+        IDENTITY_REPRESENTATIVES,
+        INT_IDENTITIES,
+        INT_IDENTITY_MAP,
+        INT_EVENT_IDENTITIES,
+    }
+    hourly = HOURLY_JOB.selection.resolve(graph)
+    assert not hourly & identity, sorted(k.to_user_string() for k in hourly & identity)
+    assert INT_MATCH_CANDIDATES in hourly
+    assert identity <= DAILY_JOB.selection.resolve(graph)
 
 
 def test_dagster_definitions_validate(duckdb_target: Target) -> None:
@@ -224,15 +263,12 @@ def test_settings_normalise_and_reject_unknown_values() -> None:
 
 
 def test_settings_read_shared_values_from_the_dbt_vars() -> None:
-    """The lookback, grain and channel-fit window have one definition, dbt_project.yml's vars."""
+    """The lookback and the grain have one definition, dbt_project.yml's vars."""
     project = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())["vars"]
     defaults = PipelineSettings.from_env({})
     assert defaults.lookback_days == project["lookback_days"]
-    assert (defaults.grain, defaults.channel_fit_window_days) == ("channel", 90)
-    overridden = PipelineSettings.from_env(
-        {"ATTRIBUTION_GRAIN": "creator_id", "ATTRIBUTION_CHANNEL_FIT_WINDOW_DAYS": "30"}
-    )
-    assert (overridden.grain, overridden.channel_fit_window_days) == ("creator_id", 30)
+    assert defaults.grain == "channel"
+    assert PipelineSettings.from_env({"ATTRIBUTION_GRAIN": "creator_id"}).grain == "creator_id"
     assert dbt_var("attribution_grain", {"ATTRIBUTION_GRAIN": "link_id"}) == "link_id"
     with pytest.raises(ValueError, match="ATTRIBUTION_GRAIN='week' must be one of"):
         PipelineSettings.from_env({"ATTRIBUTION_GRAIN": "week"})

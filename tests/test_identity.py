@@ -263,20 +263,6 @@ def test_empty_inputs() -> None:
     assert only_nodes["identity_id"].tolist() == [identity_id_for("cookie", "c1")]
 
 
-def test_limits_from_env_and_as_dict() -> None:
-    limits = IdentityLimits.from_env(
-        {"ATTRIBUTION_IDENTITY_MAX_EMAILS": "3", "ATTRIBUTION_IDENTITY_BLOCKED": "email:abc, cookie:kiosk"}
-    )
-    assert limits.max_emails == 3 and limits.max_user_ids == 1
-    assert {("email", "abc"), ("cookie", "kiosk")} <= limits.blocked_values
-    assert ("cookie", "undefined") in limits.blocked_values  # the default junk tokens stay blocked
-    as_dict = limits.as_dict()
-    assert as_dict["max_emails"] == 3 and "cookie:kiosk" in as_dict["blocked_values"]
-    assert IdentityLimits.from_env({}) == IdentityLimits()
-    with pytest.raises(ValueError, match="MAX_COOKIES"):
-        IdentityLimits.from_env({"ATTRIBUTION_IDENTITY_MAX_COOKIES": "many"})
-
-
 def test_junk_tokens_never_link_by_default() -> None:
     ids = identifiers(("cookie", "undefined", 0), ("user_id", "u1", 0), ("user_id", "u2", 0))
     e = edges(("cookie", "undefined", "user_id", "u1", 5), ("cookie", "undefined", "user_id", "u2", 5))

@@ -1,19 +1,34 @@
-"""The identity asset on both targets: the warehouse encodes, Python resolves, the warehouse names and assigns.
+"""The identity step on both targets: dbt numbers the identifiers and turns edges into node pairs, the Python asset
+resolves the integer graph, dbt names the identities and assigns every event.
 
-The engine-side SQL (numbering identifiers, blocked values, trust ranks, identity naming, event priority and the
-'evt_' fallback) must give exactly what python_models.identity defines on strings.
+The SQL models (numbering identifiers, blocked values, trust ranks, identity naming, event priority and the 'evt_'
+fallback) must give exactly what python_models.identity defines on strings, also when join keys collide.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
+import pytest
+import yaml
 
-from orchestration.assets.identity import identity_graph, resolve_in_warehouse
+from orchestration.assets.identity import identity_graph
+from orchestration.assets.keys import IDENTITY_REPRESENTATIVES
 from orchestration.resources import WarehouseResource
-from python_models.identity import IdentityLimits, event_singleton_id, identity_id_for, resolve_identities
+from orchestration.settings import SETTINGS, identity_limits_from_env
+from python_models.identity import (
+    DEFAULT_BLOCKED_VALUES,
+    DEFAULT_EDGE_TYPE_TRUST,
+    IdentityLimits,
+    event_singleton_id,
+    identity_id_for,
+    resolve_identities,
+)
+from tests.conftest import run_dbt
 from warehouse.client import Warehouse
-from warehouse.target import Target
+from warehouse.target import PROJECT_ROOT, Target
 
 T0 = pd.Timestamp("2026-01-05 08:00", tz="UTC")
 
@@ -98,28 +113,84 @@ def write_upstream(wh: Warehouse) -> dict[tuple[str, str], pd.DataFrame]:
     return tables
 
 
-def test_identity_asset_matches_the_string_reference(target: Target) -> None:
+def build_identities(target: Target, tmp_path: Path, collide: str | None = None) -> dict[str, object]:
+    """The identity step as the pipeline runs it: graph inputs (dbt), the Python asset, the naming models (dbt).
+
+    ``collide`` rewrites join keys before the graph is read, as a colliding 64-bit hash would: 'pair' gives user u2
+    the key of cookie c1, 'all' gives every node the same key. Returns the Python asset's metadata."""
+    dbt_target = tmp_path / "dbt_target"
+    run_dbt(target, "build", "--select", "tag:identity_graph", "--exclude-resource-type", "unit_test",
+            target_path=dbt_target)  # fmt: skip
     wh = Warehouse(target)
-    tables = write_upstream(wh)
-    result = dg.materialize([identity_graph], resources={"warehouse": WarehouseResource(target=target.name)})
+    if collide:
+        nodes = "intermediate.int_identity_nodes"
+        c1_key = f"(select node_key from {nodes} where type_rank = 2 and identifier_value = 'c1')"
+        new_key = c1_key if collide == "pair" else "7"
+        where = "type_rank = 0 and identifier_value = 'u2'" if collide == "pair" else "1 = 1"
+        with wh.connect() as conn:
+            wh.execute(f"update {nodes} set node_key = {new_key} where {where}", conn)
+        # PostgreSQL drops the edge view with the table it replaces (cascade): rebuild both, as the pipeline does.
+        run_dbt(target, "build", "--select", "int_identity_key_collisions", "int_identity_node_edges",
+                "--exclude-resource-type", "unit_test", target_path=dbt_target)  # fmt: skip
+    result = dg.materialize(
+        [identity_graph], resources={"warehouse": WarehouseResource(target=target.name), "settings": SETTINGS}
+    )
     assert result.success
-    metadata = result.asset_materializations_for_node("identity_graph")[0].metadata
-    assert metadata["string_joins"].value == []  # the hash-key joins were exact
-    assert_matches_reference(wh, tables)
+    run_dbt(target, "build", "--select", "tag:after_identity_graph", "--exclude-resource-type", "unit_test",
+            target_path=dbt_target)  # fmt: skip
+    events = result.get_asset_materialization_events()
+    assert [e.asset_key for e in events] == [IDENTITY_REPRESENTATIVES]
+    return dict(events[0].materialization.metadata)
 
 
-def test_a_colliding_join_key_falls_back_to_the_strings(target: Target) -> None:
-    """Every node gets the same key: the run must notice and join on the identifier strings, same result."""
+def test_identity_step_matches_the_string_reference(target: Target, tmp_path: Path) -> None:
     wh = Warehouse(target)
     tables = write_upstream(wh)
-
-    def colliding(_wh: Warehouse, _type_expr: str, value_expr: str) -> str:
-        return f"case when {value_expr} is not null then 7 end"
-
-    with wh.transaction() as conn:
-        run = resolve_in_warehouse(wh, conn, IdentityLimits(), key_sql=colliding)
-    assert run.string_joins == ["edges", "events"]
+    metadata = build_identities(target, tmp_path)
+    assert metadata["key_collisions"].value == 0
     assert_matches_reference(wh, tables)
+    with wh.connect() as conn:
+        n_identities = int(wh.scalar("select count(distinct identity_id) from intermediate.int_identity_map", conn))
+    assert metadata["identities"].value == n_identities == 4
+
+
+@pytest.mark.parametrize("collide", ["pair", "all"])
+def test_colliding_join_keys_join_on_the_strings(target: Target, tmp_path: Path, collide: str) -> None:
+    """A key shared by two nodes (or by every node) sends those nodes' joins to the strings: same result."""
+    wh = Warehouse(target)
+    tables = write_upstream(wh)
+    metadata = build_identities(target, tmp_path, collide)
+    assert metadata["key_collisions"].value == 1
+    with wh.connect() as conn:
+        shared = int(wh.scalar("select max(n_nodes) from intermediate.int_identity_key_collisions", conn))
+        n_nodes = int(wh.scalar("select count(*) from intermediate.int_identity_nodes", conn))
+    assert shared == (2 if collide == "pair" else n_nodes)
+    assert_matches_reference(wh, tables)
+
+
+def test_limits_from_env_and_as_dict() -> None:
+    limits = identity_limits_from_env(
+        {"ATTRIBUTION_IDENTITY_MAX_EMAILS": "3", "ATTRIBUTION_IDENTITY_BLOCKED": "email:abc, cookie:kiosk"}
+    )
+    assert limits.max_emails == 3 and limits.max_user_ids == 1
+    assert {("email", "abc"), ("cookie", "kiosk")} <= limits.blocked_values
+    assert ("cookie", "undefined") in limits.blocked_values  # the default junk tokens stay blocked
+    as_dict = limits.as_dict()
+    assert as_dict["max_emails"] == 3 and "cookie:kiosk" in as_dict["blocked_values"]
+    assert identity_limits_from_env({}) == IdentityLimits()
+    with pytest.raises(ValueError, match="MAX_COOKIES"):
+        identity_limits_from_env({"ATTRIBUTION_IDENTITY_MAX_COOKIES": "many"})
+    with pytest.raises(ValueError, match="type:value"):
+        identity_limits_from_env({"ATTRIBUTION_IDENTITY_BLOCKED": "kiosk"})
+
+
+def test_sql_rules_equal_the_python_defaults() -> None:
+    """The dbt vars the identity models read hold the same blocked values and trust as python_models.identity."""
+    dbt_vars = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())["vars"]
+    blocked = {(t, v) for t, values in dbt_vars["identity_blocked_defaults"].items() for v in values}
+    assert blocked == set(DEFAULT_BLOCKED_VALUES)
+    assert dbt_vars["identity_edge_type_trust"] == dict(DEFAULT_EDGE_TYPE_TRUST)
+    assert "ATTRIBUTION_IDENTITY_BLOCKED" in dbt_vars["identity_blocked"]
 
 
 def assert_matches_reference(wh: Warehouse, tables: dict[tuple[str, str], pd.DataFrame]) -> None:
@@ -129,8 +200,8 @@ def assert_matches_reference(wh: Warehouse, tables: dict[tuple[str, str], pd.Dat
         firsts.rename(columns={"observed_at": "first_seen_at"}), tables[("intermediate", "int_identity_edges")]
     )
     with wh.connect() as conn:
-        got = wh.query_df("select * from intermediate.identity_map", conn)
-        events = wh.query_df("select * from intermediate.event_identities", conn)
+        got = wh.query_df("select * from intermediate.int_identity_map", conn)
+        events = wh.query_df("select * from intermediate.int_event_identities", conn)
     key = ["identifier_type", "identifier_value"]
     pd.testing.assert_frame_equal(
         got.sort_values(key, ignore_index=True).astype(str), expected.sort_values(key, ignore_index=True).astype(str)

@@ -154,8 +154,8 @@ def python_tables(revenue: dict[str, float] | None = None, drop: tuple[str, ...]
         conversions[["conversion_id", "conversion_date"]], on="conversion_id"
     )
     return {
-        "identity_map": identity_map,
-        "event_identities": events,
+        "int_identity_map": identity_map,
+        "int_event_identities": events,
         "signal_weights": signal_weights,
         "match_scores": scores[["conversion_id", "click_id", "conversion_date", "match_probability"]],
         "attribution_credits": credits,

@@ -174,29 +174,6 @@ class Warehouse:
             return conn.execute(sql).df()
         return _pg_query_df(conn, sql)
 
-    # -- dialect ------------------------------------------------------------------------------------
-    def sha256_hex(self, expr: str) -> str:
-        """SQL for the lowercase hex SHA-256 of a text expression (UTF-8), equal to Python's hashlib."""
-        if self.target.is_duckdb:
-            return f"sha256({expr})"
-        return f"encode(sha256(convert_to({expr}, 'UTF8')), 'hex')"
-
-    def hash64(self, *exprs: str) -> str:
-        """SQL for a 64-bit hash of text expressions: a join key far cheaper than the strings themselves.
-
-        Not collision-free: callers check that it is unique over the values they join against, and fall back to
-        the strings when it is not.
-        """
-        if self.target.is_duckdb:
-            return f"hash({', '.join(exprs)})"
-        return f"hashtextextended({' || chr(31) || '.join(exprs)}, 0)"
-
-    def epoch_us(self, expr: str) -> str:
-        """SQL for a timestamptz as integer microseconds since the Unix epoch."""
-        if self.target.is_duckdb:
-            return f"epoch_us({expr})"
-        return f"cast(extract(epoch from {expr}) * 1000000 as bigint)"
-
     @contextmanager
     def registered(self, name: str, df: pd.DataFrame, conn: Any) -> Iterator[str]:
         """``df`` visible to SQL on ``conn`` as the relation ``name`` for the duration of the block (DuckDB scans
@@ -230,14 +207,6 @@ class Warehouse:
             _pg_copy_in(cur, df, quote_ident(name))
             cur.execute(f"analyze {quote_ident(name)}")
 
-    def temp_table_as(self, name: str, select_sql: str, conn: Any) -> None:
-        """(Re)create the session-local temporary table ``name`` from ``select_sql``, computed in the engine."""
-        self.execute(f"drop table if exists {quote_ident(name)}", conn)
-        self.execute(f"create temporary table {quote_ident(name)} as {select_sql}", conn)
-        if not self.target.is_duckdb:
-            # Fresh tables have no statistics; PostgreSQL would plan the joins that read them blind.
-            self.execute(f"analyze {quote_ident(name)}", conn)
-
     # -- writing ------------------------------------------------------------------------------------
     def replace_table(self, df: pd.DataFrame, schema: str, table: str, conn: Any = None) -> int:
         """Atomically replace ``schema.table`` with ``df`` (readers see the old or the new table)."""
@@ -260,26 +229,6 @@ class Warehouse:
             # Fresh tables have no statistics; the joins that read them next would be planned blind.
             cur.execute(f"analyze {target}")
         return len(df)
-
-    def replace_table_as(self, schema: str, table: str, select_sql: str, conn: Any) -> int:
-        """Atomically replace ``schema.table`` with the result of ``select_sql``, computed inside the engine.
-
-        Same guarantee as :meth:`replace_table`: readers see the old or the new table, never an empty one.
-        Returns the new row count.
-        """
-        self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
-        target = qualified(schema, table)
-        if self.target.is_duckdb:
-            conn.execute(f"create or replace table {target} as {select_sql}")
-        else:
-            swap = qualified(schema, f"{table}__swap")
-            with conn.cursor() as cur:
-                cur.execute(f"drop table if exists {swap}")
-                cur.execute(f"create table {swap} as {select_sql}")
-                cur.execute(f"drop table if exists {target}")
-                cur.execute(f"alter table {swap} rename to {quote_ident(table)}")
-                cur.execute(f"analyze {target}")
-        return int(self.scalar(f"select count(*) from {target}", conn))
 
     def replace_rows(self, df: pd.DataFrame, schema: str, table: str, where: str, conn: Any = None) -> int:
         """Delete the rows matching ``where`` and insert ``df`` in one transaction (partition overwrite).

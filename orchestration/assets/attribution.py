@@ -12,9 +12,10 @@ from orchestration.assets.keys import (
     ATTRIBUTION_CREDITS,
     CHANNEL_WEIGHTS,
     CONVERSION_ATTRIBUTION,
-    EVENT_IDENTITIES,
-    INT_CLICKS,
+    INT_CHANNEL_FIT_WINDOW,
+    INT_EVENT_IDENTITIES,
     INT_MATCH_CANDIDATES,
+    INT_NON_CONVERTING_PATHS,
     MATCH_MODEL,
     MATCH_SCORES,
     STG_CONVERSIONS,
@@ -23,10 +24,7 @@ from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource
 from orchestration.settings import PipelineSettings
 from python_models.attribution import (
-    GRAINS,
-    PATH_SEPARATOR,
     TOUCH_COLUMNS,
-    UNKNOWN_GRAIN,
     combine_paths,
     conversion_paths,
     fit_data_driven,
@@ -58,47 +56,9 @@ def _path_touches(wh: Warehouse, conn: object, where: str, grain: str) -> pd.Dat
     return wh.query_df(SCORED_CANDIDATES_SQL.format(columns=columns, where=where), conn)
 
 
-def null_path_counts_sql(wh: Warehouse, grain: str, click_where: str, lookback_days: float) -> str:
-    """:func:`python_models.attribution.null_paths` in the engine: for every identity that never converted, its
-    non-bot clicks within ``lookback_days`` of its last click, in time order, as a path key; then identities per
-    key. Millions of non-converting clicks stay in the warehouse; a few thousand distinct paths come out."""
-    if grain not in GRAINS:
-        raise ValueError(f"grain must be one of {GRAINS}, got {grain!r}")
-    lookback_us = int(round(lookback_days * 86_400_000_000))
-    return f"""
-        with clicks as (
-            select
-                identities.identity_id,
-                c.click_id,
-                c.clicked_at,
-                coalesce(c.{grain}, '{UNKNOWN_GRAIN}') || chr({ord(PATH_SEPARATOR)}) as step,
-                max(c.clicked_at) over (partition by identities.identity_id) as last_clicked_at
-            from intermediate.int_clicks as c
-            inner join intermediate.event_identities as identities
-                on identities.event_kind = 'click' and identities.event_id = c.click_id
-            where not c.is_bot
-                and {click_where}
-                and identities.identity_id not in (
-                    select identity_id from intermediate.event_identities where event_kind = 'conversion'
-                )
-        ),
-
-        paths as (
-            select identity_id, string_agg(step, '' order by clicked_at, click_id) as path_key
-            from clicks
-            where {wh.epoch_us("clicked_at")} >= {wh.epoch_us("last_clicked_at")} - {lookback_us}
-            group by identity_id
-        )
-
-        select path_key, count(*) as identities
-        from paths
-        group by path_key
-    """
-
-
 @dg.asset(
     key=CHANNEL_WEIGHTS,
-    deps=[MATCH_SCORES, INT_CLICKS, EVENT_IDENTITIES],
+    deps=[MATCH_SCORES, INT_CHANNEL_FIT_WINDOW, INT_NON_CONVERTING_PATHS],
     group_name="attribution",
     owners=OWNERS,
     kinds={"python", "numpy"},
@@ -114,15 +74,10 @@ def channel_weights(
     wh = warehouse.get()
     config = settings.attribution_config()
     with wh.connect() as conn:
-        last = wh.scalar("select max(conversion_date) from intermediate.match_scores", conn)
-        where = "1 = 1"
-        click_where = "1 = 1"
-        if last is not None:
-            start = (pd.Timestamp(last) - pd.Timedelta(days=settings.channel_fit_window_days)).date().isoformat()
-            where = f"c.conversion_date > cast('{start}' as date)"
-            click_where = f"c.clicked_date > cast('{start}' as date)"
+        starts_after = wh.scalar("select starts_after from intermediate.int_channel_fit_window", conn)
+        where = f"c.conversion_date > cast('{starts_after}' as date)" if starts_after is not None else "1 = 1"
         scored = _path_touches(wh, conn, where, config.grain)
-        null_counts = wh.query_df(null_path_counts_sql(wh, config.grain, click_where, config.lookback_days), conn)
+        null_counts = wh.query_df("select path_key, identities from intermediate.int_non_converting_paths", conn)
     touches = select_touches(scored, config)
     paths = combine_paths(
         conversion_paths(touches, config.grain),
@@ -204,7 +159,7 @@ def conservation_errors(credits: pd.DataFrame, conversions: pd.DataFrame) -> dic
         ),
         dg.AssetSpec(
             CONVERSION_ATTRIBUTION,
-            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, MATCH_MODEL, STG_CONVERSIONS, EVENT_IDENTITIES],
+            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, MATCH_MODEL, STG_CONVERSIONS, INT_EVENT_IDENTITIES],
             description=(
                 "One row per conversion: last-touch link, calibrated confidence, signals. Conversions missing here "
                 "were rejected in staging: look at staging.rejected_rows for their reason."
@@ -247,7 +202,8 @@ def attribution(
         conversions = wh.query_df(
             "select v.conversion_id, v.converted_date as conversion_date, v.converted_at, v.event_type, "
             "v.revenue, e.identity_id from staging.stg_raw__conversions v "
-            "left join intermediate.event_identities e on e.event_kind = 'conversion' and e.event_id = v.conversion_id "
+            "left join intermediate.int_event_identities e "
+            "on e.event_kind = 'conversion' and e.event_id = v.conversion_id "
             f"where {date_where('v.converted_date', window)}",
             conn,
         )

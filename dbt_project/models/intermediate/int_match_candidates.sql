@@ -39,9 +39,9 @@
 {%- set max_ip_ua_popularity = int_setting('candidate_max_ip_ua_popularity') %}
 {%- set max_fingerprint_popularity = int_setting('candidate_max_fingerprint_popularity') %}
 
-{#- The identity source is written by a Python asset that runs after the first dbt stage; before its first run
-    there are no identities, which is the same as an empty table. -#}
-{%- set event_identities_relation = source('python', 'event_identities') %}
+{#- Event identities are built after the Python identity graph (a dbt stage of their own, tag after_identity_graph); before
+    their first build there are no identities, which is the same as an empty table. -#}
+{%- set event_identities_relation = ref('int_event_identities') %}
 {%- set has_identities = int_relation_exists(event_identities_relation) %}
 
 {#- Clicks are read through NOT MATERIALIZED CTEs (PostgreSQL 12+, DuckDB): each join scans only the columns it

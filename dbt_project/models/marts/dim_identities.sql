@@ -1,8 +1,8 @@
 {#- One row per resolved person (identity): when they were first and last seen and how many identifiers and
     devices the identity graph tied together.
 
-    The identifier counts come from identity_map: exactly the identifiers resolved into the identity. Activity
-    comes from the identity's events (non-bot clicks and conversions, event_identities): an event without a
+    The identifier counts come from int_identity_map: exactly the identifiers resolved into the identity. Activity
+    comes from the identity's events (non-bot clicks and conversions, int_event_identities): an event without a
     strong identifier is an identity of its own (evt_ id), and an identity whose events all went to another part
     of a split component has no activity (null timestamps, zero fingerprints). -#}
 
@@ -10,13 +10,13 @@ with
 
 identity_map as (
 
-    select * from {{ source('python', 'identity_map') }}
+    select * from {{ ref('int_identity_map') }}
 
 ),
 
 event_identities as (
 
-    select * from {{ source('python', 'event_identities') }}
+    select * from {{ ref('int_event_identities') }}
 
 ),
 

@@ -22,7 +22,7 @@ click_identities as (
     select
         cast(event_id as text) as click_id,
         cast(identity_id as text) as identity_id
-    from {{ source('python', 'event_identities') }}
+    from {{ ref('int_event_identities') }}
     where event_kind = 'click'
 
 ),

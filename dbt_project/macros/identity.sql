@@ -1,0 +1,194 @@
+{#- Helpers of the identity models (int_identity_*, int_identities, int_event_identities) and the dialect macros
+    they need. The graph itself is resolved in Python (python_models.identity.resolve_identity_nodes); these macros
+    hold what the SQL around it must agree on with Python: the strong types and their priority, blocked values,
+    edge-type trust, and the names of identities. Every macro returns portable SQL (DuckDB and PostgreSQL); engine
+    differences are dispatched (a default__ plus only the overrides needed). -#}
+
+
+{#- ---------------------------------------------------------------------------------------------------------
+    Dialect: 64-bit join keys, epoch microseconds, SHA-256 in hex.
+--------------------------------------------------------------------------------------------------------- -#}
+
+{#- hash64(exprs): a 64-bit hash of a list of text expressions; a join key far cheaper than the strings. Not
+    collision-free: the identity models find the keys two nodes share (int_identity_key_collisions) and join those
+    nodes on their strings instead. -#}
+{% macro hash64(exprs) %}
+    {{- return(adapter.dispatch('hash64', 'link_attribution')(exprs)) -}}
+{% endmacro %}
+
+{% macro default__hash64(exprs) -%}
+    hashtextextended({{ exprs | join(' || chr(31) || ') }}, 0)
+{%- endmacro %}
+
+{% macro duckdb__hash64(exprs) -%}
+    hash({{ exprs | join(', ') }})
+{%- endmacro %}
+
+
+{#- epoch_us(timestamptz) -> bigint microseconds since 1970-01-01 UTC, exact (staging's epoch_seconds is a double,
+    which cannot hold every microsecond of today exactly). -#}
+{% macro epoch_us(expr) %}
+    {{- return(adapter.dispatch('epoch_us', 'link_attribution')(expr)) -}}
+{% endmacro %}
+
+{% macro default__epoch_us(expr) -%}
+    cast(extract(epoch from {{ expr }}) * 1000000 as bigint)
+{%- endmacro %}
+
+{% macro duckdb__epoch_us(expr) -%}
+    epoch_us({{ expr }})
+{%- endmacro %}
+
+
+{#- sha256_hex(text) -> lower-case hex SHA-256 of the text's UTF-8 bytes, equal to Python's hashlib (staging's
+    hash_pii is the same digest of a salted value). -#}
+{% macro sha256_hex(expr) %}
+    {{- return(adapter.dispatch('sha256_hex', 'link_attribution')(expr)) -}}
+{% endmacro %}
+
+{% macro default__sha256_hex(expr) -%}
+    encode(sha256(convert_to({{ expr }}, 'UTF8')), 'hex')
+{%- endmacro %}
+
+{% macro duckdb__sha256_hex(expr) -%}
+    sha256({{ expr }})
+{%- endmacro %}
+
+
+{#- ---------------------------------------------------------------------------------------------------------
+    The identity graph's rules, shared with python_models.identity (tests/test_identity_sql_rules.py checks that
+    the vars below equal the Python defaults).
+--------------------------------------------------------------------------------------------------------- -#}
+
+{#- identity_strong_types(): the strong identifier types in priority order (python_models.identity.STRONG_TYPES):
+    when a split puts an event's identifiers in different identities, the event follows the first present. -#}
+{% macro identity_strong_types() -%}
+    {{- return(['user_id', 'email', 'cookie', 'session']) -}}
+{%- endmacro %}
+
+{#- identity_event_columns(): (type, column of int_clicks / stg_raw__conversions) in priority order. -#}
+{% macro identity_event_columns() -%}
+    {{- return([('user_id', 'user_id'), ('email', 'email_hash'), ('cookie', 'cookie_id'), ('session', 'session_id')]) -}}
+{%- endmacro %}
+
+{% macro identity_literal(value) -%}
+    '{{ value | string | replace("'", "''") }}'
+{%- endmacro %}
+
+
+{#- identity_blocked_values(): {type: [values]} of the strong identifiers that never link anything: var
+    identity_blocked_defaults (junk tokens) plus var identity_blocked (env ATTRIBUTION_IDENTITY_BLOCKED,
+    comma-separated type:value, the same variable the Python asset reads). Weak types are accepted and ignored
+    (they are never nodes); an unknown type or an entry without ':' is an error. -#}
+{% macro identity_blocked_values() -%}
+    {%- set strong = identity_strong_types() -%}
+    {%- set by_type = {} -%}
+    {%- set defaults = var('identity_blocked_defaults', {}) or {} -%}
+    {%- for identifier_type, values in defaults.items() -%}
+        {%- for value in values -%}
+            {%- do by_type.setdefault(identifier_type, []).append(value | string) -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {%- set extra = var('identity_blocked', '') -%}
+    {%- set items = extra if (extra is iterable and extra is not string) else ((extra or '') | string).split(',') -%}
+    {%- for raw in items -%}
+        {%- set item = raw | string | trim -%}
+        {%- if item -%}
+            {%- if ':' not in item -%}
+                {{ exceptions.raise_compiler_error("var identity_blocked (ATTRIBUTION_IDENTITY_BLOCKED): entries must be type:value, got '" ~ item ~ "'") }}
+            {%- endif -%}
+            {%- set identifier_type, value = item.split(':', 1) -%}
+            {%- if identifier_type not in strong + ['fingerprint', 'ip'] -%}
+                {{ exceptions.raise_compiler_error("var identity_blocked (ATTRIBUTION_IDENTITY_BLOCKED): unknown identifier type '" ~ identifier_type ~ "'") }}
+            {%- endif -%}
+            {%- do by_type.setdefault(identifier_type, []).append(value) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set out = {} -%}
+    {%- for identifier_type in strong if identifier_type in by_type -%}
+        {%- do out.update({identifier_type: by_type[identifier_type] | unique | sort}) -%}
+    {%- endfor -%}
+    {{- return(out) -}}
+{%- endmacro %}
+
+
+{#- identity_not_blocked(type_expr, value_expr): true unless (type, value) is a blocked strong identifier; one IN
+    list per type, no string building per row. A null value is not blocked (it is simply absent). -#}
+{% macro identity_not_blocked(type_expr, value_expr) -%}
+    {%- set blocked = identity_blocked_values() -%}
+    {%- if not blocked -%}
+    1 = 1
+    {%- else -%}
+    {%- for identifier_type, values in blocked.items() -%}
+    not ({{ type_expr }} = {{ identity_literal(identifier_type) }} and coalesce({{ value_expr }} in (
+        {%- for value in values %}{{ identity_literal(value) }}{{ ', ' if not loop.last }}{% endfor -%}
+    ), false)){{ ' and ' if not loop.last }}
+    {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- identity_type_rank(type_expr) / identity_type_name(rank_expr): a strong type's index in identity_strong_types()
+    (-1 for others) and back. Nodes keep the small rank, not the type's text. -#}
+{% macro identity_type_rank(type_expr) -%}
+    case {{ type_expr }}
+    {%- for identifier_type in identity_strong_types() | sort %} when {{ identity_literal(identifier_type) }} then {{ identity_strong_types().index(identifier_type) }}{% endfor %} else -1 end
+{%- endmacro %}
+
+{% macro identity_type_name(rank_expr) -%}
+    case {{ rank_expr }}
+    {%- for identifier_type in identity_strong_types() %} when {{ loop.index0 }} then {{ identity_literal(identifier_type) }}{% endfor %} end
+{%- endmacro %}
+
+
+{#- identity_edge_trust(edge_type_expr): how much an edge type is trusted when a component must be split (higher
+    = cut later; var identity_edge_type_trust, python_models.identity.DEFAULT_EDGE_TYPE_TRUST); 'a-b' and 'b-a'
+    are the same edge type; unknown types rank 0. -#}
+{% macro identity_edge_trust(edge_type_expr) -%}
+    {%- set trust = var('identity_edge_type_trust', {}) or {} -%}
+    {%- set full = {} -%}
+    {%- for edge_type, value in trust.items() -%}
+        {%- do full.update({edge_type: value | int}) -%}
+    {%- endfor -%}
+    {%- for edge_type, value in trust.items() -%}
+        {%- set parts = edge_type.split('-', 1) -%}
+        {%- if parts | length == 2 -%}
+            {%- do full.setdefault(parts[1] ~ '-' ~ parts[0], value | int) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    case {{ edge_type_expr }}
+    {%- for edge_type in full | sort %} when {{ identity_literal(edge_type) }} then {{ full[edge_type] }}{% endfor %} else 0 end
+{%- endmacro %}
+
+
+{#- identity_node_key(type_expr, value_expr): the 64-bit join key of an identifier, null for a null value (a
+    missing identifier never matches a node). -#}
+{% macro identity_node_key(type_expr, value_expr) -%}
+    case when {{ value_expr }} is not null then {{ hash64([type_expr, value_expr]) }} end
+{%- endmacro %}
+
+
+{#- identity_short_hash(prefix, text_expr): prefix || the first 16 hex characters of the text's SHA-256, the form
+    of identity ids ('idn_') and of the identities of events without an identifier ('evt_'). -#}
+{% macro identity_short_hash(prefix, text_expr) -%}
+    {{ identity_literal(prefix) }} || substr({{ sha256_hex(text_expr) }}, 1, 16)
+{%- endmacro %}
+
+
+{#- identity_duckdb_write_settings(enabled): pre-/post-hook of the large identity tables on DuckDB. Their strings
+    are hashes and hash-derived ids, which dictionary/FSST compression barely shrinks but spent ~3 s analysing per
+    write of the identifier map alone at 10M clicks; stored plain. Row order means nothing in them, so DuckDB may
+    also write them in parallel. Nothing to do on PostgreSQL. -#}
+{% macro identity_duckdb_write_settings(enabled) -%}
+    {{- return(adapter.dispatch('identity_duckdb_write_settings', 'link_attribution')(enabled)) -}}
+{%- endmacro %}
+
+{% macro default__identity_duckdb_write_settings(enabled) -%}{%- endmacro %}
+
+{% macro duckdb__identity_duckdb_write_settings(enabled) -%}
+    {%- if enabled -%}
+    set preserve_insertion_order = false; set disabled_compression_methods = 'dict_fsst'
+    {%- else -%}
+    set preserve_insertion_order = true; reset disabled_compression_methods
+    {%- endif -%}
+{%- endmacro %}

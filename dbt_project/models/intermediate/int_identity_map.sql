@@ -1,0 +1,55 @@
+{#- Every strong, non-blocked identifier (user_id, email hash, cookie, session) with the identity it was resolved
+    into: the identity of its node's representative. Blocked identifiers are absent (events carrying one fall back
+    to their other identifiers).
+
+    Empty until the Python identity asset has written its first resolution (source python.identity_representatives). -#}
+
+{{ config(
+    tags=['after_identity_graph'],
+    pre_hook="{{ link_attribution.identity_duckdb_write_settings(true) }}",
+    post_hook="{{ link_attribution.identity_duckdb_write_settings(false) }}",
+) }}
+
+{%- set representatives_relation = source('python', 'identity_representatives') %}
+{%- set has_representatives = int_relation_exists(representatives_relation) %}
+
+with
+
+nodes as (
+
+    select * from {{ ref('int_identity_nodes') }}
+
+),
+
+representatives as (
+
+    {%- if has_representatives %}
+    select * from {{ representatives_relation }}
+    {%- else %}
+    select cast(null as bigint) as node, cast(null as bigint) as rep_node
+    where 1 = 0
+    {%- endif %}
+
+),
+
+identities as (
+
+    select * from {{ ref('int_identities') }}
+
+),
+
+final as (
+
+    select
+        {{ identity_type_name('nodes.type_rank') }} as identifier_type,
+        nodes.identifier_value,
+        identities.identity_id
+    from nodes
+    inner join representatives
+        on representatives.node = nodes.node
+    inner join identities
+        on identities.rep_node = representatives.rep_node
+
+)
+
+select * from final
