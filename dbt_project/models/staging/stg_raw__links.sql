@@ -14,9 +14,9 @@ raw_links as not materialized (
 
 {#- Ranking needs a window over the versions of each key, and a window materialises every column of every row it
     sees. Yet nearly every key arrives once. So the keys delivered more than once are found first (a narrow
-    GROUP BY on the cleaned key), the stages below run twice, over the rows of those keys (`repeated`) and over
-    the others (`single`, keyless rows included), and only the repeated ones are ranked by a window. The result
-    is the same as ranking every row. #}
+    GROUP BY on the cleaned key), the stages below run twice (the loop writes them once), over the rows of those
+    keys (`repeated_*`) and over the others (`single_*`, keyless rows included), and only the repeated ones are
+    ranked by a window. The result is the same as ranking every row. #}
 repeated_keys as materialized (
     select {{ clean_identifier('link_id') }} as _repeated_key
     from raw_links
