@@ -136,8 +136,9 @@ def build_identities(target: Target, tmp_path: Path, collide: str | None = None)
         [identity_graph], resources={"warehouse": WarehouseResource(target=target.name), "settings": SETTINGS}
     )
     assert result.success
-    run_dbt(target, "build", "--select", "tag:after_identity_graph", "--exclude-resource-type", "unit_test",
-            target_path=dbt_target)  # fmt: skip
+    # The naming models of the stage; its journey model (int_non_converting_paths) needs clicks with link attributes.
+    run_dbt(target, "build", "--select", "tag:after_identity_graph", "--exclude", "int_non_converting_paths",
+            "--exclude-resource-type", "unit_test", target_path=dbt_target)  # fmt: skip
     events = result.get_asset_materialization_events()
     assert [e.asset_key for e in events] == [IDENTITY_REPRESENTATIVES]
     return dict(events[0].materialization.metadata)

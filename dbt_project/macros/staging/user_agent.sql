@@ -2,7 +2,7 @@
     The token lists are the rules; they are unit-tested in _staging__models.yml. Order matters where noted.
 
     Row-level bot rules live here (ua_bot_reason) and in the staging models (datacenter IP). Rules that need other
-    rows (IP bursts, clicks right after a link's creation) live in bot_behaviour_flags, called by int_clicks. -#}
+    rows (IP bursts, clicks right after a link's creation) live in int_clicks. -#}
 
 {#- like_any(expr, patterns): true when `expr` matches any pattern. Patterns are LIKE-style with '%' as the only
     wildcard ('_' is a literal underscore, as in 'musical_ly'); lower-case literals, no quotes. Dispatched for

@@ -1,9 +1,12 @@
 {#- One row per staged click, with its link's attributes and the final bot decision: the row-level rules of
-    staging (user agent, datacenter IP, ...) plus two behavioural rules that need other rows (staging's macro
-    bot_behaviour_flags):
+    staging (user agent, datacenter IP, ...) plus two behavioural rules that need other rows, which staging (one row
+    at a time) cannot apply:
       burst               bot_burst_clicks or more clicks from one IP within bot_burst_window_seconds;
       preview_after_post  a click within bot_preview_seconds of the link's creation (link unfurlers, previews).
     A row-level reason from staging wins over the behavioural ones. -#}
+{%- set burst_clicks = var('bot_burst_clicks') | int %}
+{%- set burst_window_seconds = var('bot_burst_window_seconds') | float %}
+{%- set preview_seconds = var('bot_preview_seconds') | float %}
 
 with
 
@@ -53,24 +56,66 @@ clicks_with_links as (
 
 ),
 
--- The behavioural rules (staging's macro bot_behaviour_flags) on the four columns they need, so the window passes
--- sort narrow rows instead of the wide click rows: every staged click counts, bots included (they share the IP).
+-- The behavioural rules on the four columns they need, so the window passes sort narrow rows instead of the wide
+-- click rows: every staged click counts, bots included (they share the IP). Window frames use RANGE offsets over
+-- epoch seconds (numbers), which every engine supports, rather than interval offsets.
 click_times as (
 
     select
         clicks.click_id,
         clicks.ip_hash,
-        clicks.clicked_at,
-        links.created_at as link_created_at
+        {{ epoch_seconds('clicks.clicked_at') }} as clicked_epoch,
+        {{ epoch_seconds('links.created_at') }} as link_created_epoch
     from clicks
     left join links
         on clicks.link_id = links.link_id
 
 ),
 
+-- A click ends a burst when the trailing window [t - W, t] of its IP holds at least N clicks (people do not click
+-- that fast). A click without ip_hash is never part of a burst: unknown IPs are not one visitor.
+burst_ends as (
+
+    select
+        click_times.*,
+        case
+            when ip_hash is not null
+                and count(*) over (
+                    partition by ip_hash
+                    order by clicked_epoch
+                    range between {{ burst_window_seconds }} preceding and current row
+                ) >= {{ burst_clicks }}
+            then 1 else 0
+        end as ends_burst
+    from click_times
+
+),
+
+-- A click is in a burst when a burst ends within [t, t + W] of it, i.e. it lies in some dense window.
+burst_members as (
+
+    select
+        burst_ends.*,
+        case when ip_hash is not null then
+            max(ends_burst) over (
+                partition by ip_hash
+                order by clicked_epoch
+                range between current row and {{ burst_window_seconds }} following
+            )
+        end as in_burst
+    from burst_ends
+
+),
+
+-- Platforms fetch a link for its preview card the moment it is posted: a click within the preview window of its
+-- link's creation (either side) is that fetch.
 behaviour_flags as (
 
-    {{ bot_behaviour_flags('click_times') }}
+    select
+        click_id,
+        coalesce(in_burst, 0) = 1 as is_burst_bot,
+        coalesce(abs(clicked_epoch - link_created_epoch) <= {{ preview_seconds }}, false) as is_preview_bot
+    from burst_members
 
 ),
 
