@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import hashlib
 import io
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli.main import main
+from warehouse import loader
 from warehouse.client import Warehouse, qualified
-from warehouse.loader import RAW_COLUMNS, RAW_SCHEMA, load_folder
+from warehouse.loader import RAW_COLUMNS, RAW_SCHEMA, LoadError, load_folder
 from warehouse.target import Target
 
 CLICK_COLUMNS = list(RAW_COLUMNS["clicks"])
@@ -226,6 +228,45 @@ def test_ragged_row_is_refused(warehouse, target, tmp_path, capsys, extra: bool)
     folder = folder_with_clicks(tmp_path, "ragged", "".join(lines).encode())
     fields = len(CLICK_COLUMNS) + (1 if extra else -2)
     assert_refused(warehouse, target, folder, capsys, "line 5", f"ragged row: {fields} field(s)")
+
+
+def test_blank_line_is_refused_on_every_target(warehouse, target, tmp_path, capsys) -> None:
+    # DuckDB would skip it and COPY would refuse the file: the loader decides, the same for both.
+    lines = csv_text(CLICKS).splitlines(keepends=True)
+    folder = folder_with_clicks(tmp_path, "blank", "".join([*lines[:2], "\n", *lines[2:]]).encode())
+    assert_refused(warehouse, target, folder, capsys, "line 3", "empty line, the header has 11")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 64 * 1024])
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("a,b\n1,2\n3,4\n", None),
+        ("a,b\r\n1,2\r\n3,4\r\n", None),
+        ('a,b\n1,"x\n\ny"\n3,4\n', None),  # a blank line inside a quoted value is data
+        ('a,b\r\n1,"x\r\n\r\ny"\r\n', None),
+        ("a,b\n1,2\n\n3,4\n", "line 3: empty line"),
+        ("a,b\r\n1,2\r\n\r\n3,4\r\n", "line 3: empty line"),
+        ("a,b\n1,2\n\n", "line 3: empty line"),
+        ("a,b\n1,2\n3\n", "line 3: ragged row: 1 field(s)"),
+    ],
+)
+def test_scan_finds_blank_lines_across_chunk_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, text: str, verdict: str | None
+) -> None:
+    monkeypatch.setattr(loader, "SCAN_CHUNK", chunk)
+    path = tmp_path / "links.csv"
+    path.write_bytes(text.encode())
+    f = loader.RawFile(table="links", path=path, columns=("a", "b"))
+    if verdict is None or "ragged" in verdict:  # a ragged row is left to the engine's strict reader
+        loader._scan_csv(f, tmp_path)
+        assert f.checksum == hashlib.sha256(text.encode()).hexdigest()
+        assert (loader._diagnose_csv(f) or "") == (
+            f"{path}: {verdict}, the header has 2; nothing was loaded" if verdict else ""
+        )
+    else:
+        with pytest.raises(LoadError, match=verdict):
+            loader._scan_csv(f, tmp_path)
 
 
 # -- NUL and control characters: one rule on every target ----------------------------------------------------
