@@ -26,6 +26,7 @@ import hashlib
 import io
 import logging
 import tempfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -62,6 +63,8 @@ SCAN_CHUNK = 4 * 1024 * 1024
 MAX_LINE_BYTES = 4_000_000
 QUOTE, NEWLINE, CARRIAGE_RETURN = ord('"'), ord("\n"), ord("\r")
 NOTHING_LOADED = "nothing was loaded"
+# A file that cannot be opened, or a truncated or corrupt gzip stream.
+UNREADABLE = (OSError, EOFError, zlib.error)
 
 
 class LoadError(Exception):
@@ -176,16 +179,16 @@ def _line_of(exc: UnicodeDecodeError, codec: str) -> int:
 
 def _csv_header(path: Path, encoding: str) -> tuple[tuple[str, ...], list[str]]:
     """The header names of a CSV file and the notes on what was accepted; refuses an unreadable header."""
-    with _open_bytes(path) as fh:
-        try:
+    try:
+        with _open_bytes(path) as fh:
             head = fh.read(64 * 1024)
             while b"\n" not in head and len(head) < MAX_LINE_BYTES:
                 more = fh.read(64 * 1024)
                 if not more:
                     break
                 head += more
-        except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
-            raise LoadError(f"{path}: could not be read: {exc}; {NOTHING_LOADED}") from exc
+    except UNREADABLE as exc:
+        raise LoadError(f"{path}: could not be read: {exc}; {NOTHING_LOADED}") from exc
     if not head.strip():
         raise LoadError(f"{path}: empty file, expected a header row; {NOTHING_LOADED}")
     codec, notes = _codec(encoding), []
@@ -270,7 +273,7 @@ def _scan_csv(f: RawFile, workdir: Path) -> None:
     UTF-8 in the same pass. Only a file with NUL bytes, an odd quote count or a blank line takes a slow path.
     """
     codec = _codec(f.encoding)
-    digest, quotes, has_nul, blank, lines = hashlib.sha256(), 0, False, False, 1
+    digest, quotes, has_nul, blank, lines, tail = hashlib.sha256(), 0, False, False, 1, ""
     last_newline, last_byte = -2, 0  # the previous chunk's last newline (relative to this chunk) and last byte
     out = None
     if codec != "utf-8":
@@ -298,13 +301,15 @@ def _scan_csv(f: RawFile, workdir: Path) -> None:
                 lines += text.count("\n")
                 has_nul = has_nul or "\x00" in text
                 quotes += text.count('"')
-                blank = blank or "\n\n" in text or "\n\r\n" in text
+                joined = tail + text  # a blank line may straddle two chunks
+                blank = blank or "\n\n" in joined or "\n\r\n" in joined
+                tail = text[-2:]
                 out.write((text.lstrip("\ufeff") if out.tell() == 0 else text).encode("utf-8"))
             if out is not None:
                 out.write(decoder.decode(b"", final=True).encode("utf-8"))
     except UnicodeDecodeError as exc:  # the end of the file cut a character in two
         raise _not_encoded(f.path, f.encoding, lines, exc) from exc
-    except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
+    except UNREADABLE as exc:
         raise LoadError(f"{f.path}: could not be read: {exc}; {NOTHING_LOADED}") from exc
     finally:
         if out is not None:
@@ -505,9 +510,12 @@ def _scan(f: RawFile, workdir: Path) -> None:
     if f.format == ".parquet":
         # Parquet has no encoding or quoting to get wrong; its checksum is the file's bytes (~0.1 s per 100 MB).
         digest = hashlib.sha256()
-        with open(f.path, "rb") as fh:
-            while chunk := fh.read(SCAN_CHUNK):
-                digest.update(chunk)
+        try:
+            with open(f.path, "rb") as fh:
+                while chunk := fh.read(SCAN_CHUNK):
+                    digest.update(chunk)
+        except UNREADABLE as exc:
+            raise LoadError(f"{f.path}: could not be read: {exc}; {NOTHING_LOADED}") from exc
         f.checksum = digest.hexdigest()
     else:
         _scan_csv(f, workdir)
