@@ -580,7 +580,10 @@ def _load_files(wh: Warehouse, files: list[RawFile], force: bool, result: LoadRe
                 except LoadError:
                     raise
                 except Exception as exc:  # the engine refused the file: say where and what, the same on every target
-                    verdict = _diagnose_csv(f) if f.format != ".parquet" else None
+                    try:
+                        verdict = _diagnose_csv(f) if f.format != ".parquet" else None
+                    except UNREADABLE:  # the file changed under us: keep the engine's words
+                        verdict = None
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     raise LoadError(
                         verdict or f"{f.path}: could not be read into raw.{f.table}: {first}; {NOTHING_LOADED}"
