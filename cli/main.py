@@ -48,16 +48,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from warehouse.loader import LoadError, load_folder
+    from warehouse.loader import DEFAULT_ENCODING, LoadError, load_folder
 
     target = _target(args)
+    encoding = getattr(args, "encoding", None) or DEFAULT_ENCODING
     try:
-        result = load_folder(Warehouse(target), Path(args.path))
+        result = load_folder(Warehouse(target), Path(args.path), encoding=encoding, force=getattr(args, "force", False))
     except LoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    for notice in result.notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    if not result.files:
+        _say(f"nothing loaded into {target.describe()}: every file was already loaded (--force loads them again)")
+        return 0
     rows = ", ".join(f"raw.{t} +{n:,}" for t, n in result.rows.items())
     _say(f"loaded into {target.describe()} at {result.loaded_at.isoformat()}: {rows}")
     return 0
@@ -291,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "load", cmd_load, "append links / clicks / conversions files of a folder to schema raw")
     p.add_argument("path", help="folder with links, clicks, conversions as .csv, .csv.gz or .parquet")
+    p.add_argument(
+        "--encoding", default="utf-8", help="text encoding of the CSV files (default utf-8; e.g. latin-1, utf-16)"
+    )
+    p.add_argument("--force", action="store_true", help="load files whose content was already loaded, again")
 
     p = _add(sub, "run", cmd_run, "materialise every asset on the target through Dagster, in-process")
     p.add_argument("--job", default="attribution_all", help="job to run (default attribution_all)")

@@ -108,11 +108,14 @@ def test_extra_columns_warn_and_are_ignored(target: Target, tmp_path: Path) -> N
     assert result.rows["clicks"] == 2
 
 
-def test_loading_twice_appends_with_later_stamp(target: Target, tmp_path: Path) -> None:
+def test_loading_twice_skips_unless_forced_and_forced_appends_with_later_stamp(target: Target, tmp_path: Path) -> None:
     wh = Warehouse(target)
     folder = write_folder(tmp_path / "in")
     first = load_folder(wh, folder)
-    second = load_folder(wh, folder)
+    again = load_folder(wh, folder)  # the same content: skipped, with a notice per file
+    assert again.files == [] and len(again.notices) == 3
+    assert raw_counts(wh) == {"links": 1, "clicks": 2, "conversions": 1}
+    second = load_folder(wh, folder, force=True)
     assert second.loaded_at > first.loaded_at
     assert raw_counts(wh) == {"links": 2, "clicks": 4, "conversions": 2}
 

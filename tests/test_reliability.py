@@ -611,7 +611,7 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         s.golden = mart_row_checksums(wh)
         s.late_before = late_credits(wh, late)
         s.end_to_end = end_to_end_facts(wh, world_dir)
-        load_folder(wh, world_dir)  # at-least-once delivery: the same files again, before the backup
+        load_folder(wh, world_dir, force=True)  # at-least-once delivery: the same files again, before the backup
         s.raw_before = raw_checksums(wh)
         backup_raw(wh, work / "backup")
 

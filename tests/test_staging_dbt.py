@@ -247,7 +247,7 @@ def run_scenario(target: Target, work: Path) -> StagingRun:
     run.build_results = node_statuses(dbt_target)
     run.after_load_a = snapshot(wh)
 
-    load_folder(wh, folder_a)  # at-least-once delivery: the same files again
+    load_folder(wh, folder_a, force=True)  # at-least-once delivery: the same files again
     run_dbt(target, "run", "--select", "staging", target_path=dbt_target)
     run.after_reload_a = snapshot(wh)
 
