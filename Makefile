@@ -13,7 +13,7 @@ env: .venv/.synced
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --quiet
 	@touch $@
 
 demo: env
