@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -210,3 +216,66 @@ def assert_run_ok(result: dg.ExecuteInProcessResult) -> None:
         if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
     ]
     assert not failed_checks, f"failed checks: {failed_checks}"
+
+
+# ------------------------------------------------------------------------------------- a served webserver ---
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str, variables: dict | None = None, attempts: int = 3) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                payload = json.loads(response.read())
+            break
+        except urllib.error.HTTPError as exc:
+            # The dev instance keeps its storage in SQLite, shared by webserver and daemon: on a loaded machine
+            # a write can hit "database is locked" and surface as a 500. Retry those; anything else fails now.
+            detail = exc.read().decode(errors="replace")[:4000]
+            if exc.code < 500 or attempt == attempts:
+                raise AssertionError(f"GraphQL {exc.code} after {attempt} attempt(s): {detail}") from exc
+            time.sleep(3)
+    assert "errors" not in payload, payload
+    return payload["data"]
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM a webserver and its children; on a loaded machine a daemon may linger, so SIGKILL after 60 s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+@contextmanager
+def serving(
+    argv: Callable[[int], list[str]], env: dict[str, str], log_path: Path, timeout: float = 180
+) -> Iterator[int]:
+    """Start ``argv(port)`` (a Dagster webserver) from the project root and yield its port once it answers."""
+    port = free_port()
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            argv(port), cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                    assert server.poll() is None, log_path.read_text()[-3000:]
+                    time.sleep(1)
+            yield port
+        finally:
+            stop_process_group(server)

@@ -6,15 +6,10 @@ launches a three-day backfill that must succeed — what an operator does from t
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,7 +41,7 @@ from orchestration.jobs import DAILY_JOB, HOURLY_JOB
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
 from orchestration.settings import WEAK_PAIR_MODELS, PipelineSettings, dbt_var
 from python_models.confidence import MatchModelConfig, fit_match_model, prior_model
-from tests.conftest import make_target, module_target
+from tests.conftest import graphql, make_target, module_target, serving
 from tests.test_confidence import simulate_candidates
 from warehouse.client import Warehouse
 from warehouse.loader import load_folder
@@ -274,33 +269,6 @@ def test_settings_read_shared_values_from_the_dbt_vars() -> None:
         PipelineSettings.from_env({"ATTRIBUTION_GRAIN": "week"})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str, variables: dict | None = None, attempts: int = 3) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
-    )
-    for attempt in range(1, attempts + 1):
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                payload = json.loads(response.read())
-            break
-        except urllib.error.HTTPError as exc:
-            # The dev instance keeps its storage in SQLite, shared by webserver and daemon: on a loaded machine
-            # a write can hit "database is locked" and surface as a 500. Retry those; anything else fails now.
-            detail = exc.read().decode(errors="replace")[:4000]
-            if exc.code < 500 or attempt == attempts:
-                raise AssertionError(f"GraphQL {exc.code} after {attempt} attempt(s): {detail}") from exc
-            time.sleep(3)
-    assert "errors" not in payload, payload
-    return payload["data"]
-
-
 LOCATIONS = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name
   locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 ASSETS = "{ assetNodes { assetKey { path } isPartitioned } }"
@@ -318,40 +286,24 @@ def test_webserver_serves_every_asset_and_a_three_day_backfill_succeeds(
     duckdb_target = materialised.target
     assert materialised.daily_result.success  # every asset materialised once, as an operator has it
     home = prepare_dagster_home(duckdb_target, tmp_path / "ui_home")
-    port = _free_port()
     # Hash seed 1 ordered Dagster's backfill validation so that it rejected the non-subsettable attribution
     # multi-asset (a Dagster 1.13 subset-comparison bug); pinning it keeps that regression covered.
     # Started as an operator's service unit would: `.venv/bin/attribution ui`, without .venv/bin on PATH.
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONHASHSEED": "1", "PATH": "/usr/bin:/bin"}
     attribution = Path(sys.executable).with_name("attribution")
-    log_path = tmp_path / "dagster_dev.log"
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        [str(attribution), "ui", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                assert server.poll() is None, log_path.read_text()[-3000:]
-                time.sleep(1)
 
-        entries = _graphql(port, LOCATIONS)["workspaceOrError"]["locationEntries"]
+    def argv(port: int) -> list[str]:
+        return [str(attribution), "ui", "--host", "127.0.0.1", "--port", str(port)]
+
+    log_path = tmp_path / "dagster_dev.log"
+    with serving(argv, env, log_path, timeout=120) as port:
+        entries = graphql(port, LOCATIONS)["workspaceOrError"]["locationEntries"]
         assert [e["locationOrLoadError"]["__typename"] for e in entries] == ["RepositoryLocation"], entries
-        nodes = _graphql(port, ASSETS)["assetNodes"]
+        nodes = graphql(port, ASSETS)["assetNodes"]
         served = {tuple(n["assetKey"]["path"]) for n in nodes}
         defs = load_definitions(duckdb_target)
         assert served == {tuple(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}
-        schedules = _graphql(port, SCHEDULES)["repositoriesOrError"]["nodes"][0]["schedules"]
+        schedules = graphql(port, SCHEDULES)["repositoriesOrError"]["nodes"][0]["schedules"]
         assert {"hourly_refresh_schedule", "daily_refit_schedule"} <= {s["name"] for s in schedules}
 
         # Backfill the daily-partitioned assets (candidates → scores → credits → facts) for three days.
@@ -359,26 +311,13 @@ def test_webserver_serves_every_asset_and_a_three_day_backfill_succeeds(
         assert ("intermediate", "attribution_credits") in partitioned
         days = [world_day(WORLD.days - i).strftime("%Y-%m-%d") for i in (3, 2, 1)]
         params = {"partitionNames": days, "assetSelection": [{"path": list(k)} for k in partitioned]}
-        launched = _graphql(port, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        launched = graphql(port, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         deadline = time.monotonic() + 420
         status = None
         while time.monotonic() < deadline:
-            status = _graphql(port, BACKFILL, {"id": launched["backfillId"]})["partitionBackfillOrError"]["status"]
+            status = graphql(port, BACKFILL, {"id": launched["backfillId"]})["partitionBackfillOrError"]["status"]
             if status not in ("REQUESTED", "IN_PROGRESS"):
                 break
             time.sleep(3)
         assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (status, log_path.read_text()[-4000:])
-    finally:
-        stop_process_group(server)
-        log.close()
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """SIGTERM `dagster dev` and its children; on a loaded machine the daemon may linger, so SIGKILL after 60 s."""
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)

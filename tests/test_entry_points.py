@@ -4,13 +4,9 @@ repository root, and what the Dagster UI shows of the run (GraphQL)."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +15,7 @@ import pytest
 
 from lab.synthetic import WorldConfig, generate_world
 from lab.world_files import write_world
+from tests.conftest import graphql, serving
 from warehouse.target import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
@@ -104,51 +101,23 @@ def test_dbt_builds_a_staging_model_and_its_children_from_the_repository_root(
         assert f"model marts.{model}" in proc.stdout or f".{model} " in proc.stdout, proc.stdout[-3000:]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    body = json.dumps({"query": query}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        payload = json.loads(response.read())
-    assert "errors" not in payload, payload
-    return payload["data"]
-
-
 @pytest.fixture
 def webserver(plain_shell: PlainShell, tmp_path: Path) -> Iterator[int]:
     """``dagster-webserver -f orchestration/definitions.py`` from a plain shell, on the run's instance."""
-    port = _free_port()
-    log_path = tmp_path / "webserver.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-f", "orchestration/definitions.py", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=PROJECT_ROOT,
-            env=plain_shell.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5)
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                    assert server.poll() is None, log_path.read_text()[-3000:]
-                    time.sleep(1)
-            yield port
-        finally:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=60)
+
+    def argv(port: int) -> list[str]:
+        return [
+            str(BIN / "dagster-webserver"),
+            "-f",
+            "orchestration/definitions.py",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
+
+    with serving(argv, plain_shell.env, tmp_path / "webserver.log") as port:
+        yield port
 
 
 LOCATIONS = """{ workspaceOrError { ... on Workspace { locationEntries { name
@@ -166,9 +135,9 @@ ASSET_METADATA = (
 
 @pytest.mark.e2e
 def test_webserver_from_a_plain_shell_shows_the_graph_with_native_metadata(webserver: int) -> None:
-    entries = _graphql(webserver, LOCATIONS)["workspaceOrError"]["locationEntries"]
+    entries = graphql(webserver, LOCATIONS)["workspaceOrError"]["locationEntries"]
     assert [e["locationOrLoadError"]["__typename"] for e in entries] == ["RepositoryLocation"], entries
-    nodes = {tuple(n["assetKey"]["path"]): n for n in _graphql(webserver, ASSET_METADATA)["assetNodes"]}
+    nodes = {tuple(n["assetKey"]["path"]): n for n in graphql(webserver, ASSET_METADATA)["assetNodes"]}
     layers = {("raw", "clicks"), ("staging", "stg_raw__clicks"), ("intermediate", "attribution_credits")}
     assert layers | {("marts", "rpt_link_daily")} <= set(nodes), sorted(nodes)
 
