@@ -6,6 +6,7 @@ from orchestration.assets.keys import (
     CHANNEL_WEIGHTS,
     DIM_IDENTITIES,
     IDENTITY_REPRESENTATIVES,
+    INT_CHANNEL_FIT_WINDOW,
     INT_EVENT_IDENTITIES,
     INT_IDENTITIES,
     INT_IDENTITY_EDGES,
@@ -13,6 +14,7 @@ from orchestration.assets.keys import (
     INT_IDENTITY_MAP,
     INT_IDENTITY_NODE_EDGES,
     INT_IDENTITY_NODES,
+    INT_NON_CONVERTING_PATHS,
     MATCH_MODEL,
     RAW_TABLES,
     SIGNAL_WEIGHTS,
@@ -21,7 +23,9 @@ from orchestration.assets.keys import (
 # Fitted once a day: identities (the graph and its naming and event assignment), the confidence model and the
 # data-driven channel weights.
 IDENTITIES = dg.AssetSelection.assets(IDENTITY_REPRESENTATIVES, INT_IDENTITIES, INT_IDENTITY_MAP, INT_EVENT_IDENTITIES)
-DAILY_FITTED = IDENTITIES | dg.AssetSelection.assets(MATCH_MODEL, SIGNAL_WEIGHTS, CHANNEL_WEIGHTS)
+# The channel weights' journeys (non-converting paths and the fit window) are read by the daily fit alone.
+CHANNEL_FIT = dg.AssetSelection.assets(CHANNEL_WEIGHTS, INT_CHANNEL_FIT_WINDOW, INT_NON_CONVERTING_PATHS)
+DAILY_FITTED = IDENTITIES | CHANNEL_FIT | dg.AssetSelection.assets(MATCH_MODEL, SIGNAL_WEIGHTS)
 # Refreshed with the identities: the graph's inputs (edges, numbered nodes and node pairs, read by the identity graph
 # only) and the identity profiles (built from identities; an hour's new clicks get theirs at the next re-fit).
 # Rebuilding them from every click cost the hourly run ~75 s at 10M clicks without changing what it reports.
