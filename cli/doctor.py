@@ -70,21 +70,11 @@ def diagnose(instance: dg.DagsterInstance, target: Target, job_names: Sequence[s
     if held_by_dead:
         d.problems.append(f"{held_by_dead} slot{'s' * (held_by_dead > 1)} held by stale runs")
 
-    if target.is_duckdb:
-        holder = duckdb_lock_holder(target.duckdb_path)
-        if holder is None:
-            d.lines.append(f"warehouse lock: {target.duckdb_path} is free")
-        else:
-            pid, what = holder
-            run_id = run_of_process(pid)
-            owner = f", a process of run {run_id[:8]}" if run_id else ""
-            d.lines.append(f"warehouse lock: {target.duckdb_path} is held by pid {pid} ({what}{owner})")
-            if not run_id:
-                d.notes.append(f"pid {pid} holds the DuckDB file: every run fails until it closes it")
-    else:
-        sessions = postgres_sessions(target)
-        d.lines.append("database sessions at work:" if sessions else "database sessions at work: none")
-        d.lines.extend(f"  {s}" for s in sessions)
+    try:
+        _warehouse_locks(d, target)
+    except Exception as exc:  # the doctor reports; it never fails because the warehouse is unreachable
+        d.lines.append(f"warehouse: cannot check ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})")
+        d.notes.append("the warehouse cannot be reached: every run fails until it can")
 
     d.lines.append("last successful run per job:")
     width = max(len(j) for j in job_names)
@@ -98,6 +88,24 @@ def diagnose(instance: dg.DagsterInstance, target: Target, job_names: Sequence[s
         where = f", pid {r.dagster_run.tags[PID_TAG]}" if PID_TAG in r.dagster_run.tags else ""
         d.lines.append(f"  {job:<{width}}  {_ago(r.end_time)} ({took}run {r.dagster_run.run_id[:8]}{where})")
     return d
+
+
+def _warehouse_locks(d: Diagnosis, target: Target) -> None:
+    if target.is_duckdb:
+        holder = duckdb_lock_holder(target.duckdb_path)
+        if holder is None:
+            d.lines.append(f"warehouse lock: {target.duckdb_path} is free")
+            return
+        pid, what = holder
+        run_id = run_of_process(pid)
+        owner = f", a process of run {run_id[:8]}" if run_id else ""
+        d.lines.append(f"warehouse lock: {target.duckdb_path} is held by pid {pid} ({what}{owner})")
+        if not run_id:
+            d.notes.append(f"pid {pid} holds the DuckDB file: every run fails at its first step until it closes it")
+        return
+    sessions = postgres_sessions(target)
+    d.lines.append("database sessions at work:" if sessions else "database sessions at work: none")
+    d.lines.extend(f"  {s}" for s in sessions)
 
 
 def doctor(
