@@ -59,9 +59,11 @@ def diagnose(instance: dg.DagsterInstance, target: Target, job_names: Sequence[s
     pools = pool_states(instance)
     d.lines.append("pool slots:" if pools else "pool slots: no pool used yet")
     for p in pools:
-        held = ", ".join(f"run {rid[:8]} ({step})" for rid, step in p.claimed) or "none"
+        holders = ", ".join(f"run {rid[:8]} ({step})" for rid, step in p.claimed)
         waiting = f", {len(p.waiting)} step(s) waiting" if p.waiting else ""
-        d.lines.append(f"  {p.pool}: limit {p.limit}, {len(p.claimed)} held{waiting} — held by {held}")
+        d.lines.append(
+            f"  {p.pool}: limit {p.limit}, {len(p.claimed)} held{waiting}" + (f" by {holders}" if holders else "")
+        )
     for run_id, status in claims_of_finished_runs(instance, pools).items():
         d.lines.append(f"  run {run_id[:8]} is {status.lower()} but still holds or awaits a slot")
         d.problems.append(f"slots of {status.lower()} run {run_id[:8]}")
