@@ -68,11 +68,31 @@ class StepProgress(threading.Thread):
         self._step_started: dict[str, float] = {}
         self._done = threading.Event()
         self._pending_status = False
+        self._running: set[str] = set()
+        self._polls = 0
+        self._waiting_line: str | None = None
 
     def run(self) -> None:
         while not self._done.wait(self.poll_seconds):
             self._drain()
+            self._polls += 1
+            if not self._running and self._polls % 4 == 0:
+                self._show_wait()
         self._drain()
+
+    def _show_wait(self) -> None:
+        """Between steps, say once what the run waits for when a step is queued for a pool slot."""
+        from cli.recovery import describe_wait
+
+        try:
+            line = describe_wait(self.instance, self.run_id)
+        except Exception:  # the instance is busy or not set up yet: say it at the next poll
+            return
+        if line and line != self._waiting_line:
+            prefix = "\r\033[K" if self._pending_status else ""
+            self.out.write(prefix + line + "\n")
+            self._pending_status = False
+        self._waiting_line = line
 
     def stop(self) -> None:
         self._done.set()
@@ -98,10 +118,12 @@ class StepProgress(threading.Thread):
             return
         if event.event_type == dg.DagsterEventType.STEP_START:
             self._step_started[event.step_key] = entry.timestamp
+            self._running.add(event.step_key)
             if self.interactive:
                 self.out.write(f"\r\033[K  ...    {event.step_key}")
                 self._pending_status = True
             return
+        self._running.discard(event.step_key)
         started = self._step_started.get(event.step_key)
         seconds = entry.timestamp - started if started is not None else None
         status = "ok" if event.event_type == dg.DagsterEventType.STEP_SUCCESS else "FAILED"

@@ -1,4 +1,4 @@
-"""The `attribution` command line: generate, load, run, evaluate, report, demo, ui."""
+"""The `attribution` command line: generate, load, run, evaluate, report, demo, doctor, ui."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,20 +72,35 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # SIGTERM (systemd, `kill`, a container stop) stops a run the way Ctrl-C does: Dagster turns either into an
+    # interrupt of the running step, and a step waiting for a pool slot gives up its place.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    started = time.perf_counter()
+    try:
+        return _run(args, started)
+    except KeyboardInterrupt:
+        _say(f"run interrupted after {time.perf_counter() - started:.1f}s, before it started: nothing was claimed")
+        return 130
+
+
+def _run(args: argparse.Namespace, started: float) -> int:
     import dagster as dg
 
     from cli.console import StepProgress, new_log_path, output_to_log
+    from cli.recovery import recover
 
     target = _target(args)
     if args.full_refresh:
         os.environ["ATTRIBUTION_DBT_FULL_REFRESH"] = "1"
     partition_range = (args.start, args.end or args.start) if args.start else None
-    started = time.perf_counter()
     if args.verbose:
-        from cli.runner import run_job
+        from cli.runner import prepare_dagster_home, run_job
 
+        prepare_dagster_home(target)
+        instance = dg.DagsterInstance.get()
+        recover(instance, say=_say)
         _say(f"running job {args.job} on {target.describe()} …")
-        result = run_job(target, args.job, partition_range=partition_range, log_level=args.log_level)
+        result = run_job(target, args.job, partition_range=partition_range, log_level=args.log_level, instance=instance)
         log_path = None
     else:
         log_path = new_log_path(DATA_DIR / "logs", "run")
@@ -94,6 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             prepare_dagster_home(target)
             instance = dg.DagsterInstance.get()
+            # A run whose process died (kill -9, out of memory, a restart) still holds its pool slot: settle it.
+            recover(instance, say=lambda line: console.write(line + "\n"))
             console.write(f"running job {args.job} on {target.describe()} (full log: {log_path})\n")
             progress = StepProgress(instance, run_id, console)
             progress.start()
@@ -108,7 +127,25 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )
             finally:
                 progress.stop()
+    if _interrupted(result):
+        _say(
+            f"run {result.run_id}: interrupted after {time.perf_counter() - started:.1f}s (Ctrl-C or SIGTERM) — "
+            "marked failed, its pool slots freed, nothing left claimed"
+        )
+        return 130
     return _run_summary(result, time.perf_counter() - started, log_path)
+
+
+def _interrupted(result: Any) -> bool:
+    """Whether the run ended because Ctrl-C or SIGTERM interrupted it (Dagster's unexpected termination)."""
+    import dagster as dg
+    from dagster._core.events import RunFailureReason
+
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            data = event.event_specific_data
+            return getattr(data, "failure_reason", None) == RunFailureReason.UNEXPECTED_TERMINATION
+    return False
 
 
 def _run_summary(result: Any, elapsed: float, log_path: Path | None) -> int:
@@ -257,11 +294,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from cli.doctor import doctor
+
+    with warnings.catch_warnings():  # the assets' beta parameters warn at import; the job names are all we need
+        warnings.simplefilter("ignore")
+        from cli.runner import prepare_dagster_home
+        from orchestration.jobs import JOBS
+
+    target = _target(args)
+    home = prepare_dagster_home(target)
+    if args.run and not args.fix:
+        print("error: --run names a run for --fix to settle; add --fix", file=sys.stderr)
+        return 2
+    _say(f"attribution doctor: {target.describe()}, DAGSTER_HOME={home}")
+    with dg.DagsterInstance.get() as instance:
+        lines, code = doctor(instance, target, [j.name for j in JOBS], fix=args.fix, force_run_ids=args.run)
+    for line in lines:
+        _say(line)
+    return code
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from cli.recovery import recover
     from cli.runner import prepare_dagster_home
 
     target = _target(args)
     home = prepare_dagster_home(target)
+    # A dead run's slot would block every run launched from the UI too.
+    with dg.DagsterInstance.get() as instance:
+        recover(instance, say=_say)
     _say(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home}, target {target.describe()})")
     dagster = Path(sys.executable).with_name("dagster")
     argv = [str(dagster), "dev", "-m", "orchestration.definitions", "-h", args.host, "-p", str(args.port)]
@@ -271,9 +337,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------------------
 def _add(
-    sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help_text: str
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    help_text: str,
+    aliases: Sequence[str] = (),
 ) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_text, description=help_text)
+    p = sub.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
     p.add_argument(
         "--target",
         choices=TARGETS,
@@ -330,6 +400,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "restore", cmd_restore, "verify a backup and load it into the empty raw schema, in one transaction")
     p.add_argument("dir", help="backup folder written by `attribution backup`")
     p.add_argument("--force", action="store_true", help="empty every raw table first instead of refusing")
+
+    p = _add(
+        sub,
+        "doctor",
+        cmd_doctor,
+        "runs in progress and whether their process lives, pool slots, warehouse locks, last successful runs",
+        aliases=["status"],
+    )
+    p.add_argument("--fix", action="store_true", help="mark dead runs failed, free their slots, stop leftovers")
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="RUN_ID",
+        help="with --fix: also settle this run (id or prefix) that you know is dead, e.g. one started on another "
+        "host; never a run whose process lives on this host",
+    )
 
     p = _add(sub, "ui", cmd_ui, "start the Dagster webserver and daemon (DAGSTER_HOME under data/)")
     p.add_argument("--host", default="127.0.0.1")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
+import uuid
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 
+from cli.recovery import RUN_ID_ENV, process_tags, settle_own_run
 from orchestration.schedules import coverage_tags
 from warehouse.client import Warehouse
 from warehouse.loader import newest_load
@@ -122,10 +125,56 @@ def run_job(
     if instance is None:
         prepare_dagster_home(target)
         instance = dg.DagsterInstance.get()
-    return job.execute_in_process(
-        instance=instance,
-        tags=run_tags,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        raise_on_error=False,
-        run_id=run_id,
-    )
+    run_id = run_id or str(uuid.uuid4())
+    install_interruptible_slot_wait()
+    # The run records its process, and the processes it starts (dbt) inherit its id: if this process dies, the
+    # next start finds the run dead and frees what it held (cli/recovery.py).
+    previous = os.environ.get(RUN_ID_ENV)
+    os.environ[RUN_ID_ENV] = run_id
+    try:
+        return job.execute_in_process(
+            instance=instance,
+            tags={**run_tags, **process_tags()},
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            raise_on_error=False,
+            run_id=run_id,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_ID_ENV, None)
+        else:
+            os.environ[RUN_ID_ENV] = previous
+        settle_own_run(instance, run_id, "stopped before it finished (interrupted)")
+
+
+def install_interruptible_slot_wait() -> None:
+    """Make a step that waits for a pool slot sleep between checks and give up on Ctrl-C or SIGTERM.
+
+    Dagster 1.13's in-process executor loops on ``ActiveExecution.sleep_til_ready`` while a step waits for a slot,
+    but ``InstanceConcurrencyContext.interval_to_next_pending_claim_check`` returns ``min(0, ...)``, never a
+    positive wait: the loop spins at full CPU. And the loop has no interrupt checkpoint (Dagster only raises a
+    captured SIGINT/SIGTERM inside a step), so a waiting run ignored both. This sleeps until the next claim check
+    (at most 0.5 s at a time) and raises the captured interrupt; the concurrency context then frees the step's
+    place in the queue and the run ends as failed.
+    """
+    from dagster._core.errors import DagsterExecutionInterruptedError
+    from dagster._core.execution.plan.active import ActiveExecution
+    from dagster._utils.interrupts import pop_captured_interrupt
+
+    original = ActiveExecution.sleep_til_ready
+    if getattr(original, "_attribution_patched", False):
+        return
+
+    def sleep_til_ready(self: ActiveExecution) -> None:
+        if pop_captured_interrupt():
+            raise DagsterExecutionInterruptedError("interrupted while waiting for a pool slot")
+        context = getattr(self, "_instance_concurrency_context", None)
+        if context is None or not context.has_pending_claims():
+            original(self)
+            return
+        now = time.time()
+        checks = [at - now for at in getattr(context, "_pending_timeouts", {}).values()]
+        time.sleep(min(max(min(checks, default=0.5), 0.05), 0.5))
+
+    sleep_til_ready._attribution_patched = True  # type: ignore[attr-defined]
+    ActiveExecution.sleep_til_ready = sleep_til_ready  # type: ignore[method-assign]
