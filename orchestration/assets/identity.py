@@ -80,7 +80,7 @@ def identity_graph(
             del nodes, edges
         with timer("write"):
             n_rows = wh.replace_table(representatives, PYTHON_SCHEMA, IDENTITY_REPRESENTATIVES.path[-1], conn)
-        key_collisions = int(wh.scalar(f"select count(*) from {_COLLISIONS}", conn) or 0)
+        colliding_nodes = int(wh.scalar(f"select count(*) from {_COLLISIONS}", conn) or 0)
     yield dg.MaterializeResult(
         asset_key=IDENTITY_REPRESENTATIVES,
         metadata={
@@ -90,8 +90,8 @@ def identity_graph(
             "edges": stats["n_edges"],
             "components_split": stats["n_components_split"],
             "largest_identity": stats["largest_identity"],
-            # Join keys shared by several nodes, joined on their strings by the dbt models (normally 0).
-            "key_collisions": key_collisions,
+            # Nodes whose join key another node shares; the dbt models check their strings (normally 0).
+            "colliding_nodes": colliding_nodes,
             "limits": dg.MetadataValue.json(limits.as_dict()),
             "seconds_by_phase": dg.MetadataValue.json(timer.seconds),
         },

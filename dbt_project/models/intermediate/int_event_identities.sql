@@ -6,8 +6,8 @@
     Identifiers are looked up by 64-bit key among the nodes of their type, one lookup per type, each probing only the
     events the higher-priority ones left unmapped: four hash tables of integers, not of the 13M strings of 10M
     clicks. Like an edge endpoint, every identifier of these events is a node unless blocked, and blocked ones are
-    excluded explicitly; the nodes of keys that several nodes share (int_identity_key_collisions, normally none)
-    are looked up by their strings instead, so the result is exact.
+    excluded explicitly; a node whose key other nodes share (int_identity_key_collisions, normally none) matches
+    only when its string equals the event's, so the result is exact.
 
     Empty until the Python identity asset has written its first resolution (source python.identity_representatives):
     the same as having no identities. -#}
@@ -71,33 +71,20 @@ collisions as (
 
 ),
 
--- Integers only, so the four lookups' hash tables stay small.
+-- Integers only, so the four lookups' hash tables stay small: a node's string is only carried when its key is
+-- shared (int_identity_key_collisions, normally none), and then it must match the event's.
 keyed_representatives as materialized (
 
     select
         nodes.type_rank,
         nodes.node_key,
-        representatives.rep_node
+        representatives.rep_node,
+        collisions.identifier_value as colliding_value
     from nodes
     inner join representatives
         on representatives.node = nodes.node
     left join collisions
-        on nodes.node_key = collisions.node_key
-    where collisions.node_key is null
-
-),
-
-colliding_representatives as (
-
-    select
-        nodes.type_rank,
-        nodes.identifier_value,
-        representatives.rep_node
-    from nodes
-    inner join collisions
-        on nodes.node_key = collisions.node_key
-    inner join representatives
-        on representatives.node = nodes.node
+        on collisions.node = nodes.node
 
 ),
 
@@ -121,22 +108,17 @@ resolved as (
     {%- set unmapped = found | join(' and ') if found else '1 = 1' %}
     {%- set probe = 'case when ' ~ unmapped ~ ' and ' ~ identity_not_blocked(identity_literal(identifier_type), value) ~ ' then ' %}
     left join (
-        select node_key as k, rep_node as found from keyed_representatives
+        select node_key as k, rep_node as found, colliding_value from keyed_representatives
         where type_rank = {{ rank }}
-    ) as keyed_{{ identifier_type }}
-        on keyed_{{ identifier_type }}.k = {{ probe }}{{ identity_node_key(identity_literal(identifier_type), value) }} end
-    left join (
-        select identifier_value as k, rep_node as found from colliding_representatives
-        where type_rank = {{ rank }}
-    ) as colliding_{{ identifier_type }}
-        on colliding_{{ identifier_type }}.k = {{ probe }}{{ value }} end
-    {%- do found.append('keyed_' ~ identifier_type ~ '.found is null') %}
-    {%- do found.append('colliding_' ~ identifier_type ~ '.found is null') %}
+    ) as {{ identifier_type }}_nodes
+        on {{ identifier_type }}_nodes.k = {{ probe }}{{ identity_node_key(identity_literal(identifier_type), value) }} end
+        and ({{ identifier_type }}_nodes.colliding_value is null or {{ identifier_type }}_nodes.colliding_value = {{ value }})
+    {%- do found.append(identifier_type ~ '_nodes.found is null') %}
     {%- endfor %}
     left join identities
         on identities.rep_node = coalesce(
             {%- for identifier_type, _ in event_columns %}
-            keyed_{{ identifier_type }}.found, colliding_{{ identifier_type }}.found{{ ',' if not loop.last }}
+            {{ identifier_type }}_nodes.found{{ ',' if not loop.last }}
             {%- endfor %}
         )
 

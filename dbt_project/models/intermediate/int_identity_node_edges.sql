@@ -3,9 +3,10 @@
     touch a blocked identifier drop out.
 
     Every endpoint is an identifier of int_identifiers (the same events), so a node unless blocked, and blocked
-    ones are filtered here explicitly. An endpoint is therefore found by its 64-bit key among the nodes whose key
-    no other node shares, or else by its strings among the nodes of int_identity_key_collisions (normally none):
-    exact either way.
+    ones are filtered here explicitly. Endpoints are joined on their 64-bit key: an endpoint whose key no other node
+    shares finds exactly its own node; one whose key is shared also finds the other nodes of that key, all listed in
+    int_identity_key_collisions (normally empty), whose strings must then match. Exact either way, at the cost of
+    two lookups in that small table.
 
     A view: its one reader, the Python identity graph, reads it once; writing it first cost a table of every edge. -#}
 
@@ -33,51 +34,38 @@ collisions as (
 
 ),
 
--- Integers only, so the two lookups' hash tables stay small.
-keyed_nodes as (
-
-    select
-        nodes.node,
-        nodes.node_key
-    from nodes
-    left join collisions
-        on nodes.node_key = collisions.node_key
-    where collisions.node_key is null
-
-),
-
-colliding_nodes as (
-
-    select
-        nodes.node,
-        nodes.type_rank,
-        nodes.identifier_value
-    from nodes
-    inner join collisions
-        on nodes.node_key = collisions.node_key
-
-),
-
 final as (
 
     select
-        coalesce(left_keyed.node, left_colliding.node) as u,
-        coalesce(right_keyed.node, right_colliding.node) as v,
+        left_nodes.node as u,
+        right_nodes.node as v,
         edges.n_events,
         {{ identity_edge_trust('edges.edge_type') }} as trust,
         {{ epoch_us('edges.first_seen_at') }} as first_seen_us,
         {{ epoch_us('edges.last_seen_at') }} as last_seen_us
     from edges
-    left join keyed_nodes as left_keyed
-        on left_keyed.node_key = {{ identity_node_key('edges.left_type', 'edges.left_value') }}
-    left join colliding_nodes as left_colliding
-        on left_colliding.type_rank = {{ identity_type_rank('edges.left_type') }}
-        and left_colliding.identifier_value = edges.left_value
-    left join keyed_nodes as right_keyed
-        on right_keyed.node_key = {{ identity_node_key('edges.right_type', 'edges.right_value') }}
-    left join colliding_nodes as right_colliding
-        on right_colliding.type_rank = {{ identity_type_rank('edges.right_type') }}
-        and right_colliding.identifier_value = edges.right_value
+    inner join nodes as left_nodes
+        on left_nodes.node_key = {{ identity_node_key('edges.left_type', 'edges.left_value') }}
+    inner join nodes as right_nodes
+        on right_nodes.node_key = {{ identity_node_key('edges.right_type', 'edges.right_value') }}
+    left join collisions as left_collisions
+        on left_collisions.node = left_nodes.node
+    left join collisions as right_collisions
+        on right_collisions.node = right_nodes.node
+    where (
+            left_collisions.node is null
+            or (
+                left_collisions.type_rank = {{ identity_type_rank('edges.left_type') }}
+                and left_collisions.identifier_value = edges.left_value
+            )
+        )
+        and (
+            right_collisions.node is null
+            or (
+                right_collisions.type_rank = {{ identity_type_rank('edges.right_type') }}
+                and right_collisions.identifier_value = edges.right_value
+            )
+        )
 
 )
 

@@ -5,10 +5,12 @@
 
     A node keeps its type as a small rank, not as text (a string per row made the later joins spill at 10M clicks),
     and a 64-bit hash of (type, value) as join key: joins of edges and events on it are ~3x faster than on the two
-    strings. Keys that two nodes share are listed by int_identity_key_collisions and joined on the strings. -#}
+    strings. The nodes of keys that two nodes share are listed by int_identity_key_collisions, whose strings the joins
+    check. Only read by the daily identity step, so unlogged on PostgreSQL (no write-ahead log; rebuilt by every run). -#}
 
 {{ config(
     tags=['identity_graph'],
+    unlogged=true,
     pre_hook="{{ link_attribution.identity_duckdb_write_settings(true) }}",
     post_hook="{{ link_attribution.identity_duckdb_write_settings(false) }}",
 ) }}
