@@ -158,24 +158,12 @@ $staging_functions$
 {#- hash_pii(text) -> lower-case hex SHA-256 of salt || value; null stays null. The same value hashes the same
     everywhere (joins on email_hash / ip_hash work), while the raw value stays in schema raw only. The salt is the
     var pii_salt (env ATTRIBUTION_PII_SALT). -#}
-{% macro hash_pii(expr) %}
-    {{- return(adapter.dispatch('hash_pii', 'link_attribution')(expr)) -}}
-{% endmacro %}
+{% macro hash_pii(expr) -%}
+    {{ link_attribution.sha256_hex(link_attribution.pii_salt_literal() ~ " || (" ~ expr ~ ")") }}
+{%- endmacro %}
 
 {% macro pii_salt_literal() -%}
     '{{ var("pii_salt") | string | replace("'", "''") }}'
-{%- endmacro %}
-
-{% macro default__hash_pii(expr) -%}
-    {{ exceptions.raise_compiler_error("hash_pii has no implementation for adapter " ~ adapter.type()) }}
-{%- endmacro %}
-
-{% macro duckdb__hash_pii(expr) -%}
-    sha256({{ link_attribution.pii_salt_literal() }} || ({{ expr }}))
-{%- endmacro %}
-
-{% macro postgres__hash_pii(expr) -%}
-    encode(sha256(convert_to({{ link_attribution.pii_salt_literal() }} || ({{ expr }}), 'UTF8')), 'hex')
 {%- endmacro %}
 
 
