@@ -198,3 +198,16 @@
     set preserve_insertion_order = true; reset disabled_compression_methods
     {%- endif -%}
 {%- endmacro %}
+
+
+{#- identity_representatives(): the Python identity graph's output, node -> rep_node (source
+    python.identity_representatives), or no rows before its first resolution (then there are no identities yet). -#}
+{% macro identity_representatives() -%}
+    {%- set relation = source('python', 'identity_representatives') -%}
+    {%- if int_relation_exists(relation) %}
+    select * from {{ relation }}
+    {%- else %}
+    select cast(null as bigint) as node, cast(null as bigint) as rep_node
+    where 1 = 0
+    {%- endif %}
+{%- endmacro %}

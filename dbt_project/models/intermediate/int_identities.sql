@@ -7,8 +7,6 @@
 
 {{ config(tags=['after_identity_graph']) }}
 
-{%- set representatives_relation = source('python', 'identity_representatives') %}
-{%- set has_representatives = int_relation_exists(representatives_relation) %}
 
 with
 
@@ -20,12 +18,7 @@ nodes as (
 
 representatives as (
 
-    {%- if has_representatives %}
-    select * from {{ representatives_relation }}
-    {%- else %}
-    select cast(null as bigint) as node, cast(null as bigint) as rep_node
-    where 1 = 0
-    {%- endif %}
+    {{ identity_representatives() }}
 
 ),
 

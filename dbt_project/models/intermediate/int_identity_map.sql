@@ -10,8 +10,6 @@
     post_hook="{{ link_attribution.identity_duckdb_write_settings(false) }}",
 ) }}
 
-{%- set representatives_relation = source('python', 'identity_representatives') %}
-{%- set has_representatives = int_relation_exists(representatives_relation) %}
 
 with
 
@@ -23,12 +21,7 @@ nodes as (
 
 representatives as (
 
-    {%- if has_representatives %}
-    select * from {{ representatives_relation }}
-    {%- else %}
-    select cast(null as bigint) as node, cast(null as bigint) as rep_node
-    where 1 = 0
-    {%- endif %}
+    {{ identity_representatives() }}
 
 ),
 
