@@ -76,6 +76,10 @@ def build_raw_checks(project: DbtProject) -> list[dg.AssetChecksDefinition]:
         target_path = invocation_target_path(project, "source-freshness", context.run.run_id)
         invocation = dbt.cli(["source", "freshness"], target_path=target_path, raise_on_error=False)
         invocation.wait()
-        yield from freshness_results(invocation.get_artifact("sources.json"))
+        try:
+            sources = invocation.get_artifact("sources.json")
+        except FileNotFoundError:  # dbt stopped before measuring (e.g. the warehouse has no raw tables yet)
+            sources = {}
+        yield from freshness_results(sources)
 
     return [raw_freshness]
