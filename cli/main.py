@@ -83,22 +83,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace, started: float) -> int:
+def _recovered_instance(target: Target, say: Callable[[str], None]) -> Any:
+    """The Dagster instance of ``target``'s runs, after settling any run whose process died: a run killed by
+    kill -9, the out-of-memory killer or a restart still holds its pool slot."""
     import dagster as dg
 
-    from cli.console import StepProgress, new_log_path, output_to_log
     from cli.recovery import recover
+    from cli.runner import prepare_dagster_home
+
+    prepare_dagster_home(target)
+    instance = dg.DagsterInstance.get()
+    recover(instance, say=say)
+    return instance
+
+
+def _run(args: argparse.Namespace, started: float) -> int:
+
+    from cli.console import StepProgress, new_log_path, output_to_log
 
     target = _target(args)
     if args.full_refresh:
         os.environ["ATTRIBUTION_DBT_FULL_REFRESH"] = "1"
     partition_range = (args.start, args.end or args.start) if args.start else None
     if args.verbose:
-        from cli.runner import prepare_dagster_home, run_job
+        from cli.runner import run_job
 
-        prepare_dagster_home(target)
-        instance = dg.DagsterInstance.get()
-        recover(instance, say=_say)
+        instance = _recovered_instance(target, _say)
         _say(f"running job {args.job} on {target.describe()} …")
         result = run_job(target, args.job, partition_range=partition_range, log_level=args.log_level, instance=instance)
         log_path = None
@@ -107,12 +117,9 @@ def _run(args: argparse.Namespace, started: float) -> int:
         run_id = str(uuid.uuid4())
         with output_to_log(log_path) as console:
             # Imported here: loading the code location prints warnings that belong in the log.
-            from cli.runner import prepare_dagster_home, run_job
+            from cli.runner import run_job
 
-            prepare_dagster_home(target)
-            instance = dg.DagsterInstance.get()
-            # A run whose process died (kill -9, out of memory, a restart) still holds its pool slot: settle it.
-            recover(instance, say=lambda line: console.write(line + "\n"))
+            instance = _recovered_instance(target, lambda line: console.write(line + "\n"))
             console.write(f"running job {args.job} on {target.describe()} (full log: {log_path})\n")
             progress = StepProgress(instance, run_id, console)
             progress.start()

@@ -40,7 +40,6 @@ STAGES = (
     ("channel_weights", "attribution"),
     ("attribution", "attribution"),
     ("dbt_marts", "marts"),
-    ("raw_freshness", "raw checks"),
 )
 STAGE_ORDER = ("generate", "load", "staging", "identity", "candidates", "confidence", "attribution", "marts")
 

@@ -27,7 +27,6 @@ WORLD = WorldConfig(persons=250, seed=5, days=6)
 class PlainShell:
     env: dict[str, str]
     world: Path
-    home: Path
     outputs: dict[str, subprocess.CompletedProcess[str]]
 
 
@@ -57,7 +56,7 @@ def plain_shell(tmp_path_factory: pytest.TempPathFactory) -> PlainShell:
     outputs = {"load": _attribution(env, "load", str(world))}
     outputs["run"] = _attribution(env, "run")
     outputs["report"] = _attribution(env, "report")
-    return PlainShell(env, world, folder / "dagster_home", outputs)
+    return PlainShell(env, world, outputs)
 
 
 @pytest.mark.e2e
