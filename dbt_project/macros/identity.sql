@@ -24,6 +24,10 @@
     hash({{ exprs | join(', ') }})
 {%- endmacro %}
 
+{% macro spark__hash64(exprs) -%}
+    xxhash64({{ exprs | join(' || chr(31) || ') }})
+{%- endmacro %}
+
 
 {#- epoch_us(timestamptz) -> bigint microseconds since 1970-01-01 UTC, exact (staging's epoch_seconds is a double,
     which cannot hold every microsecond of today exactly). -#}
@@ -39,6 +43,10 @@
     epoch_us({{ expr }})
 {%- endmacro %}
 
+{% macro spark__epoch_us(expr) -%}
+    unix_micros({{ expr }})
+{%- endmacro %}
+
 
 {#- sha256_hex(text) -> lower-case hex SHA-256 of the text's UTF-8 bytes, equal to Python's hashlib (staging's
     hash_pii is the same digest of a salted value). -#}
@@ -52,6 +60,10 @@
 
 {% macro duckdb__sha256_hex(expr) -%}
     sha256({{ expr }})
+{%- endmacro %}
+
+{% macro spark__sha256_hex(expr) -%}
+    sha2({{ expr }}, 256)
 {%- endmacro %}
 
 

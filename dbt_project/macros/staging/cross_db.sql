@@ -75,6 +75,11 @@ $staging_functions$
     try_cast({{ expr }} as timestamp with time zone)
 {%- endmacro %}
 
+{#- Spark's timestamp is an instant; text without an offset is read in the session's zone, which is UTC. -#}
+{% macro spark__safe_cast_timestamptz(expr) -%}
+    try_cast({{ expr }} as timestamp)
+{%- endmacro %}
+
 {#- The plpgsql function opens a subtransaction per call (~3 us a row: 3.4 s per 1M clicks against 0.4 s for a plain
     cast). Text that the cast certainly accepts - an ISO timestamp with an explicit offset, day of month at most 28,
     year 1000 or later, offset within PostgreSQL's +-15:59 - is cast directly, with the same result; everything
@@ -106,6 +111,10 @@ $staging_functions$
     regexp_full_match({{ expr }}, '{{ pattern }}')
 {%- endmacro %}
 
+{% macro spark__regex_full_match(expr, pattern) -%}
+    ({{ expr }} rlike '^(?:{{ pattern }})$')
+{%- endmacro %}
+
 
 {#- safe_cast_numeric(text) -> numeric, or null for text that is not a finite decimal (NaN, 'abc', '1,000'),
     or that does not fit numeric(38, 6). -#}
@@ -118,6 +127,10 @@ $staging_functions$
 {%- endmacro %}
 
 {% macro duckdb__safe_cast_numeric(expr) -%}
+    try_cast({{ expr }} as decimal(38, 6))
+{%- endmacro %}
+
+{% macro spark__safe_cast_numeric(expr) -%}
     try_cast({{ expr }} as decimal(38, 6))
 {%- endmacro %}
 
@@ -139,6 +152,11 @@ $staging_functions$
     cast(timezone('UTC', {{ expr }}) as date)
 {%- endmacro %}
 
+{#- The Spark target's sessions run in UTC (spark.sql.session.timeZone, profiles.yml). -#}
+{% macro spark__utc_date(expr) -%}
+    cast({{ expr }} as date)
+{%- endmacro %}
+
 
 {#- epoch_seconds(timestamptz) -> seconds since 1970-01-01 UTC (fractional), for time arithmetic in window
     frames (RANGE offsets on a number work the same on both engines, interval offsets do not). -#}
@@ -152,6 +170,10 @@ $staging_functions$
 
 {% macro duckdb__epoch_seconds(expr) -%}
     epoch({{ expr }})
+{%- endmacro %}
+
+{% macro spark__epoch_seconds(expr) -%}
+    (cast(unix_micros({{ expr }}) as double) / 1000000)
 {%- endmacro %}
 
 
@@ -184,3 +206,6 @@ $staging_functions$
 {%- endmacro %}
 
 {% macro duckdb__stage_fence() -%}{%- endmacro %}
+
+{#- Spark's optimiser collapses the stages without copying expensive expressions into the next one. -#}
+{% macro spark__stage_fence() -%}{%- endmacro %}
