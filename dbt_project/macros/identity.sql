@@ -67,6 +67,22 @@
 {%- endmacro %}
 
 
+{#- identity_node_number(type_expr, value_expr): the dense node number 0..n-1 of each identifier. Any numbering
+    works (the graph is resolved order-free); DuckDB and PostgreSQL number rows as they come, Spark requires a window
+    order (one sorted pass over the distinct identifiers). -#}
+{% macro identity_node_number(type_expr, value_expr) %}
+    {{- return(adapter.dispatch('identity_node_number', 'link_attribution')(type_expr, value_expr)) -}}
+{% endmacro %}
+
+{% macro default__identity_node_number(type_expr, value_expr) -%}
+    row_number() over () - 1
+{%- endmacro %}
+
+{% macro spark__identity_node_number(type_expr, value_expr) -%}
+    row_number() over (order by {{ type_expr }}, {{ value_expr }}) - 1
+{%- endmacro %}
+
+
 {#- ---------------------------------------------------------------------------------------------------------
     The identity graph's rules, shared with python_models.identity (tests/test_identity_sql_rules.py checks that
     the vars below equal the Python defaults).
