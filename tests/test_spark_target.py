@@ -41,3 +41,5 @@ def test_portable_sql_is_translated_outside_literals_only() -> None:
         "select cast(x as string), `a``b` from `raw`.`load_log` "
         "where s = 'as text \"q\"' and t > cast('2026-01-01' as timestamp)"
     )
+    # A comment's apostrophe opens no literal: what follows it is still translated.
+    assert to_spark_sql("-- a node's key\nselect cast(x as text)") == "-- a node's key\nselect cast(x as string)"

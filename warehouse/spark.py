@@ -57,10 +57,10 @@ def stop() -> None:
 
 def to_spark_sql(sql: str) -> str:
     """``sql`` in Spark's dialect: double-quoted identifiers become back-quoted (Spark reads "x" as a string
-    literal), portable type names become Spark's. Single-quoted literals are left untouched."""
+    literal), portable type names become Spark's. Single-quoted literals and comments are left untouched."""
     out: list[str] = []
-    for i, part in enumerate(re.split(r"('(?:[^']|'')*')", sql)):
-        if i % 2:  # a single-quoted literal
+    for i, part in enumerate(re.split(r"('(?:[^']|'')*'|--[^\n]*|/\*.*?\*/)", sql, flags=re.DOTALL)):
+        if i % 2:  # a single-quoted literal or a comment
             out.append(part)
             continue
         part = part.replace("`", "``").replace('"', "`")

@@ -5,10 +5,11 @@
     - SQL-standard type names Spark lacks: text, varchar, double precision, timestamp with time zone (Spark's
       timestamp is an instant, like timestamptz);
     - strpos(a, b), which Spark calls instr(a, b) (same 1-based position, 0 when absent).
-    Only code outside single-quoted literals is translated. -#}
+    Only code outside single-quoted literals and comments is translated. -#}
 {% macro spark_dialect(sql) -%}
     {%- set re = modules.re -%}
-    {%- set parts = re.split("('(?:[^']|'')*')", sql) -%}
+    {#- Literals and comments are kept as they are (a comment's apostrophe opens no literal). -#}
+    {%- set parts = re.split("('(?:[^']|'')*'|--[^\n]*|/[*](?:.|\n)*?[*]/)", sql) -%}
     {%- set out = [] -%}
     {%- for part in parts -%}
         {%- if loop.index0 % 2 == 1 -%}
