@@ -27,6 +27,8 @@ _TYPE_NAMES = (
     (re.compile(r"\bdouble\s+precision\b", re.IGNORECASE), "double"),
     (re.compile(r"\bas\s+text\b", re.IGNORECASE), "as string"),
     (re.compile(r"\bas\s+varchar\b", re.IGNORECASE), "as string"),
+    # Spark's bare decimal is decimal(10, 0), which rounds every figure to an integer; elsewhere it keeps digits.
+    (re.compile(r"\bas\s+numeric\b(?!\s*\()", re.IGNORECASE), "as decimal(38, 9)"),
 )
 
 

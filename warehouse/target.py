@@ -175,7 +175,9 @@ def _size(env: Mapping[str, str], name: str, default: str, pattern: re.Pattern[s
 def target_env(target: Target) -> dict[str, str]:
     """Environment variables that make dbt's profile and Dagster's resources follow ``target``."""
     pg = target.postgres
+    experimental = {"ATTRIBUTION_EXPERIMENTAL_TARGETS": "1"} if target.name in EXPERIMENTAL_TARGETS else {}
     return {
+        **experimental,
         "ATTRIBUTION_TARGET": target.name,
         "ATTRIBUTION_DUCKDB_PATH": str(target.duckdb_path),
         "ATTRIBUTION_DUCKDB_MEMORY_LIMIT": target.duckdb_memory_limit,
