@@ -53,3 +53,15 @@
 {% macro spark__get_empty_schema_sql(columns) -%}
     {{- link_attribution.spark_dialect(dbt.default__get_empty_schema_sql(columns)) -}}
 {%- endmacro %}
+
+{#- Grants (the BI reader's, PostgreSQL only) resolve to empty lists elsewhere; open-source Spark has no GRANT or
+    SHOW GRANTS, so nothing is applied unless a grantee is actually configured. -#}
+{% macro spark__apply_grants(relation, grant_config, should_revoke=True) -%}
+    {%- set grantees = [] -%}
+    {%- for privilege, names in (grant_config or {}).items() -%}
+        {%- do grantees.extend(names or []) -%}
+    {%- endfor -%}
+    {%- if grantees -%}
+        {{ dbt.default__apply_grants(relation, grant_config, should_revoke) }}
+    {%- endif -%}
+{%- endmacro %}
