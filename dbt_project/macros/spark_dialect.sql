@@ -65,3 +65,12 @@
         {{ dbt.default__apply_grants(relation, grant_config, should_revoke) }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- dbt-spark's listagg drops the order (collect_list; it warns); Spark 4 has the standard ordered aggregate, and path
+    keys (int_non_converting_paths) are only right in click order. -#}
+{% macro spark__listagg(measure, delimiter_text, order_by_clause, limit_num) -%}
+    {%- if limit_num -%}
+        {{ exceptions.raise_compiler_error("listagg with a limit is not supported on the spark target") }}
+    {%- endif -%}
+    listagg({{ measure }}, {{ delimiter_text }}){% if order_by_clause %} within group ({{ order_by_clause }}){% endif %}
+{%- endmacro %}

@@ -60,10 +60,12 @@
     end
 {%- endmacro %}
 
+{#- Leading zeros go through the standard trim(leading ... from ...): Spark's two-argument ltrim takes the
+    characters to remove first, the other way round from DuckDB's and PostgreSQL's. -#}
 {% macro ipv4_canonical(c) -%}
     {%- set parts = [] -%}
     {%- for i in range(1, 5) -%}
-        {%- do parts.append("coalesce(nullif(ltrim(split_part(" ~ c ~ ", '.', " ~ i ~ "), '0'), ''), '0')") -%}
+        {%- do parts.append("coalesce(nullif(trim(leading '0' from split_part(" ~ c ~ ", '.', " ~ i ~ ")), ''), '0')") -%}
     {%- endfor -%}
     {{ parts | join(" || '.' || ") }}
 {%- endmacro %}
@@ -76,7 +78,7 @@
     {{ "|| " if not loop.first }}case when {{ n }} >= {{ i }} then
         {{- " ':' ||" if not loop.first }} case
         when {{ g }} = '' or {{ g }} like '%.%' then {{ g }}
-        else coalesce(nullif(ltrim({{ g }}, '0'), ''), '0')
+        else coalesce(nullif(trim(leading '0' from {{ g }}), ''), '0')
     end else '' end
     {%- endfor %}
 {%- endmacro %}
