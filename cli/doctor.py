@@ -105,6 +105,12 @@ def _warehouse_locks(d: Diagnosis, target: Target) -> None:
         if not run_id:
             d.notes.append(f"pid {pid} holds the DuckDB file: every run fails at its first step until it closes it")
         return
+    if target.is_spark:
+        # Derby leaves its lock files behind when a JVM exits, so their presence says nothing about a holder.
+        d.lines.append(
+            f"warehouse lock: Spark metastore {target.spark.folder / 'metastore_db'} admits one process at a time"
+        )
+        return
     sessions = postgres_sessions(target)
     d.lines.append("database sessions at work:" if sessions else "database sessions at work: none")
     d.lines.extend(f"  {s}" for s in sessions)
