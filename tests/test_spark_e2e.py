@@ -15,7 +15,7 @@ from tests.test_reliability import write_worlds
 from warehouse.client import Warehouse
 from warehouse.loader import load_folder
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
 
 def _marts(name: str, world_dir: Path, work: Path) -> dict[str, str]:
