@@ -87,4 +87,4 @@ def build_report(wh: Warehouse) -> str:
     with wh.connect() as conn:
         sections = [s(wh, conn) for s in SECTIONS]
     body = "\n\n".join(s for s in sections if s)
-    return f"Warehouse summary — {wh.target.describe()}\n\n{body}\n"
+    return f"Warehouse summary — {wh.target.describe()}\nBI reads: {wh.target.describe_published()}\n\n{body}\n"

@@ -8,8 +8,9 @@ or quarantined with a reason, and every raw row without a key is quarantined on 
 Pipeline (one scenario per target, see run_scenario): the end-to-end run evaluates against the world's truth and
 leaks no raw PII; the same files loaded twice change nothing; a crash in the middle of attribution leaves nothing
 half-written and a rerun ends equal to the clean run; losing raw, restoring it and rebuilding gives every mart back
-exactly; readers on PostgreSQL never see
-an empty, missing or half-built table while tables are rebuilt; a late click is attributed at the next hourly tick.
+exactly; readers on PostgreSQL never see an empty, missing or half-built table while tables are rebuilt; a BI
+process on the published marts (both targets) never blocks a run and sees the old or the new snapshot, never a mix;
+Markov and Shapley credits add up to their fit; a late click is attributed at the next hourly tick.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import contextlib
 import csv
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,10 +43,11 @@ from orchestration.assets.keys import ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTIO
 from orchestration.schedules import COVERS_TAG, first_affected_day, hourly_refresh_schedule, refresh_range
 from python_models.attribution import MODELS
 from tests.conftest import MARTS, assert_run_ok, mart_checksums, mart_row_checksums, module_target, run_dbt
+from tests.published_reader import duckdb_signature, postgres_signature
 from warehouse.backup import backup_raw, restore_raw
 from warehouse.client import Warehouse, frame_checksum
 from warehouse.loader import RAW_COLUMNS, LoadedEventDays, event_days_loaded_after, load_folder, newest_load
-from warehouse.target import PROJECT_ROOT, Target
+from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, Target
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 KEYS = {"links": "link_id", "clicks": "click_id", "conversions": "conversion_id"}
@@ -503,6 +507,106 @@ class RefreshReader:
             self.log.problems.append(f"staged, fct, intermediate and credited conversions differ: {counts}")
 
 
+@dataclass
+class PublishedLog:
+    """What a BI reader in another process saw of the published marts during one run."""
+
+    before: list[str] | None = None  # signature of the published marts before the run (None: none published yet)
+    after: list[str] | None = None
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    equals_marts: bool = False  # the published copy equals the marts the run built
+
+
+def published_signature(target: Target) -> list[str] | None:
+    """One-statement signature (per mart: rows and a hash of every row) of the published marts, or None."""
+    if target.is_duckdb:
+        import duckdb
+
+        if not target.published_duckdb_path.exists():
+            return None
+        with duckdb.connect(str(target.published_duckdb_path), read_only=True) as conn:
+            return duckdb_signature(conn, list(MARTS))
+    import psycopg2
+
+    with psycopg2.connect(**target.postgres.dsn_kwargs()) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from pg_catalog.pg_namespace where nspname = %s", (PUBLISHED_SCHEMA,))
+        return postgres_signature(cur, PUBLISHED_SCHEMA, list(MARTS)) if cur.fetchone()[0] else None
+
+
+def published_checksums(target: Target) -> dict[str, str]:
+    if target.is_duckdb:
+        import duckdb
+
+        with duckdb.connect(str(target.published_duckdb_path), read_only=True) as conn:
+            return {m: frame_checksum(conn.execute(f"select * from marts.{m}").df()) for m in MARTS}
+    wh = Warehouse(target)
+    with wh.connect() as conn:
+        return {m: frame_checksum(wh.query_df(f"select * from {PUBLISHED_SCHEMA}.{m}", conn)) for m in MARTS}
+
+
+class PublishedReader:
+    """tests/published_reader.py in processes of their own (a fresh connection per pass and, on DuckDB, one held
+    open), polling the published marts while a run replaces them; on exit it waits for the fresh reader to see
+    the run's snapshot, stops them and collects what they saw."""
+
+    def __init__(self, target: Target, folder: Path) -> None:
+        self.target = target
+        self.log = PublishedLog()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.lines, self.stop = folder / "reader.jsonl", folder / "stop"
+        if target.is_duckdb:
+            location = str(target.published_duckdb_path)
+        else:
+            location = json.dumps({**target.postgres.dsn_kwargs(), "schema": PUBLISHED_SCHEMA})
+        modes = ("fresh", "held") if target.is_duckdb else ("fresh",)
+        self.commands = [
+            [
+                sys.executable,
+                "-m",
+                "tests.published_reader",
+                mode,
+                target.name,
+                location,
+                ",".join(MARTS),
+                str(folder / f"{mode}.jsonl"),
+                str(self.stop),
+            ]  # fmt: skip
+            for mode in modes
+        ]
+        self.logs = [folder / f"{mode}.jsonl" for mode in modes]
+
+    def _seen(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for log in self.logs if log.exists() for line in log.read_text().splitlines()]
+
+    def __enter__(self) -> PublishedLog:
+        self.log.before = published_signature(self.target)
+        self.processes = [subprocess.Popen(command, cwd=PROJECT_ROOT) for command in self.commands]
+        deadline = time.monotonic() + 60
+        # Every reader is on the published marts before the run starts.
+        while len({entry["kind"] for entry in self._seen()}) < len(self.commands) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.log
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.log.after = published_signature(self.target)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                fresh = [e for e in self._seen() if e["kind"] == "fresh"]
+                if fresh and fresh[-1]["signature"] == self.log.after:
+                    break
+                time.sleep(0.1)
+            self.log.equals_marts = published_checksums(self.target) == mart_checksums(Warehouse(self.target))
+        finally:
+            self.stop.touch()
+            for process in self.processes:
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            self.log.seen = sorted(self._seen(), key=lambda entry: entry["at"])
+
+
 PII_VALUES = """
     select email as value from raw.clicks where email <> '' union select ip from raw.clicks where ip <> ''
     union select email from raw.conversions where email <> '' union select ip from raw.conversions where ip <> ''
@@ -517,6 +621,7 @@ class EndToEnd:
     facts: int
     attributed: int
     models: frozenset[str]
+    reconciliation: dict[str, float]  # data-driven model -> largest relative gap of a channel's credits to its fit
     evaluation: dict[str, Any]
     evaluation_text: str
     text_columns: int
@@ -545,9 +650,37 @@ def end_to_end_facts(wh: Warehouse, world_dir: Path) -> EndToEnd:
         facts = int(wh.scalar("select count(*) from marts.fct_conversion_attribution", conn))
         attributed = int(wh.scalar("select count(*) from marts.fct_conversion_attribution where is_attributed", conn))
         models = frozenset(wh.query_df("select distinct model from marts.fct_attribution_credits", conn)["model"])
+        reconciliation = reconciliation_gaps(wh, conn)
     evaluation, text = evaluate_warehouse(wh, world_dir)
     n_columns, leaks = raw_pii_leaks(wh)
-    return EndToEnd(conversions, facts, attributed, models, evaluation, text, n_columns, leaks)
+    return EndToEnd(conversions, facts, attributed, models, reconciliation, evaluation, text, n_columns, leaks)
+
+
+RECONCILIATION_SQL = """
+with credits as (
+    select c.model, coalesce(c.channel, '(unknown)') as grain_value, sum(c.credit_share) as credit
+    from marts.fct_attribution_credits c
+    cross join intermediate.int_channel_fit_window w
+    where not c.is_unattributed and c.model in ('markov', 'shapley')
+      and (w.starts_after is null or c.conversion_date > w.starts_after)
+    group by 1, 2
+)
+select w.model, w.grain_value, w.weight, coalesce(c.credit, 0) as credit
+from intermediate.channel_weights w
+left join credits c on c.model = w.model and c.grain_value = w.grain_value
+"""
+
+
+def reconciliation_gaps(wh: Warehouse, conn: object) -> dict[str, float]:
+    """Per data-driven model: credits per channel (fct_attribution_credits, conversions of the fit window) against
+    the fit's totals (channel_weights.weight x the conversions credited), largest relative gap."""
+    frame = wh.query_df(RECONCILIATION_SQL, conn)
+    frame["credit"] = frame["credit"].astype("float64")
+    gaps = {}
+    for model, rows in frame.groupby("model"):
+        fitted = rows["weight"].astype("float64") * rows["credit"].sum()
+        gaps[str(model)] = float(((rows["credit"] - fitted).abs() / fitted).max())
+    return gaps
 
 
 @dataclass
@@ -568,6 +701,7 @@ class Scenario:
     raw_restored: dict[str, str] = field(default_factory=dict)
     rebuilt: dict[str, str] = field(default_factory=dict)
     readers: dict[str, ReaderLog] = field(default_factory=dict)  # phase -> what the reader saw (PostgreSQL)
+    published: dict[str, PublishedLog] = field(default_factory=dict)  # phase -> what a BI process saw
     hourly_tags: dict[str, str] = field(default_factory=dict)
     late_before: pd.DataFrame | None = None
     late_after: pd.DataFrame | None = None
@@ -583,17 +717,27 @@ def late_credits(wh: Warehouse, late: LateClick) -> pd.DataFrame:
     )
 
 
-def watching(target: Target, readers: dict[str, ReaderLog], phase: str) -> contextlib.AbstractContextManager:
-    if target.is_duckdb:  # one writer process: nobody else can even open the file during a run
-        return contextlib.nullcontext()
-    reader = RefreshReader(target)
-    readers[phase] = reader.log
-    return reader
+@contextlib.contextmanager
+def watching(target: Target, s: Scenario, phase: str, folder: Path) -> Iterator[None]:
+    """Readers during one run: a BI process on the published marts (both targets) and, on PostgreSQL, a reader
+    of the working tables too (a DuckDB warehouse file is the run's alone; BI opens the published file)."""
+    with contextlib.ExitStack() as stack:
+        published = PublishedReader(target, folder)
+        s.published[phase] = published.log
+        stack.enter_context(published)
+        if not target.is_duckdb:
+            reader = RefreshReader(target)
+            s.readers[phase] = reader.log
+            stack.enter_context(reader)
+        yield
 
 
 def raw_checksums(wh: Warehouse) -> dict[str, str]:
     with wh.connect() as conn:
         return {t: frame_checksum(wh.query_df(f"select * from raw.{t}", conn)) for t in (*RAW_COLUMNS, "load_log")}
+
+
+FULL_REFRESH, HOURLY = "full refresh after the crash", "hourly run picking up a late click"
 
 
 def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
@@ -633,7 +777,7 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         wh.execute("drop schema raw cascade")
         restore_raw(wh, work / "backup")
         s.raw_restored = raw_checksums(wh)
-        with pytest.MonkeyPatch.context() as mp, watching(target, s.readers, "full refresh after the crash"):
+        with pytest.MonkeyPatch.context() as mp, watching(target, s, FULL_REFRESH, work / "reader_full"):
             mp.setenv("ATTRIBUTION_DBT_FULL_REFRESH", "1")
             assert_run_ok(run_job(target, instance=instance, log_level="WARNING"))
         s.rebuilt = mart_checksums(wh)
@@ -643,7 +787,7 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         request = hourly_refresh_schedule(tick)
         assert isinstance(request, dg.RunRequest)
         s.hourly_tags = dict(request.tags)
-        with watching(target, s.readers, "hourly run picking up a late click"):
+        with watching(target, s, HOURLY, work / "reader_hourly"):
             assert_run_ok(run_job(target, "hourly_refresh", tags=request.tags, instance=instance, log_level="WARNING"))
         s.late_after = late_credits(wh, late)
         s.late_violations = conservation_violations(
@@ -745,16 +889,49 @@ def test_restore_and_full_rebuild_after_the_crash_reproduce_every_mart(scenario:
 @pytest.mark.e2e
 @pytest.mark.parametrize("scenario", ["postgres"], indirect=True)
 def test_readers_never_see_an_empty_missing_or_half_built_table(scenario: Scenario) -> None:
-    assert set(scenario.readers) == {"full refresh after the crash", "hourly run picking up a late click"}
+    assert set(scenario.readers) == {FULL_REFRESH, HOURLY}
     for phase, log in scenario.readers.items():
         assert not log.problems, f"{phase}: {log.problems[:10]}"
         assert log.loops >= 5, f"{phase}: the reader barely ran ({log.loops} loops)"
         assert set(log.relations) == {f"marts.{m}" for m in MARTS} | {f"intermediate.{t}" for t in PYTHON_TABLES}
     # The reader really overlapped the rebuilds: it read old and new relations of the swapped tables.
-    swapped = {
-        name for name, oids in scenario.readers["full refresh after the crash"].relations.items() if len(oids) > 1
-    }
+    swapped = {name for name, oids in scenario.readers[FULL_REFRESH].relations.items() if len(oids) > 1}
     assert {"marts.fct_conversion_attribution", "marts.rpt_channel_attribution", "intermediate.match_model"} <= swapped
+
+
+@pytest.mark.e2e
+@BOTH_TARGETS
+def test_bi_readers_never_block_a_run_nor_see_half_a_refresh(scenario: Scenario) -> None:
+    """A BI process reads the published marts throughout two runs (each succeeded: run_scenario asserts it). Every
+    statement sees every mart of the previous snapshot or every mart of the new one, never a mix; on DuckDB a
+    connection held open on the old file keeps reading the old snapshot while the run replaces it."""
+    assert set(scenario.published) == {FULL_REFRESH, HOURLY}
+    for phase, log in scenario.published.items():
+        assert log.before is not None and log.after is not None, phase
+        assert log.equals_marts, f"{phase}: the published snapshot differs from the marts the run built"
+        errors = [e["error"] for e in log.seen if e["kind"] == "error"]
+        assert not errors, f"{phase}: {errors[:5]}"
+        fresh = [e["signature"] for e in log.seen if e["kind"] == "fresh"]
+        assert len(fresh) >= 5, f"{phase}: the reader barely ran ({len(fresh)} reads)"
+        mixed = [signature for signature in fresh if signature not in (log.before, log.after)]
+        assert not mixed, f"{phase}: {len(mixed)} reads saw neither the old nor the new snapshot, e.g. {mixed[0]}"
+        assert fresh[0] == log.before and fresh[-1] == log.after, phase
+        held = [e["signature"] for e in log.seen if e["kind"] == "held"]
+        if scenario.target.is_duckdb:
+            assert held and all(signature == log.before for signature in held), phase
+    # The late click changes the marts: the reader saw the snapshot change under it.
+    hourly = scenario.published[HOURLY]
+    assert hourly.before != hourly.after
+
+
+@pytest.mark.e2e
+@BOTH_TARGETS
+def test_data_driven_credits_add_up_to_their_fit(scenario: Scenario) -> None:
+    """Markov and Shapley credits per channel in fct_attribution_credits equal the fit's totals within 1 %."""
+    e2e = scenario.end_to_end
+    assert e2e is not None
+    assert set(e2e.reconciliation) == {"markov", "shapley"}
+    assert max(e2e.reconciliation.values()) < 0.01, e2e.reconciliation
 
 
 @pytest.mark.e2e

@@ -25,10 +25,12 @@ from orchestration.resources import WarehouseResource
 from orchestration.settings import PipelineSettings
 from python_models.attribution import (
     TOUCH_COLUMNS,
+    DataDrivenFit,
     combine_paths,
     conversion_paths,
     fit_data_driven,
     null_paths_from_keys,
+    reconciled_totals,
     select_touches,
 )
 from python_models.attribution import attribute as attribute_conversions
@@ -103,8 +105,22 @@ def channel_weights(
             "converting_paths": int((paths["conversions"] > 0).sum()),
             "non_converting_paths": int((paths["nulls"] > 0).sum()),
             "weights": table_metadata(weights),
+            **_reconciliation_gaps(paths, fit),
         }
     )
+
+
+def _reconciliation_gaps(paths: pd.DataFrame, fit: DataDrivenFit) -> dict[str, float]:
+    """Per model, the largest relative gap between a grain value's credits (summed over the fitted conversions)
+    and its fitted total: 0 when reachable; above 0 when conversions on one value alone exceed its total."""
+    total = float(paths["conversions"].sum())
+    gaps = {}
+    for model, frame in fit.channel_weights.groupby("model"):
+        fitted = frame.set_index("grain_value")["weight"] * total
+        reached = reconciled_totals(paths, frame.set_index("grain_value")["allocation_weight"]).reindex(fitted.index)
+        relative = (reached.fillna(0.0) - fitted).abs() / fitted.where(fitted > 0)
+        gaps[f"{model}_max_reconciliation_gap"] = float(relative.max()) if relative.notna().any() else 0.0
+    return gaps
 
 
 def _revenue_chart(credits: pd.DataFrame) -> dg.MetadataValue:
