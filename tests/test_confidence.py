@@ -26,6 +26,8 @@ from python_models.confidence import (
     score_candidates,
     signal_weights,
 )
+from python_models.confidence.features import _design
+from python_models.confidence.model import RANK_COLUMNS, TERMS
 from python_models.confidence.scoring import _score_weak
 from python_models.confidence.shift import label_shift, standardised_mean_difference
 from python_models.confidence.weak_pairs import _fit_weak_model
@@ -500,20 +502,22 @@ def test_unseen_later_click_needs_enough_labelled_conversions() -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_recency_rank_bounds_the_chance_agreement_of_a_popular_value() -> None:
-    """Priors: a popular fingerprint's most recent click is weighed by its rank, not by the crowd's size; older
-    clicks of the same value shrink with their rank; without rank columns nothing changes."""
+def test_recency_ranks_enter_the_design_only_where_the_pair_shares_the_value() -> None:
+    """fingerprint_rank = sig_fingerprint * log(rank); ip_rank uses the IP + user agent rank where both are shared.
+    Unknown ranks (no column, or null) are rank 1: no evidence either way, and old candidate tables still score."""
     frame = pd.DataFrame(
         [
-            pair(sig_fingerprint=True, fingerprint_popularity=400.0, fingerprint_recency_rank=1),
-            pair(sig_fingerprint=True, fingerprint_popularity=400.0, fingerprint_recency_rank=4),
-            pair(sig_fingerprint=True, fingerprint_popularity=400.0, fingerprint_recency_rank=None),
+            pair(sig_fingerprint=True, fingerprint_recency_rank=4, ip_recency_rank=9),
+            pair(sig_ip=True, sig_ip_ua=True, ip_recency_rank=9, ip_ua_recency_rank=2),
+            pair(sig_ip=True, ip_recency_rank=3),
+            pair(sig_fingerprint=True, fingerprint_recency_rank=None),
         ]
     )
-    p = score_candidates(frame, prior_model())
-    assert p[0] > p[1] > p[2] > 0
-    assert p[0] / p[1] == pytest.approx(2.0)  # popularity exponent 0.5: rank 4 -> factor 1/2
-    assert score_candidates(frame.drop(columns=["fingerprint_recency_rank"]), prior_model())[0] == pytest.approx(p[2])
+    x = pd.DataFrame(_design(frame), columns=list(TERMS))
+    np.testing.assert_allclose(x["fingerprint_rank"], [np.log(4), 0, 0, 0])
+    np.testing.assert_allclose(x["ip_rank"], [0, np.log(2), np.log(3), 0])
+    without = pd.DataFrame(_design(frame.drop(columns=list(RANK_COLUMNS))), columns=list(TERMS))
+    assert (without[["fingerprint_rank", "ip_rank"]] == 0).all().all()
 
 
 def test_standardised_mean_difference_worked_example() -> None:

@@ -15,7 +15,6 @@ from python_models.confidence.features import (
     _signals,
     _weak_levels,
     linked_pairs,
-    recency_ranks,
 )
 from python_models.confidence.model import COMPARISONS, TERMS, MatchModel, WeakModel
 
@@ -31,11 +30,8 @@ def _score_priors(model: MatchModel, candidates: pd.DataFrame, withhold_direct: 
     gap_hours = _number(candidates, "gap_seconds", 0.0, 0.0) / 3600.0
     decay = 0.5 ** (gap_hours / model.prior_half_life_hours)
     k = model.prior_popularity_exponent
-    # Chance agreement: the value's popularity, but never more than the clicks that carried it between this click
-    # and the conversion (its recency rank): the most recent click of a crowded value is not a crowd.
-    rank = recency_ranks(candidates)
-    fp_tf = np.fmin(_number(candidates, "fingerprint_popularity", 1.0, 1.0), rank["fingerprint"]) ** -k
-    ip_tf = np.fmin(_number(candidates, "ip_popularity", 1.0, 1.0), rank["ip"]) ** -k
+    fp_tf = _number(candidates, "fingerprint_popularity", 1.0, 1.0) ** -k
+    ip_tf = _number(candidates, "ip_popularity", 1.0, 1.0) ** -k
     device = np.maximum.reduce(
         [
             sig["session"] * pri["session"],
