@@ -26,9 +26,9 @@
     a pair found through another signal still gets sig_ip / sig_ip_ua / sig_fingerprint. IP joins also skip
     conversions from datacenter IPs (VPN and proxy exits are shared by strangers).
 
-    The guards bound the work; they never decide alone that a pair is impossible. Whatever a value's popularity,
+    The guards bound the work; they never decide alone that a pair is impossible. On every value a guard skips,
     the candidate_recent_clicks_per_value most recent clicks inside the lookback that share the conversion's
-    fingerprint, IP or (IP, user agent) are candidates too: the last click carrying a popular phone fingerprint
+    fingerprint, IP or (IP, user agent) are candidates too (on the other values the full join pairs them all): the last click carrying a popular phone fingerprint
     minutes before the conversion is often the converter's, and the model weighs it with the recency rank, the
     gap and the popularity. The k most recent are found by equi-joins, never a range join: clicks and
     conversions of one value are numbered in time order (the conversion gets the number of clicks up to it),
@@ -272,29 +272,54 @@ recent_offsets as (
 
 {%- for name, columns, skip_datacenter in recent_values %}
 
--- {{ name }}: clicks and conversions of each value numbered in time order; a conversion's number is the count of
--- clicks of its value up to it (clicks first on ties), so its k most recent clicks are numbered n - k + 1 .. n.
+-- {{ name }}: only the values a guard skips (elsewhere the full join already pairs every click of the value), and of
+-- those only the ones the window's conversions carry; clicks and conversions of each such value numbered in time
+-- order, a conversion's number being the count of clicks of its value up to it (clicks first on ties), so its k
+-- most recent clicks are numbered n - k + 1 .. n.
+recent_{{ name }}_values as materialized (
+
+    {%- if name == 'fingerprint' %}
+    select distinct fingerprint_popularity.device_fingerprint
+    from fingerprint_popularity
+    inner join conversions
+        on fingerprint_popularity.device_fingerprint = conversions.device_fingerprint
+    where fingerprint_popularity.n_cookies > {{ max_fingerprint_popularity }}
+    {%- elif name == 'ip' %}
+    select ip_hash from ip_guard
+    where n_fingerprints > {{ max_ip_popularity }}
+    {%- else %}
+    select ip_hash, user_agent from ip_ua_guard
+    where n_cookies > {{ max_ip_ua_popularity }}
+    {%- endif %}
+
+),
+
 recent_{{ name }}_events as (
 
     select
-        {% for c in columns %}{{ c }}, {% endfor %}
-        clicked_at as event_at,
+        {% for c in columns %}clicks.{{ c }}, {% endfor %}
+        clicks.clicked_at as event_at,
         0 as is_conversion,
-        click_id as event_id,
-        clicked_at as converted_at
-    from window_clicks
-    where {% for c in columns %}{{ c }} is not null{% if not loop.last %} and {% endif %}{% endfor %}
+        clicks.click_id as event_id,
+        clicks.clicked_at as converted_at
+    from window_clicks as clicks
+    inner join recent_{{ name }}_values as v
+        on {% for c in columns %}clicks.{{ c }} = v.{{ c }}{% if not loop.last %} and {% endif %}{% endfor %}
 
     union all
 
     select
-        {% for c in columns %}{{ c }}, {% endfor %}
-        {{ int_seconds_after('converted_at', skew_seconds) }} as event_at,
+        {% for c in columns %}conversions.{{ c }}, {% endfor %}
+        {{ int_seconds_after('conversions.converted_at', skew_seconds) }} as event_at,
         1 as is_conversion,
-        conversion_id as event_id,
-        converted_at
+        conversions.conversion_id as event_id,
+        conversions.converted_at
     from conversions
-    where {% for c in columns %}{{ c }} is not null and {% endfor %}{{ 'not is_datacenter_ip' if skip_datacenter else '1 = 1' }}
+    inner join recent_{{ name }}_values as v
+        on {% for c in columns %}conversions.{{ c }} = v.{{ c }}{% if not loop.last %} and {% endif %}{% endfor %}
+    {%- if skip_datacenter %}
+    where not conversions.is_datacenter_ip
+    {%- endif %}
 
 ),
 
