@@ -190,6 +190,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from lab.evaluate import evaluate_warehouse
 
+    if args.family:
+        from lab.family import evaluate_family
+
+        rows, table = evaluate_family(args.family, persons=args.persons, seed=args.seed, say=_say)
+        _say(json.dumps(rows, indent=2, sort_keys=True) if args.json else table)
+        return 0
+    if not args.truth:
+        print("error: evaluate needs --truth FOLDER (or --family NAME)", file=sys.stderr)
+        return 2
     target = _target(args)
     result, text = evaluate_warehouse(Warehouse(target), Path(args.truth))
     _say(json.dumps(result, indent=2, sort_keys=True) if args.json else text)
@@ -388,7 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="stream every Dagster and dbt log line to the terminal")
 
     p = _add(sub, "evaluate", cmd_evaluate, "score the warehouse's outputs against ground truth, vs the baseline")
-    p.add_argument("--truth", required=True, help="folder with truth_clicks / truth_conversions")
+    p.add_argument("--truth", help="folder with truth_clicks / truth_conversions")
+    p.add_argument(
+        "--family",
+        help="instead: generate, run and score every world of a named family (lab/family.py) on DuckDB files of "
+        "their own, and print each metric per world with the median and worst case",
+    )
+    p.add_argument("--persons", type=int, default=3000, help="with --family: persons per world (default 3000)")
+    p.add_argument("--seed", type=int, default=7, help="with --family: seed of every world (default 7)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     _add(sub, "report", cmd_report, "print the summary of the current warehouse")

@@ -115,9 +115,13 @@ class WorldConfig:
     device_count_probs: tuple[float, float, float] = (0.45, 0.40, 0.15)  # P(1, 2, 3 devices)
     ios_share: float = 0.55  # share of phones and tablets that are Apple (Safari/WebKit, cookie ITP applies)
     in_app_click_rate: float = 0.85  # phone clicks from instagram/tiktok/youtube/facebook opening in the webview
+    # per-channel overrides of in_app_click_rate, e.g. (("tiktok", 0.98),); channels without an app jar ignore it
+    in_app_click_rate_by_channel: tuple[tuple[str, float], ...] = ()
     in_app_handoff_rate: float = 0.75  # after an in-app click, same-device conversion happens in the main browser
     cross_device_conversion_rate: float = 0.15  # conversion on another device (persons with 2+ devices)
     phone_fingerprint_variants: int = 3  # distinct fingerprints per phone/tablet model x OS x browser version
+    # the same for Apple phones/tablets (Safari-like: few distinct values per model); 0 = phone_fingerprint_variants
+    ios_fingerprint_variants: int = 0
     desktop_fingerprint_collision_rate: float = 0.03  # desktops whose fingerprint is a shared corporate image
     desktop_fingerprint_pool: int = 25  # number of shared corporate-image fingerprints
 
@@ -196,6 +200,12 @@ class WorldConfig:
             if getattr(self, name) >= 1.0:
                 raise ValueError(f"WorldConfig.{name} must be < 1, got {getattr(self, name)!r}")
         _named_probs(self.channel_weights, CHANNELS, "channel_weights")
+        for name, rate in self.in_app_click_rate_by_channel:
+            if name not in CHANNELS or not 0.0 <= rate <= 1.0:
+                raise ValueError(
+                    f"WorldConfig.in_app_click_rate_by_channel: {name!r} must be one of {CHANNELS} with a rate in "
+                    f"[0, 1], got {rate!r}"
+                )
         _named_probs(self.event_type_probs, EVENT_TYPES, "event_type_probs")
         _named_probs(self.bot_kind_probs, BOT_KINDS, "bot_kind_probs")
         _named_probs(self.currency_probs, CURRENCIES, "currency_probs")
@@ -772,6 +782,10 @@ def _devices(sim: _Sim, persons: dict[str, np.ndarray], cat: _Catalog) -> dict[s
         variant[rows] = choices[_pick(rng, cat.weight[choices], rows.size)]
     # Phones and tablets: a fingerprint is a few values per model/OS/browser; desktops: unique unless imaged.
     fp = sim.h("fp-model", variant, rng.integers(0, cfg.phone_fingerprint_variants, owner.size))
+    if cfg.ios_fingerprint_variants:
+        # Drawn from a generator of its own, so the default world (0) keeps every other draw unchanged.
+        ios_draw = sim.rng("devices-ios").integers(0, cfg.ios_fingerprint_variants, owner.size)
+        fp = np.where(cat.itp[variant], sim.h("fp-model", variant, ios_draw), fp)
     desktop = kind == DESKTOP
     imaged = desktop & (rng.random(owner.size) < cfg.desktop_fingerprint_collision_rate)
     fp = np.where(desktop, sim.h("fp-desktop", np.arange(owner.size)), fp)
@@ -841,7 +855,10 @@ def _human_clicks(
     slot = _pick_rows(rng.random(n), affinity)
     device = devices["person_devices"][person, slot]
     app = CHANNEL_APP_JAR[channel]
-    in_app = (devices["kind"][device] == PHONE) & (app > 0) & (rng.random(n) < cfg.in_app_click_rate)
+    in_app_rate = np.full(len(CHANNELS), cfg.in_app_click_rate)
+    for name, rate in cfg.in_app_click_rate_by_channel:
+        in_app_rate[CHANNELS.index(name)] = rate
+    in_app = (devices["kind"][device] == PHONE) & (app > 0) & (rng.random(n) < in_app_rate[channel])
     jar = np.where(in_app, app, 0)
     is_email = channel == CHANNELS.index("email")
     account = persons["account"][person]
