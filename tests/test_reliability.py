@@ -50,6 +50,10 @@ from warehouse.loader import RAW_COLUMNS, LoadedEventDays, event_days_loaded_aft
 from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, Target
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+# The scenario's world is generated for a fixed day, not for today: its ids, its weekdays (office hours move
+# devices between networks) and so every mart depend on the calendar, and the recorded checksums must hold on any
+# day CI runs. The schedule is ticked at this instant too, so its windows are those of the world's own "today".
+WORLD_NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 KEYS = {"links": "link_id", "clicks": "click_id", "conversions": "conversion_id"}
 STAGED = {"links": "stg_raw__links", "clicks": "stg_raw__clicks", "conversions": "stg_raw__conversions"}
 EVENT_TIME = {"links": "created_at", "clicks": "clicked_at", "conversions": "converted_at"}
@@ -332,7 +336,7 @@ def test_bad_input_quarantine_payloads_are_json(fuzz_run: FuzzRun) -> None:
 #   4. a click that arrived late is loaded; the hourly schedule ticks and its run executes as requested.
 WORLD_DAYS = 10
 WORLD = WorldConfig(
-    persons=300, seed=7, days=WORLD_DAYS, start=(NOW.date() - timedelta(days=WORLD_DAYS + 1)).isoformat()
+    persons=300, seed=7, days=WORLD_DAYS, start=(WORLD_NOW.date() - timedelta(days=WORLD_DAYS + 1)).isoformat()
 )
 ATTRIBUTION_KEYS = (ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTION)
 # Every table the Python assets write (schema intermediate), from their specs: readers must never miss one.
@@ -354,8 +358,8 @@ def pick_late_click(world: dict[str, pd.DataFrame]) -> LateClick:
     """A conversion of a few days ago whose direct click id names its true last click: that click arrives late."""
     conversions = world["conversions"].merge(world["truth_conversions"], on="conversion_id")
     days = conversions["converted_at"].str[:10]
-    window = (days >= (NOW.date() - timedelta(days=8)).isoformat()) & (
-        days <= (NOW.date() - timedelta(days=3)).isoformat()
+    window = (days >= (WORLD_NOW.date() - timedelta(days=8)).isoformat()) & (
+        days <= (WORLD_NOW.date() - timedelta(days=3)).isoformat()
     )
     logged = conversions["click_id"].isin(set(world["clicks"]["click_id"]))
     chosen = conversions[window & logged & (conversions["click_id"] == conversions["true_last_click_id"])]
@@ -783,7 +787,7 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         s.rebuilt = mart_checksums(wh)
 
         load_folder(wh, late_dir)
-        tick = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(UTC))
+        tick = dg.build_schedule_context(instance=instance, scheduled_execution_time=WORLD_NOW)
         request = hourly_refresh_schedule(tick)
         assert isinstance(request, dg.RunRequest)
         s.hourly_tags = dict(request.tags)
@@ -939,7 +943,7 @@ def test_data_driven_credits_add_up_to_their_fit(scenario: Scenario) -> None:
 def test_late_click_moves_the_credit_at_the_next_hourly_run(scenario: Scenario) -> None:
     late = scenario.late
     start = scenario.hourly_tags["dagster/asset_partition_range_start"]
-    yesterday = (NOW.date() - timedelta(days=1)).isoformat()
+    yesterday = (WORLD_NOW.date() - timedelta(days=1)).isoformat()
     assert start <= late.conversion_day < yesterday, scenario.hourly_tags  # the late data widened the window
     assert scenario.hourly_tags[COVERS_TAG] == "true"
 
