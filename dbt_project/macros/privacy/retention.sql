@@ -1,6 +1,6 @@
 {#- Raw retention: raw rows loaded more than var raw_retention_days ago keep only the hashes of their identifiers.
     Run as the pre-hook of model raw_retention, after the staged models (which hold the same rows hashed already:
-    staging is incremental on _loaded_at and never re-reads those rows, so nothing downstream changes). -#}
+    staging is incremental on _loaded_at and never re-reads the rows it staged, so nothing downstream changes). -#}
 
 {#- retained_value(column, kind): the column's value as 'sha256:' || its salted hash, the one staging computes for
     it (email: normalised first; the others: cleaned). Empty, junk and already-retained values are left as they
@@ -28,12 +28,11 @@
     }) -}}
 {%- endmacro %}
 
-{#- retention_scope(table): the raw rows retention applies to: loaded before the cut-off, and at or below the staged
-    model's watermark (staging has read them; a load whose rows were all rejected waits until a later load moves
-    the watermark past it). -#}
+{#- retention_scope(table): the raw rows retention applies to: loaded before the cut-off. Every such row has been
+    read by staging: retention runs after the staged models (and rejected_rows) in the same build, which read every
+    row loaded before it started, and a row loaded since is younger than any window. -#}
 {% macro retention_scope(table) -%}
     _loaded_at < {{ dbt.dateadd('day', -1 * (var('raw_retention_days') | int), dbt.current_timestamp()) }}
-    and _loaded_at <= (select max(_loaded_at) from {{ ref('stg_raw__' ~ table) }})
 {%- endmacro %}
 
 {#- apply_raw_retention(): one UPDATE per raw table over the rows in retention_scope that still hold a clear value. -#}
