@@ -170,12 +170,23 @@ REVENUE_CASES = [
     ("0", STAGED_OK),
     ("", STAGED_OK),  # no revenue (a signup)
 ]
+# (revenue, currency, outcome): a currency is an ISO 4217 code of the seed, never assumed.
+CURRENCY_CASES = [
+    ("10.00", "", "missing_currency"),
+    ("10.00", "XXX", "invalid_currency"),
+    ("10.00", "ABC", "invalid_currency"),
+    ("10.00", "XAU", "invalid_currency"),  # gold is not money here
+    ("10.00", " usd ", STAGED_OK),
+    ("0", "", STAGED_OK),  # a zero amount needs no currency
+    ("", "", STAGED_OK),
+    ("", "XXX", "invalid_currency"),
+]
 MISSING_KEYS = ["", "   ", "null", "NULL", "undefined", "N/A", "-", "\t", " \t\n "]
 
 
 def fuzz_world() -> dict[str, FuzzRows]:
     """Every case of the matrix, per raw table, spread over two loads."""
-    world = {table: FuzzRows(table) for table in RAW_COLUMNS}
+    world = {table: FuzzRows(table) for table in KEYS}
     for table, rows in world.items():
         key = KEYS[table]
         for column in RAW_COLUMNS[table]:
@@ -191,6 +202,8 @@ def fuzz_world() -> dict[str, FuzzRows]:
         add_duplicates(rows)
     for i, (value, expect) in enumerate(REVENUE_CASES):
         world["conversions"].add(expect, conversion_id=f"rev-{i}", revenue=value)
+    for i, (revenue, currency, expect) in enumerate(CURRENCY_CASES):
+        world["conversions"].add(expect, conversion_id=f"cur-{i}", revenue=revenue, currency=currency)
     for i, value in enumerate(["", "null", "  "]):
         world["clicks"].add("missing_link_id", click_id=f"nolink-{i}", link_id=value)
     return world
@@ -250,7 +263,7 @@ def fuzz_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         run_dbt(target, "build", "--select", "staging", "--exclude-resource-type", "unit_test",
                 target_path=work / "dbt_target")  # fmt: skip
         with wh.connect() as conn:
-            counts = {t: int(wh.scalar(f"select count(*) from raw.{t}", conn)) for t in RAW_COLUMNS}
+            counts = {t: int(wh.scalar(f"select count(*) from raw.{t}", conn)) for t in world}
             staged = {t: wh.query_df(f"select * from staging.{m}", conn) for t, m in STAGED.items()}
             rejected = wh.query_df("select * from staging.rejected_rows", conn)
         yield FuzzRun(world, counts, staged, rejected)
@@ -261,7 +274,7 @@ def test_bad_input_loads_every_row(fuzz_run: FuzzRun) -> None:
     assert fuzz_run.raw_counts == {t: len(rows.rows) for t, rows in fuzz_run.world.items()}
 
 
-@pytest.mark.parametrize("table", list(RAW_COLUMNS))
+@pytest.mark.parametrize("table", list(KEYS))
 def test_bad_input_every_raw_key_is_staged_or_rejected(fuzz_run: FuzzRun, table: str) -> None:
     """distinct raw keys = staged keys + rejected keys, disjoint; every keyless raw row is one rejected row.
 
@@ -284,7 +297,7 @@ def test_bad_input_every_raw_key_is_staged_or_rejected(fuzz_run: FuzzRun, table:
     assert set(keyless["reason"]) == {"missing_key"}
 
 
-@pytest.mark.parametrize("table", list(RAW_COLUMNS))
+@pytest.mark.parametrize("table", list(KEYS))
 def test_bad_input_outcome_of_every_key(fuzz_run: FuzzRun, table: str) -> None:
     """Each key is staged, or rejected with the documented reason of its best version."""
     rejected = fuzz_run.rejected[fuzz_run.rejected["source_table"] == table].dropna(subset=["record_key"])

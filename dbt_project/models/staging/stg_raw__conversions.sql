@@ -218,10 +218,7 @@ raw_conversions_looked_up as not materialized (
         case
             when _revenue_number between 0 and {{ max_revenue }} then cast(_revenue_number as numeric(18, 2))
         end as revenue,
-        coalesce(
-            _currency,
-            case when _revenue_number is not null then '{{ var("default_currency") | upper }}' end
-        ) as currency,
+        _currency as currency,
         {{ conversion_reject_reason() }} as _reject_reason
     from {{ half }}_enriched
     {{ stage_fence() }}
