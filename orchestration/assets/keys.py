@@ -3,7 +3,6 @@
 import dagster as dg
 
 # dbt models (keys produced by orchestration.dbt.LayerTranslator)
-STG_CONVERSIONS = dg.AssetKey(["staging", "stg_raw__conversions"])
 INT_CONVERSIONS = dg.AssetKey(["intermediate", "int_conversions"])
 INT_CLICKS = dg.AssetKey(["intermediate", "int_clicks"])
 INT_IDENTIFIERS = dg.AssetKey(["intermediate", "int_identifiers"])
