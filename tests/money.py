@@ -118,6 +118,10 @@ def check_report_money(wh: Warehouse) -> MoneyCheck:
     missing = quality.loc[(quality["section"] == "fx_status") & (quality["bucket"] == "missing_fx_rate")]
     want_missing = wanted.loc[wanted["missing_rate"]].groupby("report_date").size()
     got_missing = missing.groupby("report_date")["conversions"].sum()
-    if {str(k): int(v) for k, v in got_missing.items()} != {str(k): int(v) for k, v in want_missing.items()}:
+
+    def by_day(counts: pd.Series) -> dict[str, int]:
+        return {str(pd.Timestamp(day).date()): int(n) for day, n in counts.items()}
+
+    if by_day(got_missing) != by_day(want_missing):
         check.mismatches.append(f"missing_fx_rate counts {got_missing.to_dict()} != {want_missing.to_dict()}")
     return check
