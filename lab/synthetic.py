@@ -72,6 +72,8 @@ BOT_KINDS: tuple[str, ...] = ("preview_fetcher", "crawler", "headless", "script"
 ORIGINS: tuple[str, ...] = ("click", "late_click", "organic")
 EVENT_TYPES: tuple[str, ...] = ("purchase", "signup", "add_to_cart")
 CURRENCIES: tuple[str, ...] = ("USD", "EUR", "GBP")
+# Rough value of one unit in USD (the base currency of raw.fx_rates) around which the daily rates wander.
+FX_CENTRES: dict[str, float] = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
 # Values that broken trackers write into identifier fields instead of leaving them empty.
 JUNK_VALUES: tuple[str, ...] = ("null", "undefined", "none", "0", "-1", "00000000-0000-0000-0000-000000000000")
 # Non-UTC offsets (minutes) used to render a share of the timestamps; the instant is unchanged.
@@ -1265,6 +1267,7 @@ def generate_world(cfg: WorldConfig | None = None) -> dict[str, pd.DataFrame]:
     """Simulate a world and return its raw tables and ground truth.
 
     Returns a dict with
+    - `fx_rates`: one rate to USD per day and currency (EUR, GBP) over the clicks' and conversions' days;
     - `links`, `clicks`, `conversions`: the raw contract (every value a string, '' for missing), columns in the
       contract order; the low-cardinality `link_id`, `user_agent` and `referrer` of clicks (and `user_agent` of
       conversions) are Categorical with string categories, which keeps a 10-million-click world under 4 GB;
@@ -1292,6 +1295,7 @@ def generate_world(cfg: WorldConfig | None = None) -> dict[str, pd.DataFrame]:
         "links": world_links,
         "clicks": clicks,
         "conversions": conversions,
+        "fx_rates": _render_fx_rates(sim),
         "truth_clicks": truth_clicks,
         "truth_conversions": truth_conversions,
     }
@@ -1335,6 +1339,27 @@ _B62 = np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU
 
 def _link_ids(sim: _Sim, idx: np.ndarray) -> np.ndarray:
     return _cat(b"lnk_", _hex(sim.h("link-id", idx), 6))
+
+
+def _render_fx_rates(sim: _Sim) -> pd.DataFrame:
+    """One rate per non-base currency and day of the world (clicks' history included), a small random walk."""
+    rng = sim.rng("fx-rates")
+    days = pd.date_range(pd.Timestamp(sim.t0, unit="s"), pd.Timestamp(sim.t1 - 1, unit="s"), freq="D").normalize()
+    frames = []
+    for currency in CURRENCIES:
+        if FX_CENTRES[currency] == 1.0:
+            continue  # the base currency is worth 1 without a row
+        walk = np.exp(np.cumsum(rng.normal(0.0, 0.004, days.size)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "rate_date": days.strftime("%Y-%m-%d"),
+                    "currency": currency,
+                    "rate": [f"{r:.6f}" for r in FX_CENTRES[currency] * walk],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 def _render_links(sim: _Sim, links: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -44,6 +44,7 @@ from orchestration.schedules import COVERS_TAG, first_affected_day, hourly_refre
 from python_models.attribution import MODELS
 from tests.conftest import MARTS, assert_run_ok, mart_checksums, mart_row_checksums, module_target, run_dbt
 from tests.published_reader import duckdb_signature, postgres_signature
+from tests.money import MoneyCheck, check_report_money
 from warehouse.backup import backup_raw, restore_raw
 from warehouse.client import Warehouse, frame_checksum
 from warehouse.loader import RAW_COLUMNS, LoadedEventDays, event_days_loaded_after, load_folder, newest_load
@@ -178,12 +179,42 @@ REVENUE_CASES = [
     ("0", STAGED_OK),
     ("", STAGED_OK),  # no revenue (a signup)
 ]
+# (revenue, currency, outcome): a currency is an ISO 4217 code of the seed, never assumed.
+CURRENCY_CASES = [
+    ("10.00", "", "missing_currency"),
+    ("10.00", "XXX", "invalid_currency"),
+    ("10.00", "ABC", "invalid_currency"),
+    ("10.00", "XAU", "invalid_currency"),  # gold is not money here
+    ("10.00", " usd ", STAGED_OK),
+    ("0", "", STAGED_OK),  # a zero amount needs no currency
+    ("", "", STAGED_OK),
+    ("", "XXX", "invalid_currency"),
+]
+# raw.fx_rates: (load, rate_date, currency, rate, outcome of the key 'CUR|day'; keyless rows by their reason).
+FX_CASES = [
+    (1, "2026-10-01", " eur ", "1.08", STAGED_OK),
+    (1, "2026-10-02", "EUR", "1.07", STAGED_OK),
+    (2, "2026-10-02", "EUR", "1.075", STAGED_OK),  # a later load corrects the rate
+    (1, "2026-10-09", "GBP", "1.2", STAGED_OK),
+    (2, "2026-10-09", "GBP", "junk", STAGED_OK),  # a corrupt re-delivery never erases a good rate
+    (1, "2026-10-07", "USD", "1", STAGED_OK),  # the base currency may have rows, at 1
+    (1, "2026-10-06", "USD", "1.1", "base_currency_rate_not_one"),
+    (1, "2026-10-03", "GBP", "abc", "invalid_rate"),
+    (1, "2026-10-03", "XXX", "1.0", "invalid_currency"),
+    (1, "2026-10-04", "GBP", "-1", "rate_out_of_range"),
+    (1, "2026-10-05", "GBP", "0", "rate_out_of_range"),
+    (1, "2026-10-06", "GBP", "", "missing_rate"),
+    (1, "2026-02-30", "GBP", "1.2", "invalid_rate_date"),
+    (1, "10/08/2026", "GBP", "1.2", "invalid_rate_date"),
+    (1, "", "GBP", "1.2", "missing_rate_date"),
+    (1, "2026-10-08", "", "1.2", "missing_currency"),
+]
 MISSING_KEYS = ["", "   ", "null", "NULL", "undefined", "N/A", "-", "\t", " \t\n "]
 
 
 def fuzz_world() -> dict[str, FuzzRows]:
     """Every case of the matrix, per raw table, spread over two loads."""
-    world = {table: FuzzRows(table) for table in RAW_COLUMNS}
+    world = {table: FuzzRows(table) for table in KEYS}
     for table, rows in world.items():
         key = KEYS[table]
         for column in RAW_COLUMNS[table]:
@@ -199,6 +230,8 @@ def fuzz_world() -> dict[str, FuzzRows]:
         add_duplicates(rows)
     for i, (value, expect) in enumerate(REVENUE_CASES):
         world["conversions"].add(expect, conversion_id=f"rev-{i}", revenue=value)
+    for i, (revenue, currency, expect) in enumerate(CURRENCY_CASES):
+        world["conversions"].add(expect, conversion_id=f"cur-{i}", revenue=revenue, currency=currency)
     for i, value in enumerate(["", "null", "  "]):
         world["clicks"].add("missing_link_id", click_id=f"nolink-{i}", link_id=value)
     return world
@@ -234,6 +267,10 @@ def write_loads(world: dict[str, FuzzRows], root: Path) -> list[Path]:
                 writer = csv.DictWriter(fh, fieldnames=list(RAW_COLUMNS[table]))
                 writer.writeheader()
                 writer.writerows(row for n, row in rows.rows if n == load)
+        with open(folder / "fx_rates.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(RAW_COLUMNS["fx_rates"])
+            writer.writerows(case[1:4] for case in FX_CASES if case[0] == load)
         folders.append(folder)
     return folders
 
@@ -258,8 +295,9 @@ def fuzz_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         run_dbt(target, "build", "--select", "staging", "--exclude-resource-type", "unit_test",
                 target_path=work / "dbt_target")  # fmt: skip
         with wh.connect() as conn:
-            counts = {t: int(wh.scalar(f"select count(*) from raw.{t}", conn)) for t in RAW_COLUMNS}
+            counts = {t: int(wh.scalar(f"select count(*) from raw.{t}", conn)) for t in world}
             staged = {t: wh.query_df(f"select * from staging.{m}", conn) for t, m in STAGED.items()}
+            staged["fx_rates"] = wh.query_df("select * from staging.stg_raw__fx_rates", conn)
             rejected = wh.query_df("select * from staging.rejected_rows", conn)
         yield FuzzRun(world, counts, staged, rejected)
 
@@ -269,7 +307,7 @@ def test_bad_input_loads_every_row(fuzz_run: FuzzRun) -> None:
     assert fuzz_run.raw_counts == {t: len(rows.rows) for t, rows in fuzz_run.world.items()}
 
 
-@pytest.mark.parametrize("table", list(RAW_COLUMNS))
+@pytest.mark.parametrize("table", list(KEYS))
 def test_bad_input_every_raw_key_is_staged_or_rejected(fuzz_run: FuzzRun, table: str) -> None:
     """distinct raw keys = staged keys + rejected keys, disjoint; every keyless raw row is one rejected row.
 
@@ -292,7 +330,7 @@ def test_bad_input_every_raw_key_is_staged_or_rejected(fuzz_run: FuzzRun, table:
     assert set(keyless["reason"]) == {"missing_key"}
 
 
-@pytest.mark.parametrize("table", list(RAW_COLUMNS))
+@pytest.mark.parametrize("table", list(KEYS))
 def test_bad_input_outcome_of_every_key(fuzz_run: FuzzRun, table: str) -> None:
     """Each key is staged, or rejected with the documented reason of its best version."""
     rejected = fuzz_run.rejected[fuzz_run.rejected["source_table"] == table].dropna(subset=["record_key"])
@@ -302,6 +340,24 @@ def test_bad_input_outcome_of_every_key(fuzz_run: FuzzRun, table: str) -> None:
     wrong = {k[:60]: (expected.get(k), actual.get(k)) for k in expected.keys() | actual.keys()
              if expected.get(k) != actual.get(k)}  # fmt: skip
     assert not wrong, f"{table}: key -> (expected, actual): {wrong}"
+
+
+def test_bad_input_fx_rates_staged_or_rejected_with_reasons(fuzz_run: FuzzRun) -> None:
+    """Each rate key (currency and day) is staged with its winning version or rejected with its reason."""
+    staged = fuzz_run.staged["fx_rates"].set_index("fx_rate_id")
+    rejected = fuzz_run.rejected[fuzz_run.rejected["source_table"] == "fx_rates"]
+    keyed = rejected.dropna(subset=["record_key"])
+    actual = {**dict.fromkeys(staged.index, STAGED_OK), **dict(zip(keyed["record_key"], keyed["reason"], strict=True))}
+    expected, keyless = {}, []
+    for _, day, currency, _, outcome in FX_CASES:
+        code = currency.strip().upper()
+        if outcome in ("invalid_rate_date", "missing_rate_date", "missing_currency"):
+            keyless.append(outcome)
+        else:
+            expected[f"{code}|{day}"] = outcome
+    assert actual == expected
+    assert sorted(rejected.loc[rejected["record_key"].isna(), "reason"]) == sorted(keyless)
+    assert float(staged.loc["EUR|2026-10-02", "rate"]) == 1.075 and float(staged.loc["GBP|2026-10-09", "rate"]) == 1.2
 
 
 def test_bad_input_text_survives_unchanged(fuzz_run: FuzzRun) -> None:
@@ -336,8 +392,16 @@ def test_bad_input_quarantine_payloads_are_json(fuzz_run: FuzzRun) -> None:
 #   4. a click that arrived late is loaded; the hourly schedule ticks and its run executes as requested.
 WORLD_DAYS = 10
 WORLD = WorldConfig(
-    persons=300, seed=7, days=WORLD_DAYS, start=(WORLD_NOW.date() - timedelta(days=WORLD_DAYS + 1)).isoformat()
+    persons=300,
+    seed=7,
+    days=WORLD_DAYS,
+    start=(WORLD_NOW.date() - timedelta(days=WORLD_DAYS + 1)).isoformat(),
+    # Three currencies in earnest (and the generator's add_to_cart events), for the reports' money check.
+    currency_probs=(("USD", 0.5), ("EUR", 0.25), ("GBP", 0.25)),
 )
+# GBP rates stop three days before the conversions start: conversions of the last days find none within var
+# fx_max_rate_age_days and must be counted, not summed.
+GBP_RATES_END = (date.fromisoformat(WORLD.start) - timedelta(days=3)).isoformat()
 ATTRIBUTION_KEYS = (ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTION)
 # Every table the Python assets write (schema intermediate), from their specs: readers must never miss one.
 PYTHON_TABLES = tuple(sorted({key.path[-1] for asset in PYTHON_ASSETS for key in asset.keys}))
@@ -374,7 +438,9 @@ def write_worlds(root: Path) -> tuple[Path, Path, LateClick]:
     late = pick_late_click(world)
     clicks = world["clicks"]
     is_late = clicks["click_id"] == late.click_id
-    write_world({**world, "clicks": clicks[~is_late]}, root / "world")
+    rates = world["fx_rates"]
+    rates = rates[(rates["currency"] != "GBP") | (rates["rate_date"] <= GBP_RATES_END)]
+    write_world({**world, "clicks": clicks[~is_late], "fx_rates": rates}, root / "world")
     late_dir = root / "late"
     late_dir.mkdir()
     clicks[is_late].to_csv(late_dir / "clicks.csv", index=False)
@@ -710,6 +776,7 @@ class Scenario:
     late_before: pd.DataFrame | None = None
     late_after: pd.DataFrame | None = None
     late_violations: list[str] = field(default_factory=list)
+    money: MoneyCheck | None = None
 
 
 def late_credits(wh: Warehouse, late: LateClick) -> pd.DataFrame:
@@ -759,6 +826,7 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         s.golden = mart_row_checksums(wh)
         s.late_before = late_credits(wh, late)
         s.end_to_end = end_to_end_facts(wh, world_dir)
+        s.money = check_report_money(wh)
         load_folder(wh, world_dir, force=True)  # at-least-once delivery: the same files again, before the backup
         s.raw_before = raw_checksums(wh)
         backup_raw(wh, work / "backup")
@@ -820,6 +888,20 @@ def test_pipeline_end_to_end(scenario: Scenario) -> None:
     assert "precision" in e2e.evaluation_text
     assert e2e.evaluation["project"]["last_touch"]["precision"] is not None
     assert e2e.evaluation["baseline"]["last_touch"]["precision"] is not None
+
+
+@pytest.mark.e2e
+@BOTH_TARGETS
+def test_reports_revenue_is_converted_conversion_revenue_to_the_cent(scenario: Scenario) -> None:
+    """Three currencies and add_to_cart events: per day and model, every report's revenue equals the converted
+    revenue of the configured conversion types (recomputed from staging); conversions without a usable rate are
+    counted in rpt_attribution_quality, not summed."""
+    money = scenario.money
+    assert money is not None
+    assert money.currencies == {"USD", "EUR", "GBP"}
+    assert money.event_types.get("add_to_cart", 0) > 0 and money.credited_non_conversions == 0
+    assert money.converted > 0 and money.missing_rate > 0
+    assert not money.mismatches, money.mismatches[:20]
 
 
 # Row checksums of every mart after the clean run of WORLD, per target. A change that is meant to leave every

@@ -513,6 +513,20 @@ def test_identifiers_and_amounts_on_conversions(conversions: pd.DataFrame) -> No
     assert conversions["user_id"].str.match(r"^(usr_[0-9a-f]{12})?$").all()
 
 
+def test_fx_rates_cover_every_event_day_of_every_foreign_currency(
+    world: dict[str, pd.DataFrame], conversions: pd.DataFrame
+) -> None:
+    """One rate to USD (the base, which needs none) per UTC day and currency, over every conversion day."""
+    rates = world["fx_rates"]
+    assert list(rates.columns) == ["rate_date", "currency", "rate"]
+    assert set(rates["currency"]) == {"EUR", "GBP"} and not rates.duplicated(["rate_date", "currency"]).any()
+    assert (rates["rate"].astype(float) > 0).all()
+    converted = pd.to_datetime(conversions["converted_at"], utc=True, errors="coerce", format="ISO8601").dropna()
+    days = set(converted.dt.strftime("%Y-%m-%d"))
+    for currency, group in rates.groupby("currency"):
+        assert days <= set(group["rate_date"]), currency
+
+
 def test_email_campaign_clicks_carry_the_email(world: dict[str, pd.DataFrame], clicks: pd.DataFrame) -> None:
     channel = clicks["link_id"].map(world["links"].set_index("link_id")["channel"])
     email_clicks = clicks[(channel == "email") & ~clicks["is_bot"]]
@@ -568,10 +582,11 @@ def test_write_world_writes_text_raw_files_and_typed_truth(tmp_path: Path, fmt: 
         f"links.{fmt}",
         f"clicks.{fmt}",
         f"conversions.{fmt}",
+        f"fx_rates.{fmt}",
         "truth_clicks.parquet",
         "truth_conversions.parquet",
     }
-    for name in ("links", "clicks", "conversions"):
+    for name in ("links", "clicks", "conversions", "fx_rates"):
         if fmt == "parquet":
             back = pd.read_parquet(paths[name])
         else:

@@ -73,6 +73,11 @@
         when _revenue_text is not null and _revenue_number is null then 'invalid_revenue'
         when _revenue_number < 0 then 'negative_revenue'
         when _revenue_number > {{ max_revenue }} then 'revenue_too_large'
-        when length(_currency) <> 3 then 'invalid_currency'
+        {#- Revenue in an unnamed currency cannot be converted, and assuming one would misstate it silently. #}
+        when _currency is null and _revenue_number > 0 then 'missing_currency'
+        {#- Only codes of the ISO 4217 seed: 'XXX' (no currency), test and metal codes are not money. #}
+        when _currency is not null
+            and _currency not in (select currency_code from {{ ref('iso_4217_currencies') }})
+            then 'invalid_currency'
     end
 {%- endmacro %}

@@ -15,6 +15,7 @@
                'device_fingerprint', 'user_id', 'email'],
     'conversions': ['conversion_id', 'converted_at', 'event_type', 'revenue', 'currency', 'user_id', 'email',
                     'cookie_id', 'session_id', 'device_fingerprint', 'ip', 'user_agent', 'click_id'],
+    'fx_rates': ['rate_date', 'currency', 'rate'],
 } %}
 
 with
@@ -311,17 +312,26 @@ conversions_hashed as (
     {{ stage_fence() }}
 ),
 
+{#- ---------------------------------------------------------------------------------------------- fx_rates ------ #}
+{#- Few rows: the shared macro ranks them all, and the unusable best versions (and keyless rows) are the quarantine. #}
+fx_rates_rejected as (
+    select *
+    from ({{ fx_rate_versions() }}) as versions
+    where _reject_reason is not null and (_version_rank = 1 or fx_rate_id is null)
+),
+
 {#- raw_payload: every raw column as delivered plus _source_file, except email and ip, which appear only as the same
     salted hashes the staged tables carry (raw PII stays in schema raw). #}
 rejected as (
     {%- for table, key, rows in [('links', 'link_id', 'links_ranked'), ('clicks', 'click_id', 'clicks_hashed'),
-                                 ('conversions', 'conversion_id', 'conversions_hashed')] %}
+                                 ('conversions', 'conversion_id', 'conversions_hashed'),
+                                 ('fx_rates', 'fx_rate_id', 'fx_rates_rejected')] %}
     {%- set payload = [] %}
     {%- for column in raw_columns[table] if column not in ('email', 'ip') %}
         {%- do payload.append((column, '_raw_' ~ column)) %}
     {%- endfor %}
     {%- do payload.append(('_source_file', '_source_file')) %}
-    {%- if table != 'links' %}
+    {%- if table in ('clicks', 'conversions') %}
         {%- do payload.extend([('email_hash', 'email_hash'), ('ip_hash', 'ip_hash')]) %}
     {%- endif %}
     select

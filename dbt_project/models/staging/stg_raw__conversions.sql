@@ -243,10 +243,7 @@ raw_conversions_looked_up as not materialized (
         case
             when _revenue_number between 0 and {{ max_revenue }} then cast(_revenue_number as numeric(18, 2))
         end as revenue,
-        coalesce(
-            _currency,
-            case when _revenue_number is not null then '{{ var("default_currency") | upper }}' end
-        ) as currency,
+        _currency as currency,
         {#- A row of an erased person (attribution forget) is dropped whatever else it holds. #}
         coalesce({{ suppressed_reason('email_hash', 'user_id', 'cookie_id') }}, {{ conversion_reject_reason() }}) as _reject_reason
     from {{ half }}_enriched
