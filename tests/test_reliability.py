@@ -43,8 +43,8 @@ from orchestration.assets.keys import ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTIO
 from orchestration.schedules import COVERS_TAG, first_affected_day, hourly_refresh_schedule, refresh_range
 from python_models.attribution import MODELS
 from tests.conftest import MARTS, assert_run_ok, mart_checksums, mart_row_checksums, module_target, run_dbt
-from tests.published_reader import duckdb_signature, postgres_signature
 from tests.money import MoneyCheck, check_report_money
+from tests.published_reader import duckdb_signature, postgres_signature
 from warehouse.backup import backup_raw, restore_raw
 from warehouse.client import Warehouse, frame_checksum
 from warehouse.loader import RAW_COLUMNS, LoadedEventDays, event_days_loaded_after, load_folder, newest_load
