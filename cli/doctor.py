@@ -77,6 +77,7 @@ def diagnose(instance: dg.DagsterInstance, target: Target, job_names: Sequence[s
     except Exception as exc:  # the doctor reports; it never fails because the warehouse is unreachable
         d.lines.append(f"warehouse: cannot check ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})")
         d.notes.append("the warehouse cannot be reached: every run fails until it can")
+    d.lines.append(f"BI reads: {_published(target)}")
 
     d.lines.append("last successful run per job:")
     width = max(len(j) for j in job_names)
@@ -92,6 +93,13 @@ def diagnose(instance: dg.DagsterInstance, target: Target, job_names: Sequence[s
     return d
 
 
+def _published(target: Target) -> str:
+    """Where BI tools read the published marts (dbt_project/macros/publish.sql), and whether they exist yet."""
+    if target.is_duckdb and not target.published_duckdb_path.exists():
+        return f"{target.describe_published()}, not published yet (the first successful run writes it)"
+    return target.describe_published()
+
+
 def _warehouse_locks(d: Diagnosis, target: Target) -> None:
     if target.is_duckdb:
         holder = duckdb_lock_holder(target.duckdb_path)
@@ -103,7 +111,10 @@ def _warehouse_locks(d: Diagnosis, target: Target) -> None:
         owner = f", a process of run {run_id[:8]}" if run_id else ""
         d.lines.append(f"warehouse lock: {target.duckdb_path} is held by pid {pid} ({what}{owner})")
         if not run_id:
-            d.notes.append(f"pid {pid} holds the DuckDB file: every run fails at its first step until it closes it")
+            d.notes.append(
+                f"pid {pid} holds the DuckDB file: every run fails at its first step until it closes it "
+                f"(BI tools open the published {target.published_duckdb_path.name} instead)"
+            )
         return
     if target.is_spark:
         # Derby leaves its lock files behind when a JVM exits, so their presence says nothing about a holder.

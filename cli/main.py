@@ -1,4 +1,4 @@
-"""The `attribution` command line: generate, load, run, evaluate, report, demo, doctor, ui."""
+"""The `attribution` command line: generate, load, run, evaluate, report, forget, demo, doctor, ui."""
 
 from __future__ import annotations
 
@@ -76,8 +76,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     # interrupt of the running step, and a step waiting for a pool slot gives up its place.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.perf_counter()
+    from warehouse.privacy import SaltError
+
     try:
         return _run(args, started)
+    except SaltError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         _say(f"run interrupted after {time.perf_counter() - started:.1f}s, before it started: nothing was claimed")
         return 130
@@ -100,11 +105,15 @@ def _recovered_instance(target: Target, say: Callable[[str], None]) -> Any:
 def _run(args: argparse.Namespace, started: float) -> int:
 
     from cli.console import StepProgress, new_log_path, output_to_log
+    from warehouse.privacy import ensure_warehouse_salt
 
     target = _target(args)
     if args.full_refresh:
         os.environ["ATTRIBUTION_DBT_FULL_REFRESH"] = "1"
     partition_range = (args.start, args.end or args.start) if args.start else None
+    created = ensure_warehouse_salt(Warehouse(target), full_refresh=args.full_refresh)
+    if created:
+        _say(created)
     if args.verbose:
         from cli.runner import run_job
 
@@ -180,6 +189,28 @@ def _run_summary(result: Any, elapsed: float, log_path: Path | None) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from cli.privacy import ForgetError, forget_person
+
+    target = _target(args)
+    try:
+        lines = forget_person(target, args.email, args.user_id, args.cookie)
+    except ForgetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _say(f"erased from {target.describe()}:")
+    for line in lines:
+        _say(f"  {line}")
+    if args.no_run:
+        _say("identities, candidates, scores, credits and marts still hold the person until the next `attribution run`")
+        return 0
+    # Everything derived from raw and staging is rebuilt without the person; conversions keep their revenue.
+    _say("rebuilding identities, candidates, scores, credits and marts without them …")
+    run_args = argparse.Namespace(target=args.target, job="attribution_all", start=None, end=None,
+                                  full_refresh=False, verbose=False, log_level="INFO")  # fmt: skip
+    return cmd_run(run_args)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from cli.report import build_report
 
@@ -190,6 +221,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from lab.evaluate import evaluate_warehouse
 
+    if args.family:
+        from lab.family import evaluate_family
+
+        rows, table = evaluate_family(args.family, persons=args.persons, seed=args.seed, say=_say)
+        _say(json.dumps(rows, indent=2, sort_keys=True) if args.json else table)
+        return 0
+    if not args.truth:
+        print("error: evaluate needs --truth FOLDER (or --family NAME)", file=sys.stderr)
+        return 2
     target = _target(args)
     result, text = evaluate_warehouse(Warehouse(target), Path(args.truth))
     _say(json.dumps(result, indent=2, sort_keys=True) if args.json else text)
@@ -388,10 +428,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="stream every Dagster and dbt log line to the terminal")
 
     p = _add(sub, "evaluate", cmd_evaluate, "score the warehouse's outputs against ground truth, vs the baseline")
-    p.add_argument("--truth", required=True, help="folder with truth_clicks / truth_conversions")
+    p.add_argument("--truth", help="folder with truth_clicks / truth_conversions")
+    p.add_argument(
+        "--family",
+        help="instead: generate, run and score every world of a named family (lab/family.py) on DuckDB files of "
+        "their own, and print each metric per world with the median and worst case",
+    )
+    p.add_argument("--persons", type=int, default=3000, help="with --family: persons per world (default 3000)")
+    p.add_argument("--seed", type=int, default=7, help="with --family: seed of every world (default 7)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     _add(sub, "report", cmd_report, "print the summary of the current warehouse")
+
+    p = _add(sub, "forget", cmd_forget, "erase a person: raw and staged rows, identities, scores, credits")
+    p.add_argument("--email", help="an email of the person (any spelling staging normalises alike)")
+    p.add_argument("--user-id", dest="user_id", help="a user id of the person")
+    p.add_argument("--cookie", help="a cookie id of the person")
+    p.add_argument("--no-run", action="store_true", help="erase raw and staging only; the next run rebuilds the rest")
 
     p = _add(sub, "demo", cmd_demo, "generate → load → run → report → evaluate on a fresh demo warehouse")
     # Large enough that the confidence model learns from direct-click labels instead of falling back to priors.

@@ -60,8 +60,10 @@ def _attribution_section(wh: Warehouse, conn: object) -> str:
             "sum(case when is_attributed then 1 else 0 end) as attributed, "
             "round(cast(avg(case when is_attributed then confidence_score end) as numeric), 3) as avg_confidence, "
             "round(cast(sum(revenue) as numeric), 2) as revenue, "
-            "round(cast(sum(case when is_attributed then revenue else 0 end) as numeric), 2) as attributed_revenue "
-            "from marts.fct_conversion_attribution",
+            "round(cast(sum(case when is_attributed then revenue else 0 end) as numeric), 2) as attributed_revenue, "
+            "sum(case when fx_status = 'missing_fx_rate' then 1 else 0 end) as missing_fx_rate, "
+            "min(currency) as currency "
+            "from marts.fct_conversion_attribution where is_conversion",
             conn,
         )
         parts.append("Conversions (last-touch pick, calibrated confidence)\n" + _table(summary))
@@ -87,4 +89,4 @@ def build_report(wh: Warehouse) -> str:
     with wh.connect() as conn:
         sections = [s(wh, conn) for s in SECTIONS]
     body = "\n\n".join(s for s in sections if s)
-    return f"Warehouse summary — {wh.target.describe()}\n\n{body}\n"
+    return f"Warehouse summary — {wh.target.describe()}\nBI reads: {wh.target.describe_published()}\n\n{body}\n"

@@ -7,7 +7,6 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +15,7 @@ from cli.recovery import RUN_ID_ENV, process_tags, settle_own_run
 from orchestration.schedules import coverage_tags
 from warehouse.client import Warehouse
 from warehouse.loader import newest_load
+from warehouse.privacy import ensure_warehouse_salt
 from warehouse.target import DATA_DIR, Target, export_target
 
 
@@ -55,10 +55,15 @@ def load_definitions(target: Target) -> dg.Definitions:
     return module.defs
 
 
-def data_partition_range(target: Target, job: dg.JobDefinition) -> dict[str, str]:
-    """Range tags covering every day that holds conversions (one day of margin for UTC offsets).
+CONVERSION_DAYS_VIEW = ("staging", "stg_raw__conversion_days")
 
-    Partitions outside the data would only add empty materialisations to the run.
+
+def data_partition_range(target: Target, job: dg.JobDefinition) -> dict[str, str]:
+    """Range tags covering every day that holds a conversion staging accepts.
+
+    Partitions outside the data would only add empty materialisations to the run. The days come from the dbt view
+    ``staging.stg_raw__conversion_days``, which applies staging's own event-time rule, so one row dated 2026-02-30
+    or 2099 (rejected at staging) cannot stretch a run over every partition.
     """
     partitions = job.partitions_def
     if partitions is None:
@@ -67,31 +72,42 @@ def data_partition_range(target: Target, job: dg.JobDefinition) -> dict[str, str
     if not keys:
         return {}
     first, last = keys[0], keys[-1]
-    bounds = _raw_conversion_days(target)
+    bounds = _conversion_days(target)
     if bounds is not None:
-        start = (date.fromisoformat(bounds[0]) - timedelta(days=1)).isoformat()
-        end = (date.fromisoformat(bounds[1]) + timedelta(days=1)).isoformat()
-        first, last = max(first, min(start, last)), min(last, max(end, first))
+        first, last = max(first, min(bounds[0], last)), min(last, max(bounds[1], first))
     return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
 
 
-def _raw_conversion_days(target: Target) -> tuple[str, str] | None:
+def _conversion_days(target: Target) -> tuple[str, str] | None:
     wh = Warehouse(target)
+    schema, view = CONVERSION_DAYS_VIEW
     with wh.connect() as conn:
         if not wh.table_exists("raw", "conversions", conn):
             return None
-        # Raw timestamps are text; only values shaped like ISO dates count, the rest is staging's business.
+        missing = not wh.table_exists(schema, view, conn)
+    if missing:
+        # Before the first run (or after raw was restored with cascade) the view does not exist yet: dbt creates
+        # it, a second or two, so the first run covers the data's days rather than every partition.
+        _create_conversion_days_view(target)
+    with wh.connect() as conn:
         frame = wh.query_df(
-            "select min(substr(converted_at, 1, 10)) as first_day, max(substr(converted_at, 1, 10)) as last_day "
-            "from raw.conversions where converted_at like '____-__-__%'",
-            conn,
+            f"select min(converted_date) as first_day, max(converted_date) as last_day from {schema}.{view}", conn
         )
-    try:
-        first, last = str(frame["first_day"].iloc[0]), str(frame["last_day"].iloc[0])
-        date.fromisoformat(first), date.fromisoformat(last)
-    except (ValueError, TypeError, IndexError):
+    first, last = frame["first_day"].iloc[0], frame["last_day"].iloc[0]
+    if first is None or last is None or first != first:  # no accepted conversion (NaT/NaN compare unequal)
         return None
-    return first, last
+    return str(first)[:10], str(last)[:10]
+
+
+def _create_conversion_days_view(target: Target) -> None:
+    from orchestration.dbt import ensure_manifest, make_dbt_project
+    from orchestration.resources import dbt_cli
+
+    project = make_dbt_project(target.name)
+    ensure_manifest(project)
+    base = Path(project.project_dir) / project.target_path
+    target_path = base / f"conversion_days-{uuid.uuid4().hex[:8]}"
+    dbt_cli(project, target.name).cli(["run", "--select", CONVERSION_DAYS_VIEW[1]], target_path=target_path).wait()
 
 
 def run_job(
@@ -110,6 +126,8 @@ def run_job(
         # A full refresh rebuilds the partitioned dbt models from the selected window only: every other day
         # would vanish from int_match_candidates and the fact marts until the next full run.
         raise ValueError("a full refresh rebuilds every partition: drop --start/--end, or drop --full-refresh")
+    # Nothing may be hashed before the warehouse has its salt (warehouse/privacy.py); refuses a public salt.
+    ensure_warehouse_salt(Warehouse(target), full_refresh=os.environ.get("ATTRIBUTION_DBT_FULL_REFRESH") == "1")
     defs = load_definitions(target)
     job = defs.resolve_job_def(job_name)
     if tags is not None:

@@ -72,6 +72,8 @@ BOT_KINDS: tuple[str, ...] = ("preview_fetcher", "crawler", "headless", "script"
 ORIGINS: tuple[str, ...] = ("click", "late_click", "organic")
 EVENT_TYPES: tuple[str, ...] = ("purchase", "signup", "add_to_cart")
 CURRENCIES: tuple[str, ...] = ("USD", "EUR", "GBP")
+# Rough value of one unit in USD (the base currency of raw.fx_rates) around which the daily rates wander.
+FX_CENTRES: dict[str, float] = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
 # Values that broken trackers write into identifier fields instead of leaving them empty.
 JUNK_VALUES: tuple[str, ...] = ("null", "undefined", "none", "0", "-1", "00000000-0000-0000-0000-000000000000")
 # Non-UTC offsets (minutes) used to render a share of the timestamps; the instant is unchanged.
@@ -115,9 +117,13 @@ class WorldConfig:
     device_count_probs: tuple[float, float, float] = (0.45, 0.40, 0.15)  # P(1, 2, 3 devices)
     ios_share: float = 0.55  # share of phones and tablets that are Apple (Safari/WebKit, cookie ITP applies)
     in_app_click_rate: float = 0.85  # phone clicks from instagram/tiktok/youtube/facebook opening in the webview
+    # per-channel overrides of in_app_click_rate, e.g. (("tiktok", 0.98),); channels without an app jar ignore it
+    in_app_click_rate_by_channel: tuple[tuple[str, float], ...] = ()
     in_app_handoff_rate: float = 0.75  # after an in-app click, same-device conversion happens in the main browser
     cross_device_conversion_rate: float = 0.15  # conversion on another device (persons with 2+ devices)
     phone_fingerprint_variants: int = 3  # distinct fingerprints per phone/tablet model x OS x browser version
+    # the same for Apple phones/tablets (Safari-like: few distinct values per model); 0 = phone_fingerprint_variants
+    ios_fingerprint_variants: int = 0
     desktop_fingerprint_collision_rate: float = 0.03  # desktops whose fingerprint is a shared corporate image
     desktop_fingerprint_pool: int = 25  # number of shared corporate-image fingerprints
 
@@ -196,6 +202,12 @@ class WorldConfig:
             if getattr(self, name) >= 1.0:
                 raise ValueError(f"WorldConfig.{name} must be < 1, got {getattr(self, name)!r}")
         _named_probs(self.channel_weights, CHANNELS, "channel_weights")
+        for name, rate in self.in_app_click_rate_by_channel:
+            if name not in CHANNELS or not 0.0 <= rate <= 1.0:
+                raise ValueError(
+                    f"WorldConfig.in_app_click_rate_by_channel: {name!r} must be one of {CHANNELS} with a rate in "
+                    f"[0, 1], got {rate!r}"
+                )
         _named_probs(self.event_type_probs, EVENT_TYPES, "event_type_probs")
         _named_probs(self.bot_kind_probs, BOT_KINDS, "bot_kind_probs")
         _named_probs(self.currency_probs, CURRENCIES, "currency_probs")
@@ -772,6 +784,10 @@ def _devices(sim: _Sim, persons: dict[str, np.ndarray], cat: _Catalog) -> dict[s
         variant[rows] = choices[_pick(rng, cat.weight[choices], rows.size)]
     # Phones and tablets: a fingerprint is a few values per model/OS/browser; desktops: unique unless imaged.
     fp = sim.h("fp-model", variant, rng.integers(0, cfg.phone_fingerprint_variants, owner.size))
+    if cfg.ios_fingerprint_variants:
+        # Drawn from a generator of its own, so the default world (0) keeps every other draw unchanged.
+        ios_draw = sim.rng("devices-ios").integers(0, cfg.ios_fingerprint_variants, owner.size)
+        fp = np.where(cat.itp[variant], sim.h("fp-model", variant, ios_draw), fp)
     desktop = kind == DESKTOP
     imaged = desktop & (rng.random(owner.size) < cfg.desktop_fingerprint_collision_rate)
     fp = np.where(desktop, sim.h("fp-desktop", np.arange(owner.size)), fp)
@@ -841,7 +857,10 @@ def _human_clicks(
     slot = _pick_rows(rng.random(n), affinity)
     device = devices["person_devices"][person, slot]
     app = CHANNEL_APP_JAR[channel]
-    in_app = (devices["kind"][device] == PHONE) & (app > 0) & (rng.random(n) < cfg.in_app_click_rate)
+    in_app_rate = np.full(len(CHANNELS), cfg.in_app_click_rate)
+    for name, rate in cfg.in_app_click_rate_by_channel:
+        in_app_rate[CHANNELS.index(name)] = rate
+    in_app = (devices["kind"][device] == PHONE) & (app > 0) & (rng.random(n) < in_app_rate[channel])
     jar = np.where(in_app, app, 0)
     is_email = channel == CHANNELS.index("email")
     account = persons["account"][person]
@@ -1248,6 +1267,7 @@ def generate_world(cfg: WorldConfig | None = None) -> dict[str, pd.DataFrame]:
     """Simulate a world and return its raw tables and ground truth.
 
     Returns a dict with
+    - `fx_rates`: one rate to USD per day and currency (EUR, GBP) over the clicks' and conversions' days;
     - `links`, `clicks`, `conversions`: the raw contract (every value a string, '' for missing), columns in the
       contract order; the low-cardinality `link_id`, `user_agent` and `referrer` of clicks (and `user_agent` of
       conversions) are Categorical with string categories, which keeps a 10-million-click world under 4 GB;
@@ -1275,6 +1295,7 @@ def generate_world(cfg: WorldConfig | None = None) -> dict[str, pd.DataFrame]:
         "links": world_links,
         "clicks": clicks,
         "conversions": conversions,
+        "fx_rates": _render_fx_rates(sim),
         "truth_clicks": truth_clicks,
         "truth_conversions": truth_conversions,
     }
@@ -1318,6 +1339,27 @@ _B62 = np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU
 
 def _link_ids(sim: _Sim, idx: np.ndarray) -> np.ndarray:
     return _cat(b"lnk_", _hex(sim.h("link-id", idx), 6))
+
+
+def _render_fx_rates(sim: _Sim) -> pd.DataFrame:
+    """One rate per non-base currency and day of the world (clicks' history included), a small random walk."""
+    rng = sim.rng("fx-rates")
+    days = pd.date_range(pd.Timestamp(sim.t0, unit="s"), pd.Timestamp(sim.t1 - 1, unit="s"), freq="D").normalize()
+    frames = []
+    for currency in CURRENCIES:
+        if FX_CENTRES[currency] == 1.0:
+            continue  # the base currency is worth 1 without a row
+        walk = np.exp(np.cumsum(rng.normal(0.0, 0.004, days.size)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "rate_date": days.strftime("%Y-%m-%d"),
+                    "currency": currency,
+                    "rate": [f"{r:.6f}" for r in FX_CENTRES[currency] * walk],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 def _render_links(sim: _Sim, links: dict[str, np.ndarray]) -> pd.DataFrame:

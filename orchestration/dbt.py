@@ -24,10 +24,12 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from orchestration.assets.common import OWNERS
+from orchestration.assets.keys import PUBLISHED_MARTS
 from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource, dbt_cli
 from warehouse.client import Warehouse, qualified
-from warehouse.target import PROJECT_ROOT, resolve_target
+from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, resolve_target
 
 DBT_PROFILES_DIR = PROJECT_ROOT / "dbt_project"
 DBT_SOURCES = (PROJECT_ROOT / "dbt_project", PROJECT_ROOT / "dbt_project.yml")
@@ -134,7 +136,56 @@ def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
         if not _selected_models(manifest, select, exclude):
             continue
         defs.append(_dbt_stage(project, manifest, name, select, exclude, partitioned))
+    marts = [TRANSLATOR.get_asset_key(manifest["nodes"][uid]) for uid in _selected_models(manifest, "marts", "")]
+    if marts:
+        defs.append(_publish_asset(project, manifest, marts))
     return defs
+
+
+def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The last step of every job: `dbt run-operation publish_marts` copies every mart into the snapshot BI reads
+    (a DuckDB file swapped in by rename, or a PostgreSQL schema swapped in one transaction). It depends on every
+    mart, so a run whose marts failed publishes nothing and readers keep the previous complete snapshot."""
+
+    @dg.asset(
+        key=PUBLISHED_MARTS,
+        deps=marts,
+        group_name="marts",
+        kinds={"dbt"},
+        owners=OWNERS,
+        description=(
+            "The marts as BI reads them: a consistent snapshot of every mart, replaced whole at the end of each "
+            "run (DuckDB: the .marts.duckdb file beside the warehouse; PostgreSQL: schema marts_published)."
+        ),
+        pool="warehouse",
+    )
+    def published_marts(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        target = warehouse.get().target
+        temporary = None
+        if target.is_duckdb:
+            published = target.published_duckdb_path
+            # A new file per run under a temporary name: the published file is never opened for writing, so a
+            # reader holding it open neither blocks the run nor sees it change.
+            temporary = published.with_name(f"{published.name}.{context.run.run_id[:8]}.tmp")
+            for leftover in published.parent.glob(f"{published.name}.*.tmp*"):  # from runs that died mid-copy
+                leftover.unlink(missing_ok=True)
+            args = {"path": str(temporary)}
+        else:
+            args = {"schema": PUBLISHED_SCHEMA}
+        target_path = invocation_target_path(project, "publish_marts", context.run.run_id)
+        invocation = dbt.cli(
+            ["run-operation", "publish_marts", "--args", json.dumps(args)], manifest=manifest, target_path=target_path
+        )
+        invocation.wait()
+        if temporary is not None:
+            os.replace(temporary, target.published_duckdb_path)
+        return dg.MaterializeResult(
+            metadata={"published": target.describe_published(), "marts": len(marts)},
+        )
+
+    return published_marts
 
 
 def _dbt_stage(

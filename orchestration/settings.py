@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,16 @@ def _int_var(name: str, env: Mapping[str, str]) -> int:
         raise ValueError(f"dbt var {name}={value!r} is not a whole number") from exc
 
 
+def _timestamp_var(name: str, env: Mapping[str, str]) -> str:
+    """An ISO 8601 dbt var that SQL casts: refused here, with its name, rather than as a cast error mid-run."""
+    value = str(dbt_var(name, env)).strip()
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"dbt var {name}={value!r} is not an ISO 8601 date or timestamp") from exc
+    return value
+
+
 def identity_limits_from_env(environ: Mapping[str, str] | None = None) -> IdentityLimits:
     """Per-identity limits from ``ATTRIBUTION_IDENTITY_MAX_USER_IDS`` / ``_MAX_EMAILS`` / ``_MAX_COOKIES`` /
     ``_MAX_SESSIONS``; the blocked identifiers and edge trust from the dbt vars the identity models use
@@ -115,6 +126,8 @@ class PipelineSettings:
     landing_dir: Path
     sentry_dsn: str | None
     identity_limits: IdentityLimits
+    event_time_floor: str
+    raw_retention_days: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -136,6 +149,8 @@ class PipelineSettings:
             landing_dir=landing if landing.is_absolute() else PROJECT_ROOT / landing,
             sentry_dsn=env.get("SENTRY_DSN") or None,
             identity_limits=identity_limits_from_env(env),
+            event_time_floor=_timestamp_var("event_time_floor", env),
+            raw_retention_days=_int_var("raw_retention_days", env),
         )
 
     def attribution_config(self) -> AttributionConfig:

@@ -24,6 +24,11 @@ from warehouse.client import Warehouse, frame_checksum
 from warehouse.target import PROJECT_ROOT, Target, resolve_target, target_env
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+# Every test warehouse hashes PII with this fixed, public salt, so hashes and the identity ids derived from them
+# (and so the recorded mart checksums) are reproducible; tests/test_privacy.py unsets it to exercise the
+# warehouse's own random salt.
+TEST_PII_SALT = "test-only-salt-not-a-secret"
+os.environ.setdefault("ATTRIBUTION_PII_SALT", TEST_PII_SALT)
 
 
 def _pg_admin_kwargs() -> dict[str, object]:

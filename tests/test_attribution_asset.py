@@ -36,20 +36,27 @@ def clicks_world(seed: int = 3, n_clicks: int = 400) -> tuple[pd.DataFrame, pd.D
     clicks["clicked_date"] = clicks["clicked_at"].dt.date
     identity = pd.Series(rng.integers(0, 60, n_clicks)).map("idn_{:02d}".format)
     converters = [f"idn_{i:02d}" for i in range(0, 60, 4)]
+    # idn_01 only put something in a cart: not a conversion type, so its journey stays non-converting.
     identities = pd.concat(
         [
             pd.DataFrame({"event_kind": "click", "event_id": clicks["click_id"], "identity_id": identity}),
             pd.DataFrame(
                 {
                     "event_kind": "conversion",
-                    "event_id": [f"v{i}" for i in range(len(converters))],
-                    "identity_id": converters,
+                    "event_id": [*(f"v{i}" for i in range(len(converters))), "cart"],
+                    "identity_id": [*converters, "idn_01"],
                 }
             ),  # fmt: skip
         ],
         ignore_index=True,
     )
     return clicks, identities
+
+
+def conversion_types(identities: pd.DataFrame) -> pd.DataFrame:
+    """int_conversions as far as the journeys read it: which events are of a conversion type."""
+    events = identities.loc[identities["event_kind"] == "conversion", ["event_id"]]
+    return pd.DataFrame({"conversion_id": events["event_id"], "is_conversion": events["event_id"] != "cart"})
 
 
 @pytest.mark.parametrize("grain", ["channel", "link_id"])
@@ -60,6 +67,7 @@ def test_engine_null_paths_equal_the_pandas_definition(target: Target, grain: st
         wh.ensure_schemas(conn)
         wh.replace_table(clicks, "intermediate", "int_clicks", conn)
         wh.replace_table(identities, "intermediate", "int_event_identities", conn)
+        wh.replace_table(conversion_types(identities), "intermediate", "int_conversions", conn)
         # A window that starts before every click: every journey counts.
         window = pd.DataFrame({"starts_after": [pd.Timestamp("2000-01-01").date()]})
         wh.replace_table(window, "intermediate", "int_channel_fit_window", conn)
@@ -68,7 +76,7 @@ def test_engine_null_paths_equal_the_pandas_definition(target: Target, grain: st
     counts = wh.query_df("select path_key, identities from intermediate.int_non_converting_paths")
     got = null_paths_from_keys(counts["path_key"], counts["identities"])
 
-    converting = set(identities.loc[identities["event_kind"] == "conversion", "identity_id"])
+    converting = set(identities.loc[identities["event_kind"] == "conversion", "identity_id"]) - {"idn_01"}
     by_click = identities.loc[identities["event_kind"] == "click"].set_index("event_id")["identity_id"]
     human = clicks.loc[~clicks["is_bot"]].assign(identity_id=lambda f: f["click_id"].map(by_click))
     want = null_paths(human.loc[~human["identity_id"].isin(converting)], grain, "identity_id", 30.0)

@@ -26,6 +26,11 @@ from python_models.confidence import (
     score_candidates,
     signal_weights,
 )
+from python_models.confidence.features import _design
+from python_models.confidence.model import RANK_COLUMNS, TERMS
+from python_models.confidence.scoring import _score_weak
+from python_models.confidence.shift import label_shift, standardised_mean_difference
+from python_models.confidence.weak_pairs import _fit_weak_model
 
 SIGNAL_COLUMNS = [f"sig_{s}" for s in SIGNALS]
 
@@ -490,3 +495,107 @@ def test_unseen_later_click_needs_enough_labelled_conversions() -> None:
     frame = jar_world(50, stale_share=0.3)
     labelled, label = labelled_pairs(frame)
     assert fit_unseen_later_click(frame, labelled, label)[:2] == ((), ())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Recency ranks and the label shift statistic
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_recency_ranks_enter_the_design_only_where_the_pair_shares_the_value() -> None:
+    """fingerprint_rank = sig_fingerprint * log(rank); ip_rank uses the IP + user agent rank where both are shared.
+    Unknown ranks (no column, or null) are rank 1: no evidence either way, and old candidate tables still score."""
+    frame = pd.DataFrame(
+        [
+            pair(sig_fingerprint=True, fingerprint_recency_rank=4, ip_recency_rank=9),
+            pair(sig_ip=True, sig_ip_ua=True, ip_recency_rank=9, ip_ua_recency_rank=2),
+            pair(sig_ip=True, ip_recency_rank=3),
+            pair(sig_fingerprint=True, fingerprint_recency_rank=None),
+        ]
+    )
+    x = pd.DataFrame(_design(frame), columns=list(TERMS))
+    np.testing.assert_allclose(x["fingerprint_rank"], [np.log(4), 0, 0, 0])
+    np.testing.assert_allclose(x["ip_rank"], [0, np.log(2), np.log(3), 0])
+    without = pd.DataFrame(_design(frame.drop(columns=list(RANK_COLUMNS))), columns=list(TERMS))
+    assert (without[["fingerprint_rank", "ip_rank"]] == 0).all().all()
+
+
+def test_standardised_mean_difference_worked_example() -> None:
+    assert standardised_mean_difference(np.array([0, 0, 1, 1.0]), np.array([1, 1, 1, 1.0])) == pytest.approx(
+        0.5 / np.sqrt(0.125)
+    )
+    assert standardised_mean_difference(np.ones(3), np.ones(5)) == 0.0
+    assert np.isnan(standardised_mean_difference(np.ones(3), np.array([])))
+
+
+def _shift_frame(unlabelled_signal: str) -> pd.DataFrame:
+    """40 labelled conversions (direct click + a cookie-sharing click) and 40 unlabelled ones whose only candidate
+    shares ``unlabelled_signal``."""
+    rows = []
+    for i in range(40):
+        rows.append(pair(conversion_id=f"l{i}", sig_direct_click=True, conversion_has_direct_click=True))
+        rows.append(pair(conversion_id=f"l{i}", sig_cookie=True, conversion_has_direct_click=True))
+        rows.append(pair(conversion_id=f"u{i}", **{f"sig_{unlabelled_signal}": True}))
+    return pd.DataFrame(rows)
+
+
+def test_label_shift_flags_unlabelled_conversions_unlike_the_labels() -> None:
+    table, summary = label_shift(_shift_frame("ip"))
+    smd = table.set_index("feature")["smd"]
+    assert smd["sig_cookie"] == -np.inf and smd["sig_ip"] == np.inf  # constant in each group, apart
+    assert summary["labelled_conversions"] == summary["unlabelled_conversions"] == 40
+    assert summary["unsupported_share"] == 1.0 and summary["extrapolating"] == 1.0
+
+
+def test_label_shift_is_quiet_when_the_groups_look_alike() -> None:
+    table, summary = label_shift(_shift_frame("cookie"))
+    assert (table["smd"].abs() < 1e-12).all()
+    assert summary["max_abs_smd"] == 0.0 and summary["unsupported_share"] == 0.0
+    assert summary["extrapolating"] == 0.0
+    # With scores the best pair per conversion is the highest-scored one: here the only non-direct one.
+    _, scored = label_shift(_shift_frame("cookie"), scores=np.linspace(0, 1, 120))
+    assert scored == summary
+
+
+def test_weak_pair_em_recovers_a_known_mixture() -> None:
+    """Fellegi-Sunter EM on weak-only pairs drawn from a known two-class mixture (20 % matches): matches are mostly
+    minutes before the conversion on a private IP and fingerprint, non-matches mostly days before on crowded
+    ones; identity-linked anchors look like matches. EM finds the match rate and separates the classes."""
+    rng = np.random.default_rng(3)
+    n, rate = 6000, 0.2
+    match = rng.random(n) < rate
+
+    def mix(p_match: float, p_non: float) -> np.ndarray:
+        return np.where(match, rng.random(n) < p_match, rng.random(n) < p_non)
+
+    quick = mix(0.8, 0.03)
+    private_ip = mix(0.85, 0.1)
+    private_fp = mix(0.7, 0.05)
+    gap = np.where(quick, rng.uniform(60, 500, n), rng.uniform(3_600, 20 * 86_400, n))
+    rows = pd.DataFrame(
+        [
+            pair(
+                conversion_id=f"c{i}",
+                sig_ip=True,
+                sig_fingerprint=True,
+                gap_seconds=float(gap[i]),
+                ip_popularity=1.0 if private_ip[i] else 40.0,
+                fingerprint_popularity=1.0 if private_fp[i] else 300.0,
+            )
+            for i in range(n)
+        ]
+    )
+    anchors = pd.DataFrame(
+        [
+            pair(conversion_id=f"a{i}", sig_ip=True, sig_fingerprint=True, sig_identity=True, gap_seconds=120.0)
+            for i in range(300)
+        ]
+    )
+    frame = pd.concat([rows, anchors], ignore_index=True)
+    config = MatchModelConfig(weak_min_pairs=1000, weak_min_anchors=50, weak_shrinkage=0.0)
+    weak, stats = _fit_weak_model(frame, config)
+    assert weak is not None and stats["weak_model_used"] == 1.0
+    assert stats["weak_lambda"] == pytest.approx(rate, abs=0.04)
+    p = _score_weak(weak, rows)
+    assert np.mean(p[match]) > 0.7 and np.mean(p[~match]) < 0.1
+    assert auc(p, match) > 0.95

@@ -34,10 +34,11 @@ from orchestration.assets.keys import (
     INT_IDENTITY_NODES,
     INT_MATCH_CANDIDATES,
     MATCH_MODEL,
+    PUBLISHED_MARTS,
     RAW_TABLES,
 )
 from orchestration.assets.raw import FRESHNESS_CHECK, freshness_results
-from orchestration.jobs import DAILY_JOB, HOURLY_JOB
+from orchestration.jobs import ALL_ASSETS_JOB, DAILY_JOB, HOURLY_JOB
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
 from orchestration.settings import WEAK_PAIR_MODELS, PipelineSettings, dbt_var
 from python_models.confidence import MatchModelConfig, fit_match_model, prior_model
@@ -104,6 +105,19 @@ def test_definitions_form_one_connected_lineage_graph(duckdb_target: Target) -> 
     # Groups come from the dbt folder, never from model names.
     assert graph.get(dg.AssetKey(["staging", "stg_raw__clicks"])).group_name == "staging"
     assert graph.get(dg.AssetKey(["marts", "fct_attribution_credits"])).group_name == "marts"
+
+
+def test_publishing_the_marts_ends_every_pipeline_job(duckdb_target: Target) -> None:
+    """BI reads the published snapshot: its asset depends on every mart (by folder, so new reports join it),
+    nothing depends on it, and every job that builds marts publishes them."""
+    defs = load_definitions(duckdb_target)
+    graph = defs.resolve_asset_graph()
+    marts = {key for key in graph.get_all_asset_keys() if key.path[0] == "marts"}
+    published = graph.get(PUBLISHED_MARTS)
+    assert marts and set(published.parent_keys) == marts
+    assert not published.child_keys
+    for job in (ALL_ASSETS_JOB, HOURLY_JOB, DAILY_JOB):
+        assert PUBLISHED_MARTS in job.selection.resolve(graph), job.name
 
 
 def test_identity_step_sits_between_its_dbt_stages_and_only_the_daily_job_rebuilds_it(duckdb_target: Target) -> None:

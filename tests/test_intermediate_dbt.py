@@ -146,6 +146,10 @@ EXPECTED_SIGNALS = {
     ("cv_frank", "f1"): {"direct_click"},
     ("cv_grace", "g1"): {"identity"},
 }
+# The k most recent crowd clicks before Bob's conversion (candidate_recent_clicks_per_value, default 5), newest
+# first: the guards skip the crowded NAT IP, but never its most recent clicks.
+RECENT_PER_VALUE = 5
+CROWD_RECENT = [("cv_bob", f"crowd{i:02d}") for i in range(CROWD - 1, CROWD - 1 - RECENT_PER_VALUE, -1)]
 SIGNALS = ("direct_click", "user_id", "session", "cookie", "fingerprint", "email", "ip_ua", "ip", "identity")
 
 
@@ -231,11 +235,16 @@ def check_identifiers_and_edges(wh: Warehouse) -> None:
 def check_candidate_pairs_and_signals(wh: Warehouse) -> None:
     candidates = candidates_frame(wh)
     pairs = set(zip(candidates["conversion_id"], candidates["click_id"], strict=True))
-    # Not candidates: Carol's click (outside the lookback), Dave's (after the conversion), the NAT crowd's.
-    assert pairs == set(EXPECTED_SIGNALS)
+    # Not candidates: Carol's click (outside the lookback), Dave's (after the conversion), the NAT crowd's beyond
+    # the RECENT_PER_VALUE most recent clicks on Bob's IP (his user agent too).
+    assert pairs == set(EXPECTED_SIGNALS) | set(CROWD_RECENT)
+    recent = candidates.loc[candidates["click_id"].isin([c for _, c in CROWD_RECENT])].set_index("click_id")
+    assert recent["ip_recency_rank"].to_dict() == {c: rank for rank, (_, c) in enumerate(CROWD_RECENT, start=1)}
+    assert recent["ip_ua_recency_rank"].to_dict() == {c: rank for rank, (_, c) in enumerate(CROWD_RECENT, start=1)}
     for row in candidates.itertuples():
         shared = {s for s in SIGNALS if getattr(row, f"sig_{s}")}
-        assert shared == EXPECTED_SIGNALS[(row.conversion_id, row.click_id)], (row.conversion_id, row.click_id)
+        expected = EXPECTED_SIGNALS.get((row.conversion_id, row.click_id), {"ip", "ip_ua"})
+        assert shared == expected, (row.conversion_id, row.click_id)
     flags = candidates[[f"sig_{s}" for s in SIGNALS] + ["ua_family_match", "inapp_to_main_switch"]]
     assert flags.notna().all().all()
     erin = candidates.set_index("conversion_id").loc["cv_erin"]
@@ -257,8 +266,11 @@ def check_candidates_unique_in_lookback_without_cross_join(wh: Warehouse) -> Non
     n_conversions = wh.scalar("select count(*) from staging.stg_raw__conversions")
     n_clicks = wh.scalar("select count(*) from intermediate.int_clicks where not is_bot")
     assert len(candidates) * 20 < n_conversions * n_clicks
-    # Bob converts behind the NAT IP with the crowd's user agent, yet only his own email click matches.
-    assert set(candidates.loc[candidates["conversion_id"] == "cv_bob", "click_id"]) == {"b1"}
+    # Bob converts behind the NAT IP with the crowd's user agent: his own email click and, of the crowd, only the
+    # most recent few.
+    assert set(candidates.loc[candidates["conversion_id"] == "cv_bob", "click_id"]) == {"b1"} | {
+        c for _, c in CROWD_RECENT
+    }
 
 
 def check_partitioned_rerun(wh: Warehouse, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -153,7 +154,26 @@ def python_tables(revenue: dict[str, float] | None = None, drop: tuple[str, ...]
     scores = candidates[["conversion_id", "click_id", "match_probability"]].merge(
         conversions[["conversion_id", "conversion_date"]], on="conversion_id"
     )
+    # V2 was paid in euros: the facts keep 30.00 EUR beside the 33.33 USD the credits split.
+    in_euros = conversions["conversion_id"] == "V2"
+    money = pd.DataFrame(
+        {
+            "conversion_id": conversions["conversion_id"],
+            "converted_at": conversions["converted_at"],
+            "converted_date": conversions["conversion_date"],
+            "event_type": conversions["event_type"],
+            "is_conversion": True,
+            "revenue": conversions["revenue"].where(~in_euros, 30.0),
+            "currency": np.where(in_euros, "EUR", "USD"),
+            "fx_rate": np.where(in_euros, 1.111, 1.0),
+            "fx_rate_date": conversions["conversion_date"].where(in_euros),
+            "reporting_revenue": conversions["revenue"],
+            "reporting_currency": "USD",
+            "fx_status": np.where(in_euros, "converted", "same_currency"),
+        }
+    )
     return {
+        "int_conversions": money,
         "int_identity_map": identity_map,
         "int_event_identities": events,
         "signal_weights": signal_weights,
@@ -340,35 +360,44 @@ def assert_contents(wh: Warehouse) -> None:
     assert int(identities.loc["P5", "n_devices"]) == 1  # a conversion only: its fingerprint is the device
     assert len(marts_df(wh, "match_signal_weights", "signal")) == 4
 
-    daily = marts_df(wh, "rpt_link_daily", "report_date, link_id")
-    day5 = daily.loc[daily["report_date"].astype(str) == DAY_5].set_index("link_id")
+    facts = conversions
+    assert (facts.loc["V2", "original_currency"], float(facts.loc["V2", "original_revenue"])) == ("EUR", 30.0)
+    assert (facts.loc["V2", "currency"], float(facts.loc["V2", "revenue"])) == ("USD", 33.33)
+
+    # Every report: one row per day, entity and model; totals are a sum with a where on the model.
+    daily = marts_df(wh, "rpt_link_daily", "report_date, link_id, model")
+    assert set(daily["model"]) == set(MODELS) and set(daily["currency"]) == {"USD"}
+    day5 = daily.loc[(daily["report_date"].astype(str) == DAY_5) & (daily["model"] == "last_touch")]
+    day5 = day5.set_index("link_id")
     assert (int(day5.loc["L1", "human_clicks"]), int(day5.loc["L1", "bot_clicks"])) == (0, 1)
     assert int(day5.loc["L2", "unique_identities"]) == 1
-    last_touch = credits.loc[(credits["model"] == "last_touch") & ~credits["is_unattributed"].astype(bool)]
-    assert float(daily["revenue_last_touch"].astype(float).sum()) == pytest.approx(
-        float(last_touch["credit_revenue"].astype(float).sum())
-    )
+    for model, rows in daily.groupby("model"):
+        credited = credits.loc[(credits["model"] == model) & ~credits["is_unattributed"].astype(bool)]
+        assert float(rows["revenue"].astype(float).sum()) == pytest.approx(
+            float(credited["credit_revenue"].astype(float).sum())
+        ), model
 
     channels = marts_df(wh, "rpt_channel_attribution", "model, channel").groupby("model")
     assert set(channels.groups) == set(MODELS)
-    assert channels.size().nunique() == 1, "every model has a row for every channel"
+    assert channels.size().nunique() == 1, "every model has a row for every channel and day"
     assert (channels["revenue"].sum().astype(float).round(2) == 203.33).all()
-    # Shares are rounded to 6 decimals, so they sum to 1 within a few millionths.
-    assert ((channels["share_of_revenue"].sum() - 1.0).abs() < 1e-5).all()
 
-    creators = marts_df(wh, "rpt_creator_performance", "creator_id").set_index("creator_id")
-    assert list(creators.index) == ["C1", "C2"]
-    assert (int(creators.loc["C1", "n_links"]), int(creators.loc["C1", "bot_clicks"])) == (2, 1)
-    campaigns = marts_df(wh, "rpt_campaign_performance", "campaign_id").set_index("campaign_id")
-    assert int(campaigns.loc["K2", "n_creators"]) == 2
+    creators = marts_df(wh, "rpt_creator_performance", "creator_id")
+    creators = creators.loc[creators["model"] == "linear"].groupby("creator_id")
+    assert sorted(creators.groups) == ["C1", "C2"]
+    assert int(creators["bot_clicks"].sum()["C1"]) == 1
+    campaigns = marts_df(wh, "rpt_campaign_performance", "campaign_id")
+    assert set(campaigns["campaign_id"]) <= {"K1", "K2"} and set(campaigns["currency"]) == {"USD"}
 
-    quality = marts_df(wh, "rpt_attribution_quality", "section, bucket_order")
-    overall = quality.loc[quality["section"] == "overall"].iloc[0]
-    assert int(overall["conversions"]) == 4 and float(overall["revenue"]) == pytest.approx(203.33)
-    assert (quality["section"] == "confidence_bin").sum() == 10
+    quality = marts_df(wh, "rpt_attribution_quality", "report_date, section, bucket_order")
+    overall = quality.loc[quality["section"] == "overall"]
+    assert int(overall["conversions"].sum()) == 4 and float(overall["revenue"].astype(float).sum()) == 203.33
+    assert (quality["section"] == "confidence_bin").sum() == 10 * 2  # ten bins on each of the two days
+    fx = quality.loc[quality["section"] == "fx_status"].groupby("bucket")["conversions"].sum()
+    assert fx.to_dict() == {"converted": 1, "same_currency": 3}
     # V2 is labelled by its direct click K04; its other candidate K01 belongs to another identity.
     calibration = quality.loc[quality["section"] == "calibration_bin"]
-    assert len(calibration) == 10
+    assert len(calibration) == 10 * 2
     assert (int(calibration["labelled_pairs"].sum()), int(calibration["positive_pairs"].sum())) == (2, 1)
 
 

@@ -8,8 +8,9 @@ or quarantined with a reason, and every raw row without a key is quarantined on 
 Pipeline (one scenario per target, see run_scenario): the end-to-end run evaluates against the world's truth and
 leaks no raw PII; the same files loaded twice change nothing; a crash in the middle of attribution leaves nothing
 half-written and a rerun ends equal to the clean run; losing raw, restoring it and rebuilding gives every mart back
-exactly; readers on PostgreSQL never see
-an empty, missing or half-built table while tables are rebuilt; a late click is attributed at the next hourly tick.
+exactly; readers on PostgreSQL never see an empty, missing or half-built table while tables are rebuilt; a BI
+process on the published marts (both targets) never blocks a run and sees the old or the new snapshot, never a mix;
+Markov and Shapley credits add up to their fit; a late click is attributed at the next hourly tick.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import contextlib
 import csv
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,12 +43,18 @@ from orchestration.assets.keys import ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTIO
 from orchestration.schedules import COVERS_TAG, first_affected_day, hourly_refresh_schedule, refresh_range
 from python_models.attribution import MODELS
 from tests.conftest import MARTS, assert_run_ok, mart_checksums, mart_row_checksums, module_target, run_dbt
+from tests.money import MoneyCheck, check_report_money
+from tests.published_reader import duckdb_signature, postgres_signature
 from warehouse.backup import backup_raw, restore_raw
 from warehouse.client import Warehouse, frame_checksum
 from warehouse.loader import RAW_COLUMNS, LoadedEventDays, event_days_loaded_after, load_folder, newest_load
-from warehouse.target import PROJECT_ROOT, Target
+from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, Target
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+# The scenario's world is generated for a fixed day, not for today: its ids, its weekdays (office hours move
+# devices between networks) and so every mart depend on the calendar, and the recorded checksums must hold on any
+# day CI runs. The schedule is ticked at this instant too, so its windows are those of the world's own "today".
+WORLD_NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 KEYS = {"links": "link_id", "clicks": "click_id", "conversions": "conversion_id"}
 STAGED = {"links": "stg_raw__links", "clicks": "stg_raw__clicks", "conversions": "stg_raw__conversions"}
 EVENT_TIME = {"links": "created_at", "clicks": "clicked_at", "conversions": "converted_at"}
@@ -170,12 +179,42 @@ REVENUE_CASES = [
     ("0", STAGED_OK),
     ("", STAGED_OK),  # no revenue (a signup)
 ]
+# (revenue, currency, outcome): a currency is an ISO 4217 code of the seed, never assumed.
+CURRENCY_CASES = [
+    ("10.00", "", "missing_currency"),
+    ("10.00", "XXX", "invalid_currency"),
+    ("10.00", "ABC", "invalid_currency"),
+    ("10.00", "XAU", "invalid_currency"),  # gold is not money here
+    ("10.00", " usd ", STAGED_OK),
+    ("0", "", STAGED_OK),  # a zero amount needs no currency
+    ("", "", STAGED_OK),
+    ("", "XXX", "invalid_currency"),
+]
+# raw.fx_rates: (load, rate_date, currency, rate, outcome of the key 'CUR|day'; keyless rows by their reason).
+FX_CASES = [
+    (1, "2026-10-01", " eur ", "1.08", STAGED_OK),
+    (1, "2026-10-02", "EUR", "1.07", STAGED_OK),
+    (2, "2026-10-02", "EUR", "1.075", STAGED_OK),  # a later load corrects the rate
+    (1, "2026-10-09", "GBP", "1.2", STAGED_OK),
+    (2, "2026-10-09", "GBP", "junk", STAGED_OK),  # a corrupt re-delivery never erases a good rate
+    (1, "2026-10-07", "USD", "1", STAGED_OK),  # the base currency may have rows, at 1
+    (1, "2026-10-06", "USD", "1.1", "base_currency_rate_not_one"),
+    (1, "2026-10-03", "GBP", "abc", "invalid_rate"),
+    (1, "2026-10-03", "XXX", "1.0", "invalid_currency"),
+    (1, "2026-10-04", "GBP", "-1", "rate_out_of_range"),
+    (1, "2026-10-05", "GBP", "0", "rate_out_of_range"),
+    (1, "2026-10-06", "GBP", "", "missing_rate"),
+    (1, "2026-02-30", "GBP", "1.2", "invalid_rate_date"),
+    (1, "10/08/2026", "GBP", "1.2", "invalid_rate_date"),
+    (1, "", "GBP", "1.2", "missing_rate_date"),
+    (1, "2026-10-08", "", "1.2", "missing_currency"),
+]
 MISSING_KEYS = ["", "   ", "null", "NULL", "undefined", "N/A", "-", "\t", " \t\n "]
 
 
 def fuzz_world() -> dict[str, FuzzRows]:
     """Every case of the matrix, per raw table, spread over two loads."""
-    world = {table: FuzzRows(table) for table in RAW_COLUMNS}
+    world = {table: FuzzRows(table) for table in KEYS}
     for table, rows in world.items():
         key = KEYS[table]
         for column in RAW_COLUMNS[table]:
@@ -191,6 +230,8 @@ def fuzz_world() -> dict[str, FuzzRows]:
         add_duplicates(rows)
     for i, (value, expect) in enumerate(REVENUE_CASES):
         world["conversions"].add(expect, conversion_id=f"rev-{i}", revenue=value)
+    for i, (revenue, currency, expect) in enumerate(CURRENCY_CASES):
+        world["conversions"].add(expect, conversion_id=f"cur-{i}", revenue=revenue, currency=currency)
     for i, value in enumerate(["", "null", "  "]):
         world["clicks"].add("missing_link_id", click_id=f"nolink-{i}", link_id=value)
     return world
@@ -226,6 +267,10 @@ def write_loads(world: dict[str, FuzzRows], root: Path) -> list[Path]:
                 writer = csv.DictWriter(fh, fieldnames=list(RAW_COLUMNS[table]))
                 writer.writeheader()
                 writer.writerows(row for n, row in rows.rows if n == load)
+        with open(folder / "fx_rates.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(RAW_COLUMNS["fx_rates"])
+            writer.writerows(case[1:4] for case in FX_CASES if case[0] == load)
         folders.append(folder)
     return folders
 
@@ -250,8 +295,9 @@ def fuzz_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         run_dbt(target, "build", "--select", "staging", "--exclude-resource-type", "unit_test",
                 target_path=work / "dbt_target")  # fmt: skip
         with wh.connect() as conn:
-            counts = {t: int(wh.scalar(f"select count(*) from raw.{t}", conn)) for t in RAW_COLUMNS}
+            counts = {t: int(wh.scalar(f"select count(*) from raw.{t}", conn)) for t in world}
             staged = {t: wh.query_df(f"select * from staging.{m}", conn) for t, m in STAGED.items()}
+            staged["fx_rates"] = wh.query_df("select * from staging.stg_raw__fx_rates", conn)
             rejected = wh.query_df("select * from staging.rejected_rows", conn)
         yield FuzzRun(world, counts, staged, rejected)
 
@@ -261,7 +307,7 @@ def test_bad_input_loads_every_row(fuzz_run: FuzzRun) -> None:
     assert fuzz_run.raw_counts == {t: len(rows.rows) for t, rows in fuzz_run.world.items()}
 
 
-@pytest.mark.parametrize("table", list(RAW_COLUMNS))
+@pytest.mark.parametrize("table", list(KEYS))
 def test_bad_input_every_raw_key_is_staged_or_rejected(fuzz_run: FuzzRun, table: str) -> None:
     """distinct raw keys = staged keys + rejected keys, disjoint; every keyless raw row is one rejected row.
 
@@ -284,7 +330,7 @@ def test_bad_input_every_raw_key_is_staged_or_rejected(fuzz_run: FuzzRun, table:
     assert set(keyless["reason"]) == {"missing_key"}
 
 
-@pytest.mark.parametrize("table", list(RAW_COLUMNS))
+@pytest.mark.parametrize("table", list(KEYS))
 def test_bad_input_outcome_of_every_key(fuzz_run: FuzzRun, table: str) -> None:
     """Each key is staged, or rejected with the documented reason of its best version."""
     rejected = fuzz_run.rejected[fuzz_run.rejected["source_table"] == table].dropna(subset=["record_key"])
@@ -294,6 +340,24 @@ def test_bad_input_outcome_of_every_key(fuzz_run: FuzzRun, table: str) -> None:
     wrong = {k[:60]: (expected.get(k), actual.get(k)) for k in expected.keys() | actual.keys()
              if expected.get(k) != actual.get(k)}  # fmt: skip
     assert not wrong, f"{table}: key -> (expected, actual): {wrong}"
+
+
+def test_bad_input_fx_rates_staged_or_rejected_with_reasons(fuzz_run: FuzzRun) -> None:
+    """Each rate key (currency and day) is staged with its winning version or rejected with its reason."""
+    staged = fuzz_run.staged["fx_rates"].set_index("fx_rate_id")
+    rejected = fuzz_run.rejected[fuzz_run.rejected["source_table"] == "fx_rates"]
+    keyed = rejected.dropna(subset=["record_key"])
+    actual = {**dict.fromkeys(staged.index, STAGED_OK), **dict(zip(keyed["record_key"], keyed["reason"], strict=True))}
+    expected, keyless = {}, []
+    for _, day, currency, _, outcome in FX_CASES:
+        code = currency.strip().upper()
+        if outcome in ("invalid_rate_date", "missing_rate_date", "missing_currency"):
+            keyless.append(outcome)
+        else:
+            expected[f"{code}|{day}"] = outcome
+    assert actual == expected
+    assert sorted(rejected.loc[rejected["record_key"].isna(), "reason"]) == sorted(keyless)
+    assert float(staged.loc["EUR|2026-10-02", "rate"]) == 1.075 and float(staged.loc["GBP|2026-10-09", "rate"]) == 1.2
 
 
 def test_bad_input_text_survives_unchanged(fuzz_run: FuzzRun) -> None:
@@ -328,8 +392,16 @@ def test_bad_input_quarantine_payloads_are_json(fuzz_run: FuzzRun) -> None:
 #   4. a click that arrived late is loaded; the hourly schedule ticks and its run executes as requested.
 WORLD_DAYS = 10
 WORLD = WorldConfig(
-    persons=300, seed=7, days=WORLD_DAYS, start=(NOW.date() - timedelta(days=WORLD_DAYS + 1)).isoformat()
+    persons=300,
+    seed=7,
+    days=WORLD_DAYS,
+    start=(WORLD_NOW.date() - timedelta(days=WORLD_DAYS + 1)).isoformat(),
+    # Three currencies in earnest (and the generator's add_to_cart events), for the reports' money check.
+    currency_probs=(("USD", 0.5), ("EUR", 0.25), ("GBP", 0.25)),
 )
+# GBP rates stop three days before the conversions start: conversions of the last days find none within var
+# fx_max_rate_age_days and must be counted, not summed.
+GBP_RATES_END = (date.fromisoformat(WORLD.start) - timedelta(days=3)).isoformat()
 ATTRIBUTION_KEYS = (ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTION)
 # Every table the Python assets write (schema intermediate), from their specs: readers must never miss one.
 PYTHON_TABLES = tuple(sorted({key.path[-1] for asset in PYTHON_ASSETS for key in asset.keys}))
@@ -350,8 +422,8 @@ def pick_late_click(world: dict[str, pd.DataFrame]) -> LateClick:
     """A conversion of a few days ago whose direct click id names its true last click: that click arrives late."""
     conversions = world["conversions"].merge(world["truth_conversions"], on="conversion_id")
     days = conversions["converted_at"].str[:10]
-    window = (days >= (NOW.date() - timedelta(days=8)).isoformat()) & (
-        days <= (NOW.date() - timedelta(days=3)).isoformat()
+    window = (days >= (WORLD_NOW.date() - timedelta(days=8)).isoformat()) & (
+        days <= (WORLD_NOW.date() - timedelta(days=3)).isoformat()
     )
     logged = conversions["click_id"].isin(set(world["clicks"]["click_id"]))
     chosen = conversions[window & logged & (conversions["click_id"] == conversions["true_last_click_id"])]
@@ -366,7 +438,9 @@ def write_worlds(root: Path) -> tuple[Path, Path, LateClick]:
     late = pick_late_click(world)
     clicks = world["clicks"]
     is_late = clicks["click_id"] == late.click_id
-    write_world({**world, "clicks": clicks[~is_late]}, root / "world")
+    rates = world["fx_rates"]
+    rates = rates[(rates["currency"] != "GBP") | (rates["rate_date"] <= GBP_RATES_END)]
+    write_world({**world, "clicks": clicks[~is_late], "fx_rates": rates}, root / "world")
     late_dir = root / "late"
     late_dir.mkdir()
     clicks[is_late].to_csv(late_dir / "clicks.csv", index=False)
@@ -503,6 +577,106 @@ class RefreshReader:
             self.log.problems.append(f"staged, fct, intermediate and credited conversions differ: {counts}")
 
 
+@dataclass
+class PublishedLog:
+    """What a BI reader in another process saw of the published marts during one run."""
+
+    before: list[str] | None = None  # signature of the published marts before the run (None: none published yet)
+    after: list[str] | None = None
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    equals_marts: bool = False  # the published copy equals the marts the run built
+
+
+def published_signature(target: Target) -> list[str] | None:
+    """One-statement signature (per mart: rows and a hash of every row) of the published marts, or None."""
+    if target.is_duckdb:
+        import duckdb
+
+        if not target.published_duckdb_path.exists():
+            return None
+        with duckdb.connect(str(target.published_duckdb_path), read_only=True) as conn:
+            return duckdb_signature(conn, list(MARTS))
+    import psycopg2
+
+    with psycopg2.connect(**target.postgres.dsn_kwargs()) as conn, conn.cursor() as cur:
+        cur.execute("select count(*) from pg_catalog.pg_namespace where nspname = %s", (PUBLISHED_SCHEMA,))
+        return postgres_signature(cur, PUBLISHED_SCHEMA, list(MARTS)) if cur.fetchone()[0] else None
+
+
+def published_checksums(target: Target) -> dict[str, str]:
+    if target.is_duckdb:
+        import duckdb
+
+        with duckdb.connect(str(target.published_duckdb_path), read_only=True) as conn:
+            return {m: frame_checksum(conn.execute(f"select * from marts.{m}").df()) for m in MARTS}
+    wh = Warehouse(target)
+    with wh.connect() as conn:
+        return {m: frame_checksum(wh.query_df(f"select * from {PUBLISHED_SCHEMA}.{m}", conn)) for m in MARTS}
+
+
+class PublishedReader:
+    """tests/published_reader.py in processes of their own (a fresh connection per pass and, on DuckDB, one held
+    open), polling the published marts while a run replaces them; on exit it waits for the fresh reader to see
+    the run's snapshot, stops them and collects what they saw."""
+
+    def __init__(self, target: Target, folder: Path) -> None:
+        self.target = target
+        self.log = PublishedLog()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.lines, self.stop = folder / "reader.jsonl", folder / "stop"
+        if target.is_duckdb:
+            location = str(target.published_duckdb_path)
+        else:
+            location = json.dumps({**target.postgres.dsn_kwargs(), "schema": PUBLISHED_SCHEMA})
+        modes = ("fresh", "held") if target.is_duckdb else ("fresh",)
+        self.commands = [
+            [
+                sys.executable,
+                "-m",
+                "tests.published_reader",
+                mode,
+                target.name,
+                location,
+                ",".join(MARTS),
+                str(folder / f"{mode}.jsonl"),
+                str(self.stop),
+            ]  # fmt: skip
+            for mode in modes
+        ]
+        self.logs = [folder / f"{mode}.jsonl" for mode in modes]
+
+    def _seen(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for log in self.logs if log.exists() for line in log.read_text().splitlines()]
+
+    def __enter__(self) -> PublishedLog:
+        self.log.before = published_signature(self.target)
+        self.processes = [subprocess.Popen(command, cwd=PROJECT_ROOT) for command in self.commands]
+        deadline = time.monotonic() + 60
+        # Every reader is on the published marts before the run starts.
+        while len({entry["kind"] for entry in self._seen()}) < len(self.commands) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.log
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.log.after = published_signature(self.target)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                fresh = [e for e in self._seen() if e["kind"] == "fresh"]
+                if fresh and fresh[-1]["signature"] == self.log.after:
+                    break
+                time.sleep(0.1)
+            self.log.equals_marts = published_checksums(self.target) == mart_checksums(Warehouse(self.target))
+        finally:
+            self.stop.touch()
+            for process in self.processes:
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            self.log.seen = sorted(self._seen(), key=lambda entry: entry["at"])
+
+
 PII_VALUES = """
     select email as value from raw.clicks where email <> '' union select ip from raw.clicks where ip <> ''
     union select email from raw.conversions where email <> '' union select ip from raw.conversions where ip <> ''
@@ -517,6 +691,7 @@ class EndToEnd:
     facts: int
     attributed: int
     models: frozenset[str]
+    reconciliation: dict[str, float]  # data-driven model -> largest relative gap of a channel's credits to its fit
     evaluation: dict[str, Any]
     evaluation_text: str
     text_columns: int
@@ -545,9 +720,37 @@ def end_to_end_facts(wh: Warehouse, world_dir: Path) -> EndToEnd:
         facts = int(wh.scalar("select count(*) from marts.fct_conversion_attribution", conn))
         attributed = int(wh.scalar("select count(*) from marts.fct_conversion_attribution where is_attributed", conn))
         models = frozenset(wh.query_df("select distinct model from marts.fct_attribution_credits", conn)["model"])
+        reconciliation = reconciliation_gaps(wh, conn)
     evaluation, text = evaluate_warehouse(wh, world_dir)
     n_columns, leaks = raw_pii_leaks(wh)
-    return EndToEnd(conversions, facts, attributed, models, evaluation, text, n_columns, leaks)
+    return EndToEnd(conversions, facts, attributed, models, reconciliation, evaluation, text, n_columns, leaks)
+
+
+RECONCILIATION_SQL = """
+with credits as (
+    select c.model, coalesce(c.channel, '(unknown)') as grain_value, sum(c.credit_share) as credit
+    from marts.fct_attribution_credits c
+    cross join intermediate.int_channel_fit_window w
+    where not c.is_unattributed and c.model in ('markov', 'shapley')
+      and (w.starts_after is null or c.conversion_date > w.starts_after)
+    group by 1, 2
+)
+select w.model, w.grain_value, w.weight, coalesce(c.credit, 0) as credit
+from intermediate.channel_weights w
+left join credits c on c.model = w.model and c.grain_value = w.grain_value
+"""
+
+
+def reconciliation_gaps(wh: Warehouse, conn: object) -> dict[str, float]:
+    """Per data-driven model: credits per channel (fct_attribution_credits, conversions of the fit window) against
+    the fit's totals (channel_weights.weight x the conversions credited), largest relative gap."""
+    frame = wh.query_df(RECONCILIATION_SQL, conn)
+    frame["credit"] = frame["credit"].astype("float64")
+    gaps = {}
+    for model, rows in frame.groupby("model"):
+        fitted = rows["weight"].astype("float64") * rows["credit"].sum()
+        gaps[str(model)] = float(((rows["credit"] - fitted).abs() / fitted).max())
+    return gaps
 
 
 @dataclass
@@ -568,10 +771,12 @@ class Scenario:
     raw_restored: dict[str, str] = field(default_factory=dict)
     rebuilt: dict[str, str] = field(default_factory=dict)
     readers: dict[str, ReaderLog] = field(default_factory=dict)  # phase -> what the reader saw (PostgreSQL)
+    published: dict[str, PublishedLog] = field(default_factory=dict)  # phase -> what a BI process saw
     hourly_tags: dict[str, str] = field(default_factory=dict)
     late_before: pd.DataFrame | None = None
     late_after: pd.DataFrame | None = None
     late_violations: list[str] = field(default_factory=list)
+    money: MoneyCheck | None = None
 
 
 def late_credits(wh: Warehouse, late: LateClick) -> pd.DataFrame:
@@ -583,17 +788,27 @@ def late_credits(wh: Warehouse, late: LateClick) -> pd.DataFrame:
     )
 
 
-def watching(target: Target, readers: dict[str, ReaderLog], phase: str) -> contextlib.AbstractContextManager:
-    if target.is_duckdb:  # one writer process: nobody else can even open the file during a run
-        return contextlib.nullcontext()
-    reader = RefreshReader(target)
-    readers[phase] = reader.log
-    return reader
+@contextlib.contextmanager
+def watching(target: Target, s: Scenario, phase: str, folder: Path) -> Iterator[None]:
+    """Readers during one run: a BI process on the published marts (both targets) and, on PostgreSQL, a reader
+    of the working tables too (a DuckDB warehouse file is the run's alone; BI opens the published file)."""
+    with contextlib.ExitStack() as stack:
+        published = PublishedReader(target, folder)
+        s.published[phase] = published.log
+        stack.enter_context(published)
+        if not target.is_duckdb:
+            reader = RefreshReader(target)
+            s.readers[phase] = reader.log
+            stack.enter_context(reader)
+        yield
 
 
 def raw_checksums(wh: Warehouse) -> dict[str, str]:
     with wh.connect() as conn:
         return {t: frame_checksum(wh.query_df(f"select * from raw.{t}", conn)) for t in (*RAW_COLUMNS, "load_log")}
+
+
+FULL_REFRESH, HOURLY = "full refresh after the crash", "hourly run picking up a late click"
 
 
 def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
@@ -611,6 +826,7 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         s.golden = mart_row_checksums(wh)
         s.late_before = late_credits(wh, late)
         s.end_to_end = end_to_end_facts(wh, world_dir)
+        s.money = check_report_money(wh)
         load_folder(wh, world_dir, force=True)  # at-least-once delivery: the same files again, before the backup
         s.raw_before = raw_checksums(wh)
         backup_raw(wh, work / "backup")
@@ -633,17 +849,17 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         wh.execute("drop schema raw cascade")
         restore_raw(wh, work / "backup")
         s.raw_restored = raw_checksums(wh)
-        with pytest.MonkeyPatch.context() as mp, watching(target, s.readers, "full refresh after the crash"):
+        with pytest.MonkeyPatch.context() as mp, watching(target, s, FULL_REFRESH, work / "reader_full"):
             mp.setenv("ATTRIBUTION_DBT_FULL_REFRESH", "1")
             assert_run_ok(run_job(target, instance=instance, log_level="WARNING"))
         s.rebuilt = mart_checksums(wh)
 
         load_folder(wh, late_dir)
-        tick = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(UTC))
+        tick = dg.build_schedule_context(instance=instance, scheduled_execution_time=WORLD_NOW)
         request = hourly_refresh_schedule(tick)
         assert isinstance(request, dg.RunRequest)
         s.hourly_tags = dict(request.tags)
-        with watching(target, s.readers, "hourly run picking up a late click"):
+        with watching(target, s, HOURLY, work / "reader_hourly"):
             assert_run_ok(run_job(target, "hourly_refresh", tags=request.tags, instance=instance, log_level="WARNING"))
         s.late_after = late_credits(wh, late)
         s.late_violations = conservation_violations(
@@ -672,6 +888,20 @@ def test_pipeline_end_to_end(scenario: Scenario) -> None:
     assert "precision" in e2e.evaluation_text
     assert e2e.evaluation["project"]["last_touch"]["precision"] is not None
     assert e2e.evaluation["baseline"]["last_touch"]["precision"] is not None
+
+
+@pytest.mark.e2e
+@BOTH_TARGETS
+def test_reports_revenue_is_converted_conversion_revenue_to_the_cent(scenario: Scenario) -> None:
+    """Three currencies and add_to_cart events: per day and model, every report's revenue equals the converted
+    revenue of the configured conversion types (recomputed from staging); conversions without a usable rate are
+    counted in rpt_attribution_quality, not summed."""
+    money = scenario.money
+    assert money is not None
+    assert money.currencies == {"USD", "EUR", "GBP"}
+    assert money.event_types.get("add_to_cart", 0) > 0 and money.credited_non_conversions == 0
+    assert money.converted > 0 and money.missing_rate > 0
+    assert not money.mismatches, money.mismatches[:20]
 
 
 # Row checksums of every mart after the clean run of WORLD, per target. A change that is meant to leave every
@@ -745,16 +975,49 @@ def test_restore_and_full_rebuild_after_the_crash_reproduce_every_mart(scenario:
 @pytest.mark.e2e
 @pytest.mark.parametrize("scenario", ["postgres"], indirect=True)
 def test_readers_never_see_an_empty_missing_or_half_built_table(scenario: Scenario) -> None:
-    assert set(scenario.readers) == {"full refresh after the crash", "hourly run picking up a late click"}
+    assert set(scenario.readers) == {FULL_REFRESH, HOURLY}
     for phase, log in scenario.readers.items():
         assert not log.problems, f"{phase}: {log.problems[:10]}"
         assert log.loops >= 5, f"{phase}: the reader barely ran ({log.loops} loops)"
         assert set(log.relations) == {f"marts.{m}" for m in MARTS} | {f"intermediate.{t}" for t in PYTHON_TABLES}
     # The reader really overlapped the rebuilds: it read old and new relations of the swapped tables.
-    swapped = {
-        name for name, oids in scenario.readers["full refresh after the crash"].relations.items() if len(oids) > 1
-    }
+    swapped = {name for name, oids in scenario.readers[FULL_REFRESH].relations.items() if len(oids) > 1}
     assert {"marts.fct_conversion_attribution", "marts.rpt_channel_attribution", "intermediate.match_model"} <= swapped
+
+
+@pytest.mark.e2e
+@BOTH_TARGETS
+def test_bi_readers_never_block_a_run_nor_see_half_a_refresh(scenario: Scenario) -> None:
+    """A BI process reads the published marts throughout two runs (each succeeded: run_scenario asserts it). Every
+    statement sees every mart of the previous snapshot or every mart of the new one, never a mix; on DuckDB a
+    connection held open on the old file keeps reading the old snapshot while the run replaces it."""
+    assert set(scenario.published) == {FULL_REFRESH, HOURLY}
+    for phase, log in scenario.published.items():
+        assert log.before is not None and log.after is not None, phase
+        assert log.equals_marts, f"{phase}: the published snapshot differs from the marts the run built"
+        errors = [e["error"] for e in log.seen if e["kind"] == "error"]
+        assert not errors, f"{phase}: {errors[:5]}"
+        fresh = [e["signature"] for e in log.seen if e["kind"] == "fresh"]
+        assert len(fresh) >= 5, f"{phase}: the reader barely ran ({len(fresh)} reads)"
+        mixed = [signature for signature in fresh if signature not in (log.before, log.after)]
+        assert not mixed, f"{phase}: {len(mixed)} reads saw neither the old nor the new snapshot, e.g. {mixed[0]}"
+        assert fresh[0] == log.before and fresh[-1] == log.after, phase
+        held = [e["signature"] for e in log.seen if e["kind"] == "held"]
+        if scenario.target.is_duckdb:
+            assert held and all(signature == log.before for signature in held), phase
+    # The late click changes the marts: the reader saw the snapshot change under it.
+    hourly = scenario.published[HOURLY]
+    assert hourly.before != hourly.after
+
+
+@pytest.mark.e2e
+@BOTH_TARGETS
+def test_data_driven_credits_add_up_to_their_fit(scenario: Scenario) -> None:
+    """Markov and Shapley credits per channel in fct_attribution_credits equal the fit's totals within 1 %."""
+    e2e = scenario.end_to_end
+    assert e2e is not None
+    assert set(e2e.reconciliation) == {"markov", "shapley"}
+    assert max(e2e.reconciliation.values()) < 0.01, e2e.reconciliation
 
 
 @pytest.mark.e2e
@@ -762,7 +1025,7 @@ def test_readers_never_see_an_empty_missing_or_half_built_table(scenario: Scenar
 def test_late_click_moves_the_credit_at_the_next_hourly_run(scenario: Scenario) -> None:
     late = scenario.late
     start = scenario.hourly_tags["dagster/asset_partition_range_start"]
-    yesterday = (NOW.date() - timedelta(days=1)).isoformat()
+    yesterday = (WORLD_NOW.date() - timedelta(days=1)).isoformat()
     assert start <= late.conversion_day < yesterday, scenario.hourly_tags  # the late data widened the window
     assert scenario.hourly_tags[COVERS_TAG] == "true"
 

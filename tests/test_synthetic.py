@@ -513,6 +513,20 @@ def test_identifiers_and_amounts_on_conversions(conversions: pd.DataFrame) -> No
     assert conversions["user_id"].str.match(r"^(usr_[0-9a-f]{12})?$").all()
 
 
+def test_fx_rates_cover_every_event_day_of_every_foreign_currency(
+    world: dict[str, pd.DataFrame], conversions: pd.DataFrame
+) -> None:
+    """One rate to USD (the base, which needs none) per UTC day and currency, over every conversion day."""
+    rates = world["fx_rates"]
+    assert list(rates.columns) == ["rate_date", "currency", "rate"]
+    assert set(rates["currency"]) == {"EUR", "GBP"} and not rates.duplicated(["rate_date", "currency"]).any()
+    assert (rates["rate"].astype(float) > 0).all()
+    converted = pd.to_datetime(conversions["converted_at"], utc=True, errors="coerce", format="ISO8601").dropna()
+    days = set(converted.dt.strftime("%Y-%m-%d"))
+    for currency, group in rates.groupby("currency"):
+        assert days <= set(group["rate_date"]), currency
+
+
 def test_email_campaign_clicks_carry_the_email(world: dict[str, pd.DataFrame], clicks: pd.DataFrame) -> None:
     channel = clicks["link_id"].map(world["links"].set_index("link_id")["channel"])
     email_clicks = clicks[(channel == "email") & ~clicks["is_bot"]]
@@ -568,10 +582,11 @@ def test_write_world_writes_text_raw_files_and_typed_truth(tmp_path: Path, fmt: 
         f"links.{fmt}",
         f"clicks.{fmt}",
         f"conversions.{fmt}",
+        f"fx_rates.{fmt}",
         "truth_clicks.parquet",
         "truth_conversions.parquet",
     }
-    for name in ("links", "clicks", "conversions"):
+    for name in ("links", "clicks", "conversions", "fx_rates"):
         if fmt == "parquet":
             back = pd.read_parquet(paths[name])
         else:
@@ -587,3 +602,46 @@ def test_write_world_writes_text_raw_files_and_typed_truth(tmp_path: Path, fmt: 
 def test_write_world_refuses_an_unknown_format(tmp_path: Path, world: dict[str, pd.DataFrame]) -> None:
     with pytest.raises(ValueError, match="xlsx"):
         write_world(world, tmp_path, fmt="xlsx")
+
+
+# --- families of worlds -------------------------------------------------------------------------------------
+
+
+def test_per_channel_in_app_rates_and_apple_fingerprint_pools() -> None:
+    """in_app_click_rate_by_channel overrides the rate of its channel only; ios_fingerprint_variants=1 gives every
+    Apple phone model one fingerprint (a pool no larger than the models), other devices keep theirs."""
+    base = dataclasses.replace(CFG, persons=800, **NO_DIRT)
+    world = generate_world(dataclasses.replace(base, in_app_click_rate_by_channel=(("tiktok", 0.0),)))
+    clicks = world["clicks"].merge(world["truth_clicks"], on="click_id")
+    channel = clicks["link_id"].map(world["links"].set_index("link_id")["channel"])
+    assert not (clicks["browser"].astype(str) == "tiktok").any()
+    assert (clicks.loc[channel == "instagram", "browser"].astype(str) == "instagram").any()
+    one = generate_world(dataclasses.replace(base, ios_fingerprint_variants=1))
+    three = generate_world(base)
+    for w in (one, three):
+        assert len(w["clicks"]) == len(three["clicks"])  # the pools change fingerprints, nothing else
+    fp_one = one["clicks"]["device_fingerprint"].nunique()
+    assert fp_one < three["clicks"]["device_fingerprint"].nunique()
+    with pytest.raises(ValueError, match="in_app_click_rate_by_channel"):
+        WorldConfig(in_app_click_rate_by_channel=(("myspace", 0.5),))
+
+
+def test_family_worlds_are_valid_and_the_worst_case_is_per_metric() -> None:
+    from lab.family import FAMILIES, METRICS, family_worlds, summarise, world_config
+
+    worlds = family_worlds("transfer")
+    assert len(worlds) >= 8 and {w.split for w in worlds} == {"tune", "held_out"}
+    for w in worlds:
+        world_config(w, persons=100, seed=1)
+    with pytest.raises(KeyError, match="transfer"):
+        family_worlds("nope")
+    labels = [m[0] for m in METRICS]
+    rows = {
+        "a": dict.fromkeys(labels, 0.5) | {"ECE": 0.02, "F1": 0.9},
+        "b": dict.fromkeys(labels, 0.5) | {"ECE": 0.08, "F1": 0.7},
+    }
+    table = summarise(rows, {"a": "tune", "b": "held_out"})
+    worst_all = dict(zip(table[0], table[4], strict=True))
+    assert (worst_all["world"], worst_all["split"]) == ("worst", "all")
+    assert worst_all["ECE"] == "0.080" and worst_all["F1"] == "0.700"  # lower ECE is better, higher F1
+    assert set(FAMILIES) == {"transfer"}

@@ -52,6 +52,8 @@ RAW_COLUMNS: dict[str, tuple[str, ...]] = {
         "conversion_id", "converted_at", "event_type", "revenue", "currency", "user_id", "email", "cookie_id",
         "session_id", "device_fingerprint", "ip", "user_agent", "click_id",
     ),
+    # What one unit of `currency` is worth in the base currency (dbt var fx_base_currency) on `rate_date`.
+    "fx_rates": ("rate_date", "currency", "rate"),
 }  # fmt: skip
 METADATA_COLUMNS = ("_loaded_at", "_source_file")
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -266,7 +268,7 @@ def discover(folder: Path, encoding: str = DEFAULT_ENCODING) -> list[RawFile]:
             columns, notes = _header(path, encoding)
             files.append(RawFile(table=table, path=path, columns=columns, encoding=encoding, warnings=notes))
     if not files:
-        raise LoadError(f"{folder}: no raw files found (expected links, clicks, conversions as {', '.join(SUFFIXES)})")
+        raise LoadError(f"{folder}: no raw files found (expected {', '.join(RAW_COLUMNS)} as {', '.join(SUFFIXES)})")
     for f in files:
         _check_columns(f)
     return files
@@ -495,7 +497,7 @@ def event_days_loaded_after(wh: Warehouse, after: datetime | None, conn: Any = N
     if conn is None:
         with wh.connect() as own:
             return event_days_loaded_after(wh, after, own)
-    if not all(wh.table_exists(RAW_SCHEMA, t, conn) for t in RAW_COLUMNS):
+    if not all(wh.table_exists(RAW_SCHEMA, t, conn) for t in ("links", "clicks", "conversions")):
         return LoadedEventDays()
     newer = "1 = 1" if after is None else f"_loaded_at > cast('{after.isoformat()}' as timestamp with time zone)"
 
@@ -509,8 +511,11 @@ def event_days_loaded_after(wh: Warehouse, after: datetime | None, conn: Any = N
 
     # A new version of a link changes the campaign, creator and channel credited for every click on it.
     relinked = f"trim(link_id) in (select trim(link_id) from {qualified(RAW_SCHEMA, 'links')} where {newer})"
+    # A rate of day d converts the revenue of conversions from d on: counting it as a conversion day makes every
+    # later day part of the refresh too.
+    rate_days = days("rate_date", "fx_rates", newer) if wh.table_exists(RAW_SCHEMA, "fx_rates", conn) else frozenset()
     return LoadedEventDays(
-        conversions=days("converted_at", "conversions", newer),
+        conversions=days("converted_at", "conversions", newer) | rate_days,
         clicks=days("clicked_at", "clicks", f"{newer} or {relinked}"),
     )
 

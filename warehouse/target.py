@@ -35,6 +35,9 @@ _DUCKDB_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGN
 _PG_SIZE = re.compile(r"\d+(kB|MB|GB|TB)")  # PostgreSQL's memory units are case-sensitive whole numbers
 # The schemas BI tools and people query; dbt's generate_schema_name macro keeps these names verbatim.
 SCHEMAS = ("raw", "staging", "intermediate", "marts")
+# PostgreSQL schema holding the published marts BI reads (dbt_project/macros/publish.sql): a copy of `marts` swapped
+# in whole at the end of every run, so readers never see a half-rebuilt set of reports.
+PUBLISHED_SCHEMA = "marts_published"
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,20 @@ class Target:
     @property
     def is_spark(self) -> bool:
         return self.name == "spark"
+
+    @property
+    def published_duckdb_path(self) -> Path:
+        """The DuckDB file BI opens (read-only): a snapshot of the marts beside the warehouse file, replaced
+        atomically at the end of every run (``warehouse.duckdb`` -> ``warehouse.marts.duckdb``)."""
+        return self.duckdb_path.with_name(f"{self.duckdb_path.stem}.marts{self.duckdb_path.suffix or '.duckdb'}")
+
+    def describe_published(self) -> str:
+        """Where BI tools read the published marts."""
+        if self.is_duckdb:
+            return f"{self.published_duckdb_path} (open read-only; schema marts)"
+        if self.is_spark:
+            return f"database {PUBLISHED_SCHEMA} in the Spark warehouse {self.spark.folder}"
+        return f"schema {PUBLISHED_SCHEMA} of database {self.postgres.dbname} (granted to the read-only BI role)"
 
     def describe(self) -> str:
         if self.is_duckdb:

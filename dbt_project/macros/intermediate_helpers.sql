@@ -13,6 +13,7 @@
         'candidate_max_ip_ua_popularity': 20,
         'candidate_max_fingerprint_popularity': 20,
         'candidate_clock_skew_seconds': 0,
+        'candidate_recent_clicks_per_value': 5,
     } -%}
     {%- if name not in defaults -%}
         {{ exceptions.raise_compiler_error("int_setting: unknown setting '" ~ name ~ "'") }}

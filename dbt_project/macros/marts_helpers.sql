@@ -2,8 +2,8 @@
     prefix so they never collide with the staging or intermediate layers' macros. -#}
 
 
-{#- marts_attribution_models(): the attribution models, in the order reports show them. The wide reports get one
-    conversions_<model> / revenue_<model> column pair per entry; keep it in sync with python_models.attribution.MODELS
+{#- marts_attribution_models(): the attribution models, in the order reports show them. Every report has one row
+    per entry for each entity and day (marts_daily_report); keep it in sync with python_models.attribution.MODELS
     and with the accepted_values tests in _marts__models.yml. -#}
 {% macro marts_attribution_models() -%}
     {{- return(['first_touch', 'last_touch', 'linear', 'time_decay', 'position_based', 'markov', 'shapley',
@@ -107,142 +107,224 @@
 
 
 {#- ---------------------------------------------------------------------------------------------------------
-    marts_performance_report(grain): body of rpt_creator_performance (grain creator_id) and
-    rpt_campaign_performance (grain campaign_id), which differ only in the grain. One row per grain value that
-    owns a link in stg_raw__links. Clicks and credits are assigned through the link's grain value; credits of
-    links unknown to `links` belong to no creator or campaign.
+    marts_daily_report(entity): body of rpt_link_daily (link_id), rpt_creator_performance (creator_id),
+    rpt_campaign_performance (campaign_id) and rpt_channel_attribution (channel): one report shape.
 
-    unattributed_revenue: revenue of the conversions with at least one touch on the grain value's links (an
-    attributed credit row of the linear model, which credits every selected touch) that stays unattributed
-    (their unattributed credit rows, linear model; the unattributed share is the same for every confidence-
-    weighted model). A conversion touched by several creators counts for each, so it does not add up across rows.
+    One row per UTC day, entity value and attribution model where the entity had clicks or credits that day;
+    every model of marts_attribution_models() gets a row, so the click counts (click date) repeat on each model's
+    row and the credits (conversion date) are the model's own. Totals over any dates are a plain sum with a
+    `where model = ...`. Money is in the reporting currency (column currency, var reporting_currency); credits
+    come from fct_attribution_credits, so only conversions of var conversion_event_types count, and a conversion
+    without a usable exchange rate adds its conversion but none of its revenue.
+
+    unattributed_revenue: revenue of the conversions with at least one credited touch on the entity that day and
+    model (touched_conversions) that stays unattributed under the model. A conversion touched by several entity
+    values counts for each, so it does not add up across rows. The channel report instead carries the
+    unattributed credit rows themselves as channel '(unattributed)' (is_unattributed), so its rows of one model add
+    up to every conversion and all revenue; credits of links unknown to `links` are channel '(unknown)' there.
 --------------------------------------------------------------------------------------------------------- -#}
-{% macro marts_performance_report(grain) -%}
-    {%- if grain not in ('creator_id', 'campaign_id') -%}
-        {{ exceptions.raise_compiler_error("marts_performance_report: grain must be creator_id or campaign_id, got '" ~ grain ~ "'") }}
+{% macro marts_daily_report(entity) -%}
+    {%- if entity not in ('link_id', 'creator_id', 'campaign_id', 'channel') -%}
+        {{ exceptions.raise_compiler_error("marts_daily_report: entity must be link_id, creator_id, campaign_id or channel, got '" ~ entity ~ "'") }}
     {%- endif -%}
-    {%- set other = 'campaign_id' if grain == 'creator_id' else 'creator_id' -%}
-    {%- set other_count = 'n_campaigns' if grain == 'creator_id' else 'n_creators' -%}
     {%- set models = marts_attribution_models() -%}
+    {%- set is_channel = entity == 'channel' -%}
+    {%- set currency = var('reporting_currency') | string | trim | upper -%}
+    {%- if is_channel -%}
+        {%- set credit_entity = "case when is_unattributed then '(unattributed)' else coalesce(channel, '(unknown)') end" -%}
+    {%- else -%}
+        {%- set credit_entity = entity -%}
+    {%- endif -%}
 
 with
-
-links as (
-
-    select
-        cast(link_id as text) as link_id,
-        cast({{ grain }} as text) as {{ grain }},
-        cast({{ other }} as text) as {{ other }}
-    from {{ ref('stg_raw__links') }}
-    where {{ grain }} is not null
-
-),
 
 clicks as (
 
     select
-        cast(link_id as text) as link_id,
+        cast(click_id as text) as click_id,
+        cast(clicked_date as date) as report_date,
+        cast({{ entity }} as text) as entity,
         coalesce(is_bot, false) as is_bot
     from {{ ref('int_clicks') }}
+    where {{ entity }} is not null
 
 ),
 
 credits as (
 
-    select * from {{ ref('fct_attribution_credits') }}
+    select
+        conversion_date as report_date,
+        cast({{ credit_entity }} as text) as entity,
+        conversion_id,
+        model,
+        is_unattributed,
+        credit_share,
+        credit_revenue,
+        match_probability
+    from {{ ref('fct_attribution_credits') }}
+    {%- if not is_channel %}
+    where not is_unattributed and {{ entity }} is not null
+    {%- endif %}
 
 ),
 
-link_counts as (
+attribution_models as (
+
+    {%- for model in models %}
+    select cast('{{ model }}' as text) as model{% if not loop.last %} union all{% endif %}
+    {%- endfor %}
+
+),
+{%- if entity == 'link_id' %}
+
+click_identities as (
 
     select
-        {{ grain }},
-        count(distinct link_id) as n_links,
-        count(distinct {{ other }}) as {{ other_count }}
-    from links
-    group by {{ grain }}
+        cast(event_id as text) as click_id,
+        cast(identity_id as text) as identity_id
+    from {{ ref('int_event_identities') }}
+    where event_kind = 'click'
 
 ),
 
-click_counts as (
+links as (
 
     select
-        links.{{ grain }},
+        cast(link_id as text) as link_id,
+        cast(creator_id as text) as creator_id,
+        cast(campaign_id as text) as campaign_id,
+        cast(channel as text) as channel
+    from {{ ref('stg_raw__links') }}
+
+),
+{%- endif %}
+
+click_days as (
+
+    select
+        clicks.report_date,
+        clicks.entity,
         sum(case when clicks.is_bot then 0 else 1 end) as human_clicks,
         sum(case when clicks.is_bot then 1 else 0 end) as bot_clicks
+        {%- if entity == 'link_id' %},
+        count(distinct case when not clicks.is_bot then click_identities.identity_id end) as unique_identities
+        {%- endif %}
     from clicks
-    inner join links
-        on clicks.link_id = links.link_id
-    group by links.{{ grain }}
+    {%- if entity == 'link_id' %}
+    left join click_identities
+        on clicks.click_id = click_identities.click_id
+    {%- endif %}
+    group by clicks.report_date, clicks.entity
 
 ),
 
-credit_totals as (
+credit_days as (
 
     select
-        {{ grain }},
-        {%- for model in models %}
-        sum(case when model = '{{ model }}' then credit_share else 0 end) as conversions_{{ model }},
-        sum(case when model = '{{ model }}' then credit_revenue else 0 end) as revenue_{{ model }},
-        {%- endfor %}
-        avg(case when model = 'last_touch' then match_probability end) as avg_confidence
+        report_date,
+        entity,
+        model,
+        sum(credit_share) as conversions,
+        sum(credit_revenue) as revenue,
+        avg(match_probability) as avg_confidence
     from credits
-    where not is_unattributed and {{ grain }} is not null
-    group by {{ grain }}
+    group by report_date, entity, model
 
 ),
 
-touched_conversions as (
+{#- Per day, entity and model: the conversions touched by the entity and what of them stays unattributed. #}
+touched as (
 
-    select distinct {{ grain }}, conversion_id
+    select distinct report_date, entity, model, conversion_id
     from credits
-    where model = 'linear' and not is_unattributed and {{ grain }} is not null
+    where not is_unattributed
 
 ),
 
 unattributed_credits as (
 
-    select conversion_id, credit_revenue
-    from credits
-    where model = 'linear' and is_unattributed
+    select
+        conversion_id,
+        model,
+        sum(credit_revenue) as revenue
+    from {{ ref('fct_attribution_credits') }}
+    where is_unattributed
+    group by conversion_id, model
 
 ),
 
-unattributed_totals as (
+unattributed_days as (
 
     select
-        touched_conversions.{{ grain }},
+        touched.report_date,
+        touched.entity,
+        touched.model,
         count(*) as touched_conversions,
-        sum(coalesce(unattributed_credits.credit_revenue, 0)) as unattributed_revenue
-    from touched_conversions
+        sum(coalesce(unattributed_credits.revenue, 0)) as unattributed_revenue
+    from touched
     left join unattributed_credits
-        on touched_conversions.conversion_id = unattributed_credits.conversion_id
-    group by touched_conversions.{{ grain }}
+        on touched.conversion_id = unattributed_credits.conversion_id
+        and touched.model = unattributed_credits.model
+    group by touched.report_date, touched.entity, touched.model
+
+),
+
+entity_days as (
+
+    select report_date, entity from click_days
+    union
+    select report_date, entity from credit_days
+
+),
+
+grid as (
+
+    select entity_days.report_date, entity_days.entity, attribution_models.model
+    from entity_days
+    cross join attribution_models
 
 ),
 
 final as (
 
     select
-        cast(link_counts.{{ grain }} as text) as {{ grain }},
-        cast(link_counts.n_links as bigint) as n_links,
-        cast(link_counts.{{ other_count }} as bigint) as {{ other_count }},
-        cast(coalesce(click_counts.human_clicks, 0) as bigint) as human_clicks,
-        cast(coalesce(click_counts.bot_clicks, 0) as bigint) as bot_clicks,
-        cast(coalesce(unattributed_totals.touched_conversions, 0) as bigint) as touched_conversions,
-        {%- for model in models %}
-        cast(coalesce(credit_totals.conversions_{{ model }}, 0) as numeric(18, 6)) as conversions_{{ model }},
-        cast(coalesce(credit_totals.revenue_{{ model }}, 0) as numeric(18, 2)) as revenue_{{ model }},
-        {%- endfor %}
-        {{ marts_round('credit_totals.avg_confidence', 6) }} as avg_confidence,
-        cast(coalesce(unattributed_totals.unattributed_revenue, 0) as numeric(18, 2)) as unattributed_revenue
-    from link_counts
-    left join click_counts
-        on link_counts.{{ grain }} = click_counts.{{ grain }}
-    left join credit_totals
-        on link_counts.{{ grain }} = credit_totals.{{ grain }}
-    left join unattributed_totals
-        on link_counts.{{ grain }} = unattributed_totals.{{ grain }}
+        cast(grid.report_date as date) as report_date,
+        cast(grid.entity as text) as {{ entity }},
+        {%- if entity == 'link_id' %}
+        links.creator_id,
+        links.campaign_id,
+        links.channel,
+        {%- endif %}
+        {%- if is_channel %}
+        cast(grid.entity = '(unattributed)' as boolean) as is_unattributed,
+        {%- endif %}
+        cast(grid.model as text) as model,
+        cast(coalesce(click_days.human_clicks, 0) as bigint) as human_clicks,
+        cast(coalesce(click_days.bot_clicks, 0) as bigint) as bot_clicks,
+        {%- if entity == 'link_id' %}
+        cast(coalesce(click_days.unique_identities, 0) as bigint) as unique_identities,
+        {%- endif %}
+        cast(coalesce(credit_days.conversions, 0) as numeric(18, 6)) as conversions,
+        cast(coalesce(credit_days.revenue, 0) as numeric(18, 2)) as revenue,
+        cast(coalesce(unattributed_days.touched_conversions, 0) as bigint) as touched_conversions,
+        cast(coalesce(unattributed_days.unattributed_revenue, 0) as numeric(18, 2)) as unattributed_revenue,
+        cast('{{ currency }}' as text) as currency,
+        {{ marts_round('credit_days.avg_confidence', 6) }} as avg_confidence
+    from grid
+    left join click_days
+        on grid.report_date = click_days.report_date and grid.entity = click_days.entity
+    left join credit_days
+        on grid.report_date = credit_days.report_date
+        and grid.entity = credit_days.entity
+        and grid.model = credit_days.model
+    left join unattributed_days
+        on grid.report_date = unattributed_days.report_date
+        and grid.entity = unattributed_days.entity
+        and grid.model = unattributed_days.model
+    {%- if entity == 'link_id' %}
+    left join links
+        on grid.entity = links.link_id
+    {%- endif %}
 
 )
 

@@ -2,8 +2,9 @@
 
     share   per conversion and model, credit_share (unattributed row included) sums to 1 within 1e-6; a
             conversion of fct_conversion_attribution without any credit row for a model counts as a violation
-    revenue per model, credited plus unattributed credit_revenue equals the total revenue of the conversions
-            to the cent -#}
+    revenue per model, credited plus unattributed credit_revenue equals the total revenue (reporting currency;
+            a conversion without a usable rate counts 0) of the conversions to the cent. Only events of the
+            configured conversion types (is_conversion) are credited. -#}
 {#- Two parents: meta.dagster.ref makes it an asset check of fct_attribution_credits in Dagster. -#}
 {{ config(meta={'dagster': {'ref': {'name': 'fct_attribution_credits'}}}) }}
 
@@ -13,6 +14,7 @@ conversions as (
 
     select conversion_id, coalesce(revenue, 0) as revenue
     from {{ ref('fct_conversion_attribution') }}
+    where is_conversion
 
 ),
 

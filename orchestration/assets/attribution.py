@@ -13,22 +13,24 @@ from orchestration.assets.keys import (
     CHANNEL_WEIGHTS,
     CONVERSION_ATTRIBUTION,
     INT_CHANNEL_FIT_WINDOW,
+    INT_CONVERSIONS,
     INT_EVENT_IDENTITIES,
     INT_MATCH_CANDIDATES,
     INT_NON_CONVERTING_PATHS,
     MATCH_MODEL,
     MATCH_SCORES,
-    STG_CONVERSIONS,
 )
 from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource
 from orchestration.settings import PipelineSettings
 from python_models.attribution import (
     TOUCH_COLUMNS,
+    DataDrivenFit,
     combine_paths,
     conversion_paths,
     fit_data_driven,
     null_paths_from_keys,
+    reconciled_totals,
     select_touches,
 )
 from python_models.attribution import attribute as attribute_conversions
@@ -36,10 +38,12 @@ from python_models.confidence import model_from_frame, no_unseen_later_click
 from python_models.facts import conversion_facts
 from warehouse.client import Warehouse
 
+# Only events of the configured conversion types (int_conversions.is_conversion) are credited and fitted on.
 SCORED_CANDIDATES_SQL = """
 select {columns}, s.match_probability
 from intermediate.int_match_candidates c
 join intermediate.match_scores s on s.conversion_id = c.conversion_id and s.click_id = c.click_id
+join intermediate.int_conversions v on v.conversion_id = c.conversion_id and v.is_conversion
 where {where}
 """
 
@@ -58,7 +62,7 @@ def _path_touches(wh: Warehouse, conn: object, where: str, grain: str) -> pd.Dat
 
 @dg.asset(
     key=CHANNEL_WEIGHTS,
-    deps=[MATCH_SCORES, INT_CHANNEL_FIT_WINDOW, INT_NON_CONVERTING_PATHS],
+    deps=[MATCH_SCORES, INT_CHANNEL_FIT_WINDOW, INT_NON_CONVERTING_PATHS, INT_CONVERSIONS],
     group_name="attribution",
     owners=OWNERS,
     kinds={"python", "numpy"},
@@ -103,8 +107,22 @@ def channel_weights(
             "converting_paths": int((paths["conversions"] > 0).sum()),
             "non_converting_paths": int((paths["nulls"] > 0).sum()),
             "weights": table_metadata(weights),
+            **_reconciliation_gaps(paths, fit),
         }
     )
+
+
+def _reconciliation_gaps(paths: pd.DataFrame, fit: DataDrivenFit) -> dict[str, float]:
+    """Per model, the largest relative gap between a grain value's credits (summed over the fitted conversions)
+    and its fitted total: 0 when reachable; above 0 when conversions on one value alone exceed its total."""
+    total = float(paths["conversions"].sum())
+    gaps = {}
+    for model, frame in fit.channel_weights.groupby("model"):
+        fitted = frame.set_index("grain_value")["weight"] * total
+        reached = reconciled_totals(paths, frame.set_index("grain_value")["allocation_weight"]).reindex(fitted.index)
+        relative = (reached.fillna(0.0) - fitted).abs() / fitted.where(fitted > 0)
+        gaps[f"{model}_max_reconciliation_gap"] = float(relative.max()) if relative.notna().any() else 0.0
+    return gaps
 
 
 def _revenue_chart(credits: pd.DataFrame) -> dg.MetadataValue:
@@ -147,9 +165,10 @@ def conservation_errors(credits: pd.DataFrame, conversions: pd.DataFrame) -> dic
     specs=[
         dg.AssetSpec(
             ATTRIBUTION_CREDITS,
-            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, CHANNEL_WEIGHTS, STG_CONVERSIONS],
+            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, CHANNEL_WEIGHTS, INT_CONVERSIONS],
             description=(
-                "Credit of every conversion per model and touch, plus its unattributed share. If credit_conservation "
+                "Credit of every conversion (of the configured event types) per model and touch, plus its unattributed "
+                "share, in the reporting currency. If credit_conservation "
                 "fails, the metadata counts the conversions and models off; rerun the partition (a crash mid-write "
                 "leaves the previous credits, never half of them)."
             ),
@@ -159,7 +178,7 @@ def conservation_errors(credits: pd.DataFrame, conversions: pd.DataFrame) -> dic
         ),
         dg.AssetSpec(
             CONVERSION_ATTRIBUTION,
-            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, MATCH_MODEL, STG_CONVERSIONS, INT_EVENT_IDENTITIES],
+            deps=[INT_MATCH_CANDIDATES, MATCH_SCORES, MATCH_MODEL, INT_CONVERSIONS, INT_EVENT_IDENTITIES],
             description=(
                 "One row per conversion: last-touch link, calibrated confidence, signals. Conversions missing here "
                 "were rejected in staging: look at staging.rejected_rows for their reason."
@@ -201,7 +220,7 @@ def attribution(
         scored = _scored_candidates(wh, conn, date_where("c.conversion_date", window))
         conversions = wh.query_df(
             "select v.conversion_id, v.converted_date as conversion_date, v.converted_at, v.event_type, "
-            "v.revenue, e.identity_id from staging.stg_raw__conversions v "
+            "v.revenue, v.is_conversion, v.reporting_revenue, e.identity_id from intermediate.int_conversions v "
             "left join intermediate.int_event_identities e "
             "on e.event_kind = 'conversion' and e.event_id = v.conversion_id "
             f"where {date_where('v.converted_date', window)}",
@@ -212,8 +231,14 @@ def attribution(
         has_weights = wh.table_exists(PYTHON_SCHEMA, "channel_weights", conn)
         weights = wh.query_df("select * from intermediate.channel_weights", conn) if has_weights else None
     conversions["revenue"] = conversions["revenue"].astype("float64").fillna(0.0)
-    credits = attribute_conversions(scored, conversions, config, weights)
-    credits = credits.merge(conversions[["conversion_id", "conversion_date"]], on="conversion_id", how="left")
+    # Credits split the revenue in the reporting currency; one without a usable rate is credited nothing (0), and
+    # the quality report counts it.
+    credited = conversions.loc[conversions["is_conversion"].astype(bool)].assign(
+        revenue=lambda f: f["reporting_revenue"].astype("float64").fillna(0.0)
+    )
+    credits = attribute_conversions(scored, credited, config, weights)
+    credits = credits.merge(credited[["conversion_id", "conversion_date"]], on="conversion_id", how="left")
+    conversions = conversions.drop(columns=["is_conversion", "reporting_revenue"])
     touches = select_touches(scored, config)
     survival = partial(no_unseen_later_click, model)
     facts = conversion_facts(touches, scored, conversions["conversion_id"], settings.confidence_threshold, survival)
@@ -229,7 +254,7 @@ def attribution(
         if CONVERSION_ATTRIBUTION in selected:
             wh.replace_rows(facts, PYTHON_SCHEMA, "conversion_attribution", where, conn)
     if ATTRIBUTION_CREDITS in selected:
-        yield from _credit_results(credits, conversions)
+        yield from _credit_results(credits, credited)
     if CONVERSION_ATTRIBUTION in selected:
         yield from _fact_results(facts, conversions)
 

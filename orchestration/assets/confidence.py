@@ -26,6 +26,7 @@ from python_models.confidence import (
     score_candidates,
     signal_weights,
 )
+from python_models.confidence.shift import SMD_LIMIT, UNSUPPORTED_LIMIT, label_shift
 
 
 def _calibration_plot(bins: pd.DataFrame) -> dg.MetadataValue:
@@ -92,7 +93,18 @@ def weak_pair_scorer(model: MatchModel, config: MatchModelConfig) -> str:
             asset=MATCH_MODEL,
             blocking=True,
             description=f"Held-out expected calibration error on direct-click labels ≤ {SETTINGS.max_label_ece}.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            "labels_represent_conversions",
+            asset=MATCH_MODEL,
+            blocking=False,
+            description=(
+                "The conversions with a direct click id (the labels) resemble the others: largest standardised "
+                f"mean difference of a best-candidate feature ≤ {SMD_LIMIT} and ≤ {UNSUPPORTED_LIMIT:.0%} of "
+                "unlabelled conversions with a signal pattern the labels (almost) never show. A warning means the "
+                "calibration is extrapolated to the unlabelled conversions."
+            ),
+        ),
     ],
     pool="warehouse",
 )
@@ -116,6 +128,14 @@ def match_model(
         wh.replace_table(weights, PYTHON_SCHEMA, "signal_weights", conn)
 
     holdout = model.holdout
+    scores = score_candidates(candidates, model) if len(candidates) else None
+    shift, shift_summary = label_shift(candidates, scores)
+    if shift_summary["extrapolating"]:
+        context.log.warning(
+            "match model: labelled conversions differ from the unlabelled ones (largest |SMD| "
+            f"{shift_summary['max_abs_smd']:.2f}, unsupported share {shift_summary['unsupported_share']:.1%}); "
+            "confidence on conversions without a click id rests on extrapolation"
+        )
     metadata: dict[str, object] = {
         "candidate_pairs": len(candidates),
         "labelled_conversions": int(model.n_labelled_conversions),
@@ -123,6 +143,9 @@ def match_model(
         "weak_only_pairs": int(model.metrics.get("weak_pairs", 0)),
         "weak_only_pairs_scored_by": weak_pair_scorer(model, config),
         "signal_weights": table_metadata(weights),
+        "label_shift": table_metadata(shift.replace([np.inf, -np.inf], np.nan).round(4)),
+        "label_shift_max_abs_smd": float(min(shift_summary["max_abs_smd"], 1e9)),
+        "unlabelled_unsupported_share": shift_summary["unsupported_share"],
     }
     ece = None
     if holdout is not None and len(holdout):
@@ -133,6 +156,18 @@ def match_model(
         metadata["calibration_bins"] = table_metadata(bins)
     yield dg.MaterializeResult(asset_key=MATCH_MODEL, metadata=metadata)
     yield dg.MaterializeResult(asset_key=SIGNAL_WEIGHTS, metadata={"dagster/row_count": len(weights)})
+    yield dg.AssetCheckResult(
+        check_name="labels_represent_conversions",
+        asset_key=MATCH_MODEL,
+        passed=not shift_summary["extrapolating"],
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"labelled vs unlabelled conversions: largest |SMD| {shift_summary['max_abs_smd']:.2f} (limit "
+            f"{SMD_LIMIT}), {shift_summary['unsupported_share']:.1%} of unlabelled conversions outside the labels' "
+            f"support (limit {UNSUPPORTED_LIMIT:.0%})"
+        ),
+        metadata={k: float(min(v, 1e9)) for k, v in shift_summary.items()},
+    )
     if ece is None:
         yield dg.AssetCheckResult(
             check_name="calibration_on_direct_click_labels",

@@ -3,7 +3,7 @@
 import dagster as dg
 
 # dbt models (keys produced by orchestration.dbt.LayerTranslator)
-STG_CONVERSIONS = dg.AssetKey(["staging", "stg_raw__conversions"])
+INT_CONVERSIONS = dg.AssetKey(["intermediate", "int_conversions"])
 INT_CLICKS = dg.AssetKey(["intermediate", "int_clicks"])
 INT_IDENTIFIERS = dg.AssetKey(["intermediate", "int_identifiers"])
 INT_IDENTITY_EDGES = dg.AssetKey(["intermediate", "int_identity_edges"])
@@ -28,4 +28,7 @@ ATTRIBUTION_CREDITS = dg.AssetKey(["intermediate", "attribution_credits"])
 CONVERSION_ATTRIBUTION = dg.AssetKey(["intermediate", "conversion_attribution"])
 
 # Raw tables (written by the loader, observed by Dagster)
-RAW_TABLES = {name: dg.AssetKey(["raw", name]) for name in ("links", "clicks", "conversions")}
+RAW_TABLES = {name: dg.AssetKey(["raw", name]) for name in ("links", "clicks", "conversions", "fx_rates")}
+
+# The marts as BI reads them: a snapshot published at the end of every run (dbt_project/macros/publish.sql)
+PUBLISHED_MARTS = dg.AssetKey(["published", "marts"])

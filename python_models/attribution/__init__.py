@@ -2,10 +2,15 @@
 
 Input is one row per (conversion, candidate click) with a calibrated ``match_probability`` p = P(the click was
 made by the converting person). Every model gives each touch a model weight w (first/last/linear/time decay/
-position based, or a fitted Markov / Shapley weight of the touch's grain value) and splits the conversion as
+position based) and splits the conversion as
 
     U       = prod over distinct click identities k of (1 - max_{i in k} p_i)      (unattributed share)
     share_i = (1 - U) * w_i p_i / sum_j w_j p_j
+
+The data-driven models (Markov, Shapley) split (1 - U) over the conversion's distinct grain values by a fitted
+allocation weight a_c, then within a value by p: share_i = (1 - U) * a_c / sum_{c' in conversion} a_c' *
+p_i / sum_{j in c} p_j, with a chosen so that the credits per grain value add up to the fit's totals
+(:mod:`python_models.attribution.allocation`).
 
 U is the probability that none of the touches was made by the converter. Clicks of the same identity are the
 same person, so they are one piece of evidence, not independent draws: within an identity only the most
@@ -24,6 +29,7 @@ run on the whole history, one day partition or one group of a distributed ``grou
 same rows. Pure functions: no I/O, no Dagster, dbt or database imports.
 """
 
+from python_models.attribution.allocation import reconciled_totals, reconciling_weights
 from python_models.attribution.config import (
     BASELINE_MODEL,
     DATA_DRIVEN_MODELS,
@@ -49,7 +55,7 @@ from python_models.attribution.paths import (
     null_paths,
     null_paths_from_keys,
 )
-from python_models.attribution.rules import confidence_shares, fitted_weights, grain_values, rule_weights
+from python_models.attribution.rules import confidence_shares, grain_shares, grain_values, rule_weights
 from python_models.attribution.shapley import fit_shapley, shapley_from_rates
 from python_models.attribution.touches import last_touch_pick, select_touches, unattributed_share
 
@@ -77,12 +83,14 @@ __all__ = [
     "fit_data_driven",
     "fit_markov",
     "fit_shapley",
-    "fitted_weights",
+    "grain_shares",
     "grain_values",
     "last_touch_pick",
     "markov_transitions",
     "null_paths",
     "null_paths_from_keys",
+    "reconciled_totals",
+    "reconciling_weights",
     "rule_weights",
     "select_touches",
     "shapley_from_rates",

@@ -39,7 +39,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "is_unattributed",
 )
 PATH_COLUMNS: tuple[str, ...] = ("path", "conversions", "nulls")
-WEIGHT_COLUMNS: tuple[str, ...] = ("model", "grain", "grain_value", "weight")
+WEIGHT_COLUMNS: tuple[str, ...] = ("model", "grain", "grain_value", "weight", "allocation_weight")
 
 # Shares below this are floating-point noise (e.g. 1 - sum of shares that should be exactly 1).
 _SHARE_EPSILON = 1e-12

@@ -18,7 +18,7 @@ from python_models.attribution.config import (
 )
 from python_models.attribution.data_driven import fit_data_driven
 from python_models.attribution.paths import conversion_paths
-from python_models.attribution.rules import confidence_shares, fitted_weights, rule_weights
+from python_models.attribution.rules import confidence_shares, grain_shares, rule_weights
 from python_models.attribution.touches import select_touches, unattributed_share
 from python_models.baseline import SIGNAL_COLUMNS, baseline_pick_rows, require_columns
 
@@ -58,8 +58,11 @@ def _weights_by_model(
         rows = channel_weights.loc[channel_weights["model"] == model]
         if has_touches and len(rows) == 0:
             raise ValueError(f"channel_weights: column model has no rows for {model!r}")
+        # allocation_weight is the per-conversion split that reconciles with the fit; weights given without it
+        # (e.g. hand-written) are used as the split directly.
+        column = "allocation_weight" if "allocation_weight" in rows.columns else "weight"
         result[model] = (
-            pd.Series(rows["weight"].astype("float64").to_numpy(), index=rows["grain_value"].astype("str").to_numpy())
+            pd.Series(rows[column].astype("float64").to_numpy(), index=rows["grain_value"].astype("str").to_numpy())
             .groupby(level=0)
             .sum()
         )
@@ -129,12 +132,14 @@ def attribute(
     and model the shares add up to 1 and ``credit_revenue`` adds up to the revenue rounded to cents.
     Conversions without candidates get a single unattributed row per model.
 
-    ``channel_weights`` (model, grain_value, weight[, grain]) are the fitted Markov / Shapley weights, e.g.
-    ``fit_data_driven(paths, config).channel_weights`` over a long window. When None they are fitted on
-    the converting paths of ``candidates`` alone (no non-converting paths, so Markov has no null
+    ``channel_weights`` (model, grain_value, weight[, grain, allocation_weight]) are the fitted Markov /
+    Shapley weights, e.g. ``fit_data_driven(paths, config).channel_weights`` over a long window. Each
+    conversion is split over its distinct grain values by allocation_weight (weight when absent), so that
+    summed over the fitting window's conversions the credits per grain value equal the fitted totals. When
+    None they are fitted on the converting paths of ``candidates`` alone (no non-converting paths, so Markov has no null
     transitions) — fine for one-off analysis, but results then depend on which conversions are passed.
-    A conversion whose touches all have fitted weight 0 (grain values unseen when fitting, or with zero
-    effect) is split with equal weights.
+    A conversion whose grain values all have weight 0 (unseen when fitting, or with zero effect) is split
+    equally over them.
     """
     conversion_frame = _prepare_conversions(conversions)
     require_columns(candidates, TOUCH_COLUMNS, "candidates")
@@ -162,8 +167,7 @@ def attribute(
             rows = _rule_based_rows(candidates, touches, config)
         else:
             if model in DATA_DRIVEN_MODELS:
-                model_weight = fitted_weights(touches, weights[model], config.grain)
-                share = confidence_shares(touches, model_weight, True, touch_unattributed)
+                share = grain_shares(touches, weights[model], config.grain, touch_unattributed)
             else:
                 share = confidence_shares(touches, rule_weights(touches, model, config), False, touch_unattributed)
             rows = touches[touch_columns].assign(

@@ -26,7 +26,9 @@ class DataDrivenFit:
 
     @property
     def channel_weights(self) -> pd.DataFrame:
-        """(model, grain, grain_value, weight): the ``channel_weights`` argument of :func:`attribute`."""
+        """(model, grain, grain_value, weight, allocation_weight): the ``channel_weights`` argument of
+        :func:`attribute`. weight is the model's share of the fitted conversions; allocation_weight is how a
+        conversion is split over its distinct grain values so that the credits add up to those shares."""
         parts = [
             pd.DataFrame(
                 {
@@ -34,12 +36,13 @@ class DataDrivenFit:
                     "grain": self.grain,
                     "grain_value": fitted["channel"].astype("str"),
                     "weight": fitted["weight"].astype("float64"),
+                    "allocation_weight": fitted["allocation_weight"].astype("float64"),
                 }
             )
             for model, fitted in (("markov", self.markov), ("shapley", self.shapley))
         ]
         return pd.concat(parts, ignore_index=True).astype(
-            {"model": "str", "grain": "str", "grain_value": "str", "weight": "float64"}
+            {"model": "str", "grain": "str", "grain_value": "str", "weight": "float64", "allocation_weight": "float64"}
         )
 
 

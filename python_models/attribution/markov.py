@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from python_models.attribution.allocation import reconciling_weights
 from python_models.attribution.config import CONVERSION, NULL, START
 from python_models.attribution.paths import _valid_paths
 
@@ -68,13 +69,17 @@ def fit_markov(paths: pd.DataFrame) -> pd.DataFrame:
     (h_c: probability of ever reaching c), and removal_effect_c = h_c x_c / x_start. This equals solving the
     chain once per removed channel, with one matrix inversion for all of them. Returns (channel,
     removal_effect, attributed_conversions, weight) where attributed conversions = total conversions x
-    RE_c / sum RE and weight = RE_c / sum RE. Dense linear algebra: O(n^2) memory and O(n^3) time in the
+    RE_c / sum RE and weight = RE_c / sum RE, plus allocation_weight: the per-conversion split whose totals
+    reproduce attributed_conversions (:func:`reconciling_weights`, started from the removal effects). Dense
+    linear algebra: O(n^2) memory and O(n^3) time in the
     number of grain values (a few thousand links take seconds).
     """
     transitions = markov_transitions(paths)
     channels = sorted(set(transitions["from_state"]) - {START})
     if not channels:
-        return _fitted_frame([], np.zeros(0), "removal_effect", total=0.0, with_conversions=True)
+        return _fitted_frame([], np.zeros(0), "removal_effect", total=0.0, with_conversions=True).assign(
+            allocation_weight=pd.Series([], dtype="float64")
+        )
     states = [START, *channels]
     index = {state: position for position, state in enumerate(states)}
     size = len(states)
@@ -98,7 +103,14 @@ def fit_markov(paths: pd.DataFrame) -> pd.DataFrame:
         reach = fundamental[start, 1:] / np.diag(fundamental)[1:]
         effects = np.clip(reach * absorb[1:] / absorb[start], 0.0, 1.0)
     total = float(_valid_paths(paths)["conversions"].sum())
-    return _fitted_frame(channels, effects, "removal_effect", total=total, with_conversions=True)
+    fitted = _fitted_frame(channels, effects, "removal_effect", total=total, with_conversions=True)
+    allocation = reconciling_weights(
+        paths,
+        fitted.set_index("channel")["attributed_conversions"],
+        start=fitted.set_index("channel")["removal_effect"],
+    )
+    fitted["allocation_weight"] = fitted["channel"].map(allocation).fillna(0.0).astype("float64")
+    return fitted
 
 
 def _fitted_frame(

@@ -43,12 +43,6 @@ def grain_values(frame: pd.DataFrame, grain: str) -> pd.Series:
     return frame[grain].astype("str").fillna(UNKNOWN_GRAIN)
 
 
-def fitted_weights(touches: pd.DataFrame, weights: pd.Series, grain: str) -> np.ndarray:
-    """Fitted weight of each touch's grain value (``weights`` indexed by grain value); unseen values get 0."""
-    mapped = grain_values(touches, grain).map(weights)
-    return mapped.fillna(0.0).to_numpy(dtype="float64")
-
-
 def confidence_shares(
     touches: pd.DataFrame,
     weights: np.ndarray,
@@ -73,3 +67,44 @@ def confidence_shares(
         touch_unattributed = touches["conversion_id"].map(unattributed_share(touches)).to_numpy(dtype="float64")
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(total > 0, (1.0 - touch_unattributed) * raw / total, 0.0)
+
+
+def grain_shares(
+    touches: pd.DataFrame, weights: pd.Series, grain: str, touch_unattributed: np.ndarray | None = None
+) -> np.ndarray:
+    """Data-driven shares: (1 - U) split over each conversion's *distinct* grain values in proportion to
+    ``weights`` (allocation weights indexed by grain value; unseen values weigh 0), then within a grain value
+    over its touches in proportion to match probability.
+
+    Splitting over distinct values, not touches, is what makes the credits add up to the fitted totals (see
+    :mod:`python_models.attribution.allocation`): the fit counts a conversion once per path, not once per
+    click. A conversion whose values all weigh 0 is split equally over its values.
+    """
+    if len(touches) == 0:
+        return np.zeros(0)
+    values = grain_values(touches, grain)
+    conversion_codes, _ = pd.factorize(touches["conversion_id"])
+    pair_codes, _ = pd.factorize(pd.MultiIndex.from_arrays([conversion_codes, values.to_numpy()]))
+    first = np.unique(pair_codes, return_index=True)[1]
+    pair_conversion = conversion_codes[first]
+    pair_weight = values.map(weights).fillna(0.0).to_numpy(dtype="float64")[first]
+    conversion_weight = np.bincount(pair_conversion, weights=pair_weight)
+    pairs_per_conversion = np.bincount(pair_conversion)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pair_share = np.where(
+            conversion_weight[pair_conversion] > 0,
+            pair_weight / conversion_weight[pair_conversion],
+            1.0 / pairs_per_conversion[pair_conversion],
+        )
+    probability = touches["match_probability"].to_numpy(dtype="float64")
+    pair_probability = np.bincount(pair_codes, weights=probability)
+    pair_touches = np.bincount(pair_codes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        within = np.where(
+            pair_probability[pair_codes] > 0,
+            probability / pair_probability[pair_codes],
+            1.0 / pair_touches[pair_codes],
+        )
+    if touch_unattributed is None:
+        touch_unattributed = touches["conversion_id"].map(unattributed_share(touches)).to_numpy(dtype="float64")
+    return (1.0 - touch_unattributed) * pair_share[pair_codes] * within

@@ -59,11 +59,18 @@ def _shapley_values(sets: list[frozenset], values: np.ndarray, max_channels: int
     return _fitted_frame(channels, shapley, "shapley_value", total=0.0, with_conversions=False)
 
 
+def _with_equal_allocation(fitted: pd.DataFrame) -> pd.DataFrame:
+    # Each coalition's dividend is split equally among its members, so splitting every conversion equally
+    # over its distinct grain values adds up to the Shapley values exactly (tests prove it on enumeration).
+    return fitted.assign(allocation_weight=pd.Series(1.0, index=fitted.index, dtype="float64"))
+
+
 def fit_shapley(paths: pd.DataFrame, max_channels: int = 15) -> pd.DataFrame:
     """Exact Shapley values over channel sets, worth v(S) = conversions whose channel set is a subset of S.
 
-    Only ``conversions`` count (``nulls`` are ignored). Returns (channel, shapley_value, weight) with
-    weight = value / sum of values; the values add up to the total conversions. See
+    Only ``conversions`` count (``nulls`` are ignored). Returns (channel, shapley_value, weight,
+    allocation_weight) with weight = value / sum of values; the values add up to the total conversions.
+    allocation_weight is 1: a conversion split equally over its distinct grain values reproduces the values. See
     :func:`_shapley_values` for the enumeration / closed-form switch at ``max_channels``.
     """
     valid = _valid_paths(paths)
@@ -71,7 +78,7 @@ def fit_shapley(paths: pd.DataFrame, max_channels: int = 15) -> pd.DataFrame:
     for path, conversions in zip(valid["path"], valid["conversions"], strict=True):  # one per distinct path
         members = frozenset(str(step) for step in path)
         by_set[members] = by_set.get(members, 0.0) + float(conversions)
-    return _shapley_values(list(by_set), np.array(list(by_set.values())), max_channels)
+    return _with_equal_allocation(_shapley_values(list(by_set), np.array(list(by_set.values())), max_channels))
 
 
 def shapley_from_rates(rates: Mapping[frozenset, float], max_channels: int = 15) -> pd.DataFrame:

@@ -43,6 +43,16 @@ conversions than ``min_labelled_conversions`` (or a single-class split) the mode
 combined instead of maxed (strongest prior per family by noisy-or, fingerprint / IP priors shrunk by popularity
 and decaying with the gap), and ``MatchModel.source`` is ``'prior'``.
 
+Weak evidence gets its recency: ``fingerprint_recency_rank`` / ``ip_recency_rank`` / ``ip_ua_recency_rank`` (the
+click's rank, newest first, among the conversion's candidates sharing the value; the candidates keep the k most
+recent clicks of every value however popular) enter the label model as ``sig * log(rank)`` terms. The priors keep
+the popularity-based chance agreement: a popular value's most recent click is still often a stranger's.
+
+The labels are not representative: conversions with a direct click id are mostly same-browser ones.
+``shift.label_shift`` measures how far they are from the rest (standardised mean difference per feature of each
+conversion's best candidate, and the share of unlabelled conversions whose signal pattern the labels barely
+show); the ``match_model`` asset reports it and warns when calibration rests on extrapolation.
+
 The model is a small table (``model_to_frame``) fitted daily and read back hourly (``model_from_frame``).
 Everything here is vectorised numpy; there is no I/O.
 """

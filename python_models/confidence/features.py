@@ -12,6 +12,7 @@ from python_models.confidence.model import (
     IP_POPULARITY_EDGES,
     POPULARITY_LEVELS_FP,
     POPULARITY_LEVELS_IP,
+    RANK_COLUMNS,
     REQUIRED_COLUMNS,
     SIGNALS,
     TERMS,
@@ -42,6 +43,27 @@ def _number(candidates: pd.DataFrame, column: str, lower: float, fill: float) ->
     return np.maximum(values.fillna(fill).to_numpy(dtype=float), lower)
 
 
+def recency_ranks(candidates: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Recency rank (>= 1) of every pair among the conversion's candidates sharing the fingerprint / the IP
+    (the IP + user agent rank where the pair shares both: the narrower value); NaN where unknown (no column,
+    or the pair does not share the value).
+
+    The rank counts the clicks carrying the value between this click and the conversion: data-derived chance
+    agreement, which the popularity of the value only approximates (a fingerprint shared by thousands is still
+    good evidence on the one click minutes before the conversion).
+    """
+    out = {}
+    for name in RANK_COLUMNS:
+        if name in candidates.columns:
+            values = _number(candidates, name, 1.0, np.nan)
+        else:
+            values = np.full(len(candidates), np.nan)
+        out[name] = values
+    ip_ua = _flag(candidates, "sig_ip_ua") & ~np.isnan(out["ip_ua_recency_rank"])
+    ip_rank = np.where(ip_ua, out["ip_ua_recency_rank"], out["ip_recency_rank"])
+    return {"fingerprint": out["fingerprint_recency_rank"], "ip": ip_rank}
+
+
 def _signals(candidates: pd.DataFrame) -> dict[str, np.ndarray]:
     return {s: _flag(candidates, f"sig_{s}") for s in SIGNALS}
 
@@ -58,6 +80,7 @@ def _design(candidates: pd.DataFrame, identity: np.ndarray | None = None) -> np.
     fp = sig["fingerprint"].astype(float)
     ip_any = (sig["ip"] | sig["ip_ua"]).astype(float)
     inapp = _flag(candidates, "inapp_to_main_switch").astype(float)
+    rank = recency_ranks(candidates)
     columns = {
         "intercept": np.ones(len(candidates)),
         "user_id": sig["user_id"],
@@ -68,10 +91,12 @@ def _design(candidates: pd.DataFrame, identity: np.ndarray | None = None) -> np.
         "fingerprint": fp,
         "fingerprint_popularity": fp * log_fp,
         "fingerprint_gap_decay": fp * log_gap,
+        "fingerprint_rank": fp * np.log(np.nan_to_num(rank["fingerprint"], nan=1.0)),
         "ip_ua": sig["ip_ua"],
         "ip": ip_any,
         "ip_popularity": ip_any * log_ip,
         "ip_gap_decay": ip_any * log_gap,
+        "ip_rank": ip_any * np.log(np.nan_to_num(rank["ip"], nan=1.0)),
         "ua_family_match": _flag(candidates, "ua_family_match"),
         "inapp_to_main_switch": inapp,
         "inapp_switch_same_ip": inapp * ip_any,

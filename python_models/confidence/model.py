@@ -21,6 +21,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "inapp_to_main_switch",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("conversion_id", *(f"sig_{s}" for s in SIGNALS), *FEATURE_COLUMNS)
+# Optional: the click's rank, newest first, among the conversion's candidates sharing the value (1 when absent).
+RANK_COLUMNS: tuple[str, ...] = ("fingerprint_recency_rank", "ip_recency_rank", "ip_ua_recency_rank")
 
 # Logistic terms and the sign each weight is constrained to (+1: >= 0, -1: <= 0, 0: free).
 TERMS: Mapping[str, int] = {
@@ -33,10 +35,13 @@ TERMS: Mapping[str, int] = {
     "fingerprint": 1,
     "fingerprint_popularity": -1,  # * log(fingerprint_popularity): the term-frequency adjustment
     "fingerprint_gap_decay": -1,  # * log1p(gap hours)
+    # * log(recency rank among the candidates sharing the fingerprint): later clicks with the same value in between
+    "fingerprint_rank": -1,
     "ip_ua": 1,
     "ip": 1,  # any IP match (ip or ip+ua)
     "ip_popularity": -1,
     "ip_gap_decay": -1,
+    "ip_rank": -1,  # * log(recency rank among the candidates sharing the IP + user agent, else the IP)
     "ua_family_match": 1,
     "inapp_to_main_switch": 0,
     "inapp_switch_same_ip": 0,  # in-app browser -> main browser on the same network: the classic handover

@@ -184,9 +184,47 @@ $staging_functions$
     {{ link_attribution.sha256_hex(link_attribution.pii_salt_literal() ~ " || (" ~ expr ~ ")") }}
 {%- endmacro %}
 
+{#- The salt: var pii_salt when set (ATTRIBUTION_PII_SALT, or a unit test's override), else the warehouse's own,
+    read by a scalar subquery that both engines evaluate once per statement, so it is never written into SQL. -#}
 {% macro pii_salt_literal() -%}
+    {%- if var("pii_salt", "") | string | length > 0 -%}
     '{{ var("pii_salt") | string | replace("'", "''") }}'
+    {%- else -%}
+    (select max(salt) from {{ link_attribution.pii_salt_relation() }})
+    {%- endif -%}
 {%- endmacro %}
+
+{% macro pii_salt_relation() -%}
+    {{ api.Relation.create(database=target.database, schema='raw', identifier='pii_salt') }}
+{%- endmacro %}
+
+{#- check_pii_salt(): on-run-start hook. Without var pii_salt, a warehouse whose raw schema holds clicks must hold
+    its salt (raw.pii_salt, one row), or every hash would silently be null. `attribution run` creates it. -#}
+{% macro check_pii_salt() %}
+    {%- if execute and (var("pii_salt", "") | string | length == 0) -%}
+        {#- Statements without a transaction: adapter.get_relation or run_query would open one on the hooks'
+            connection, and every hook after this one would then run inside it, never committed. -#}
+        {%- call statement('pii_salt_tables', fetch_result=True, auto_begin=False) -%}
+            select table_name from information_schema.tables
+            where table_schema = 'raw' and table_name in ('clicks', 'pii_salt')
+        {%- endcall -%}
+        {%- set tables = load_result('pii_salt_tables')['table'].columns[0].values() | list -%}
+        {%- if 'clicks' in tables -%}
+            {%- set rows = namespace(n=0) -%}
+            {%- if 'pii_salt' in tables -%}
+                {%- call statement('pii_salt_rows', fetch_result=True, auto_begin=False) -%}
+                    select count(*) from {{ link_attribution.pii_salt_relation() }}
+                {%- endcall -%}
+                {%- set rows.n = load_result('pii_salt_rows')['table'].columns[0].values()[0] | int -%}
+            {%- endif -%}
+            {%- if rows.n != 1 -%}
+                {{ exceptions.raise_compiler_error(
+                    "raw.pii_salt holds " ~ rows.n ~ " salt(s); expected exactly one. Run `attribution run` once (it "
+                    ~ "creates the warehouse's own salt), restore raw.pii_salt from a backup, or set ATTRIBUTION_PII_SALT.") }}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif -%}
+{% endmacro %}
 
 
 {#- stage_fence(): the last clause of every stage of a staging model. On PostgreSQL an optimisation fence: OFFSET 0.

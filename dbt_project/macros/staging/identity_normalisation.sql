@@ -31,16 +31,22 @@
 
 {#- ---------------------------------------------------------------------------------------------- IP ------ -#}
 
-{#- ip_candidate(ip): an IPv4-mapped IPv6 address ('::ffff:1.2.3.4') unwrapped to its IPv4 form, so a dual-stack
-    server and an IPv4 server log the same visitor alike; `ip` is cleaned and lower-cased. -#}
+{#- ip_candidate(ip): the address out of its wrappings: the brackets of a URL host ('[2001:db8::1]') and an IPv6
+    zone id ('fe80::1%eth0': the interface is the logger's, not the visitor's). `ip` is cleaned and lower-cased.
+    IPv4-mapped addresses in every spelling are unwrapped later, by ip_canonical. -#}
 {% macro ip_candidate(ip) -%}
-    case when {{ ip }} like '::ffff:%.%.%.%' then substr({{ ip }}, 8) else {{ ip }} end
+    {%- set unbracketed = "case when " ~ ip ~ " like '[%]' then substr(" ~ ip ~ ", 2, length(" ~ ip ~ ") - 2) else " ~ ip ~ " end" -%}
+    case
+        when strpos({{ ip }}, '%') > 0 and strpos({{ ip }}, ':') > 0 then split_part({{ unbracketed }}, '%', 1)
+        else {{ unbracketed }}
+    end
 {%- endmacro %}
 
-{#- normalize_ip(candidate): canonical IPv4 (dotted quad, every octet 0-255, leading zeros dropped) or IPv6
-    (lower case, leading zeros of each group dropped; zero runs are not re-compressed), null for anything else.
-    The canonicalisation only runs when a leading zero is possible, which is rare. IPv6 is 3 to 8 groups of up to
-    4 hex digits ('::' is an empty group), optionally ending in an embedded IPv4. -#}
+{#- normalize_ip(candidate): a valid IPv4 (dotted quad, every octet 0-255, leading zeros dropped) or IPv6 text
+    (lower case, leading zeros of each group dropped), null for anything else; ip_canonical then gives every
+    spelling of an IPv6 address one text. The canonicalisation only runs when a leading zero is possible, which is
+    rare. IPv6 is 3 to 8 groups of up to 4 hex digits ('::' is an empty group), optionally ending in an embedded
+    IPv4. -#}
 {% macro normalize_ip(c) -%}
     {%- set octet = "(25[0-5]|2[0-4][0-9]|[01]?[0-9]?[0-9])" -%}
     {%- set ipv4 = "(" ~ octet ~ "[.]){3}" ~ octet -%}
@@ -81,6 +87,102 @@
         else coalesce(nullif(trim(leading '0' from {{ g }}), ''), '0')
     end else '' end
     {%- endfor %}
+{%- endmacro %}
+
+
+{#- ipv6_embedded_ipv4_as_hex(ip): an IPv6 address ending in a dotted IPv4 ('::ffff:192.0.2.1',
+    '64:ff9b::192.0.2.1') with those 32 bits written as two hex groups ('::ffff:c000:201'), so that both spellings
+    of one address expand alike; anything else unchanged. `ip` comes from normalize_ip. -#}
+{% macro ipv6_embedded_ipv4_as_hex(ip) -%}
+    {%- set last_colon = "(length(" ~ ip ~ ") - strpos(reverse(" ~ ip ~ "), ':') + 1)" -%}
+    {%- set tail = "substr(" ~ ip ~ ", " ~ last_colon ~ " + 1)" -%}
+    {%- set octets = [] -%}
+    {%- for i in range(1, 5) -%}
+        {%- do octets.append("cast(split_part(" ~ tail ~ ", '.', " ~ i ~ ") as integer)") -%}
+    {%- endfor -%}
+    case
+        when {{ ip }} like '%:%.%' then
+            substr({{ ip }}, 1, {{ last_colon }})
+            || {{ link_attribution.int_to_hex(octets[0] ~ " * 256 + " ~ octets[1]) }} || ':'
+            || {{ link_attribution.int_to_hex(octets[2] ~ " * 256 + " ~ octets[3]) }}
+        else {{ ip }}
+    end
+{%- endmacro %}
+
+{#- ipv6_expand(ip): an IPv6 address (from ipv6_embedded_ipv4_as_hex) as its eight groups, '::' filled with zero
+    groups ('2001:db8::1' -> '2001:db8:0:0:0:0:0:1'); null when the groups do not add up to eight (too many, too
+    few without '::', an empty group at either end). IPv4 and null pass unchanged. -#}
+{% macro ipv6_expand(ip) -%}
+    {%- set head = "split_part(" ~ ip ~ ", '::', 1)" -%}
+    {%- set tail = "split_part(" ~ ip ~ ", '::', 2)" -%}
+    {%- set head_groups = "case when " ~ head ~ " = '' then 0 else length(" ~ head ~ ") - length(replace(" ~ head ~ ", ':', '')) + 1 end" -%}
+    {%- set tail_groups = "case when " ~ tail ~ " = '' then 0 else length(" ~ tail ~ ") - length(replace(" ~ tail ~ ", ':', '')) + 1 end" -%}
+    {%- set zero_groups = "(8 - (" ~ head_groups ~ ") - (" ~ tail_groups ~ "))" -%}
+    case
+        when {{ ip }} not like '%:%' then {{ ip }}
+        when {{ ip }} like ':%' and {{ ip }} not like '::%' then null
+        when {{ ip }} like '%:' and {{ ip }} not like '%::' then null
+        when strpos({{ ip }}, '::') = 0 then
+            case when length({{ ip }}) - length(replace({{ ip }}, ':', '')) = 7 then {{ ip }} end
+        when {{ zero_groups }} >= 1 then
+            case when {{ head }} = '' then '' else {{ head }} || ':' end
+            || substr(repeat('0:', {{ zero_groups }}), 1, 2 * {{ zero_groups }} - 1)
+            || case when {{ tail }} = '' then '' else ':' || {{ tail }} end
+    end
+{%- endmacro %}
+
+{#- ip_canonical(ip): the one spelling every form of an address hashes to. An IPv4-mapped IPv6 address becomes
+    its IPv4 dotted quad (a dual-stack server and an IPv4 server log one visitor alike); any other IPv6 address
+    takes its RFC 5952 text: lower case, no leading zeros, the longest run of two or more zero groups (the first,
+    on a tie) written '::'. `ip` comes from ipv6_expand (eight groups) or is IPv4 or null. -#}
+{% macro ip_canonical(ip) -%}
+    {%- set framed = "(':' || " ~ ip ~ " || ':')" -%}
+    case
+        when {{ ip }} not like '%:%' then {{ ip }}
+        when {{ ip }} like '0:0:0:0:0:ffff:%' then
+            {%- set hi = link_attribution.hex_to_int("split_part(" ~ ip ~ ", ':', 7)") %}
+            {%- set lo = link_attribution.hex_to_int("split_part(" ~ ip ~ ", ':', 8)") %}
+            cast(cast(({{ hi }} - mod({{ hi }}, 256)) / 256 as integer) as varchar) || '.'
+            || cast(mod({{ hi }}, 256) as varchar) || '.'
+            || cast(cast(({{ lo }} - mod({{ lo }}, 256)) / 256 as integer) as varchar) || '.'
+            || cast(mod({{ lo }}, 256) as varchar)
+        {%- for run in range(8, 1, -1) %}
+        {%- set pattern = "':" ~ ("0:" * run) ~ "'" %}
+        {%- set at = "strpos(" ~ framed ~ ", " ~ pattern ~ ")" %}
+        {%- set before = "substr(" ~ framed ~ ", 1, " ~ at ~ " - 1)" %}
+        {%- set after = "substr(" ~ framed ~ ", " ~ at ~ " + " ~ (2 * run + 1) ~ ")" %}
+        when {{ at }} > 0 then
+            case when {{ at }} = 1 then '' else substr({{ before }}, 2) end
+            || '::'
+            || case when {{ after }} = '' then '' else substr({{ after }}, 1, length({{ after }}) - 1) end
+        {%- endfor %}
+        else {{ ip }}
+    end
+{%- endmacro %}
+
+{#- int_to_hex(n) / hex_to_int(text): a 16-bit IPv6 group between its integer and its lower-case hex text. -#}
+{% macro int_to_hex(expr) -%}
+    {{- return(adapter.dispatch('int_to_hex', 'link_attribution')(expr)) -}}
+{%- endmacro %}
+
+{% macro default__int_to_hex(expr) -%}
+    to_hex({{ expr }})
+{%- endmacro %}
+
+{% macro duckdb__int_to_hex(expr) -%}
+    lower(to_hex({{ expr }}))
+{%- endmacro %}
+
+{% macro hex_to_int(expr) -%}
+    {{- return(adapter.dispatch('hex_to_int', 'link_attribution')(expr)) -}}
+{%- endmacro %}
+
+{% macro default__hex_to_int(expr) -%}
+    cast(cast('x' || lpad({{ expr }}, 8, '0') as bit(32)) as integer)
+{%- endmacro %}
+
+{% macro duckdb__hex_to_int(expr) -%}
+    cast('0x' || {{ expr }} as integer)
 {%- endmacro %}
 
 

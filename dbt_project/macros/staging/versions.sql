@@ -39,13 +39,26 @@
 {%- endmacro %}
 
 
+{#- event_time_reject_reason(column): the WHEN branches that keep an event time inside the window the schedule can
+    trust: present, a real timestamp, not later than its load plus var future_tolerance_hours (the load is "now"
+    for that row, and a rebuild decides the same way), not before var event_time_floor. A row outside it is
+    rejected here, so it never reaches a partition, and stg_raw__conversion_days (which the runner reads to choose
+    the partitions a run covers) applies the same branches. Reads `<column>` (typed) and `_<column>_text`
+    (cleaned). -#}
+{% macro event_time_reject_reason(column) -%}
+    when _{{ column }}_text is null then 'missing_{{ column }}'
+        when {{ column }} is null then 'invalid_{{ column }}'
+        when {{ column }} > {{ dbt.dateadd('hour', var('future_tolerance_hours') | int, '_loaded_at') }}
+            then 'future_{{ column }}'
+        when {{ column }} < cast('{{ var("event_time_floor") }}' as timestamp with time zone)
+            then 'early_{{ column }}'
+{%- endmacro %}
+
+
 {% macro click_reject_reason() -%}
     case
         when click_id is null then 'missing_key'
-        when _clicked_at_text is null then 'missing_clicked_at'
-        when clicked_at is null then 'invalid_clicked_at'
-        when clicked_at > {{ dbt.dateadd('hour', var('future_tolerance_hours') | int, '_loaded_at') }}
-            then 'future_clicked_at'
+        {{ link_attribution.event_time_reject_reason('clicked_at') }}
         when link_id is null then 'missing_link_id'
     end
 {%- endmacro %}
@@ -55,14 +68,16 @@
     {%- set max_revenue = var('max_revenue') | float -%}
     case
         when conversion_id is null then 'missing_key'
-        when _converted_at_text is null then 'missing_converted_at'
-        when converted_at is null then 'invalid_converted_at'
-        when converted_at > {{ dbt.dateadd('hour', var('future_tolerance_hours') | int, '_loaded_at') }}
-            then 'future_converted_at'
+        {{ link_attribution.event_time_reject_reason('converted_at') }}
         when event_type is null then 'missing_event_type'
         when _revenue_text is not null and _revenue_number is null then 'invalid_revenue'
         when _revenue_number < 0 then 'negative_revenue'
         when _revenue_number > {{ max_revenue }} then 'revenue_too_large'
-        when length(_currency) <> 3 then 'invalid_currency'
+        {#- Revenue in an unnamed currency cannot be converted, and assuming one would misstate it silently. #}
+        when _currency is null and _revenue_number > 0 then 'missing_currency'
+        {#- Only codes of the ISO 4217 seed: 'XXX' (no currency), test and metal codes are not money. #}
+        when _currency is not null
+            and _currency not in (select currency_code from {{ ref('iso_4217_currencies') }})
+            then 'invalid_currency'
     end
 {%- endmacro %}

@@ -23,6 +23,14 @@
     a pair found through another signal still gets sig_ip / sig_ip_ua / sig_fingerprint. IP joins also skip
     conversions from datacenter IPs (VPN and proxy exits are shared by strangers).
 
+    The guards bound the work; they never decide alone that a pair is impossible. On every value a guard skips,
+    the candidate_recent_clicks_per_value most recent clicks inside the lookback that share the conversion's
+    fingerprint, IP or (IP, user agent) are candidates too (on the other values the full join pairs them all): the last click carrying a popular phone fingerprint
+    minutes before the conversion is often the converter's, and the model weighs it with the recency rank, the
+    gap and the popularity. The k most recent are found by equi-joins, never a range join: clicks and
+    conversions of one value are numbered in time order (the conversion gets the number of clicks up to it),
+    and each conversion is joined to the clicks numbered n, n - 1, ..., n - k + 1 of its value.
+
     Partitions: with vars partition_start / partition_end (Dagster passes the partition's bounds) only
     conversions with converted_at in [start, end) are processed, against clicks from start - lookback_days to
     end; the pre-hook deletes that window first. Without them everything is rebuilt. Popularity is computed over
@@ -35,6 +43,18 @@
 {%- set max_ip_popularity = int_setting('candidate_max_ip_popularity') %}
 {%- set max_ip_ua_popularity = int_setting('candidate_max_ip_ua_popularity') %}
 {%- set max_fingerprint_popularity = int_setting('candidate_max_fingerprint_popularity') %}
+{%- set recent_per_value = int_setting('candidate_recent_clicks_per_value') %}
+{%- set name_condition = {
+    'fingerprint': 'conversions.device_fingerprint = clicks.device_fingerprint',
+    'ip': 'conversions.ip_hash = clicks.ip_hash',
+    'ip_ua': 'conversions.ip_hash = clicks.ip_hash and conversions.user_agent = clicks.user_agent',
+} %}
+{#- The weak values of the k-most-recent joins: (name, columns, whether datacenter-IP conversions are skipped). -#}
+{%- set recent_values = [
+    ('fingerprint', ['device_fingerprint'], false),
+    ('ip', ['ip_hash'], true),
+    ('ip_ua', ['ip_hash', 'user_agent'], true),
+] %}
 
 {#- Event identities are built after the Python identity graph (a dbt stage of their own, tag after_identity_graph); before
     their first build there are no identities, which is the same as an empty table. -#}
@@ -233,6 +253,100 @@ ip_ua_conversions as materialized (
 
 ),
 
+-- Offsets 0 .. k - 1 of the k-most-recent joins (none when k is 0).
+recent_offsets as (
+
+    {%- for n in range(recent_per_value) %}
+    select {{ n }} as n
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- else %}
+    select 0 as n where 1 = 0
+    {%- endfor %}
+
+),
+
+{%- for name, columns, skip_datacenter in recent_values %}
+
+-- {{ name }}: only the values a guard skips (elsewhere the full join already pairs every click of the value), and of
+-- those only the ones the window's conversions carry; clicks and conversions of each such value numbered in time
+-- order, a conversion's number being the count of clicks of its value up to it (clicks first on ties), so its k
+-- most recent clicks are numbered n - k + 1 .. n.
+recent_{{ name }}_values as materialized (
+
+    {%- if name == 'fingerprint' %}
+    select distinct fingerprint_popularity.device_fingerprint
+    from fingerprint_popularity
+    inner join conversions
+        on fingerprint_popularity.device_fingerprint = conversions.device_fingerprint
+    where fingerprint_popularity.n_cookies > {{ max_fingerprint_popularity }}
+    {%- elif name == 'ip' %}
+    select ip_hash from ip_guard
+    where n_fingerprints > {{ max_ip_popularity }}
+    {%- else %}
+    select ip_hash, user_agent from ip_ua_guard
+    where n_cookies > {{ max_ip_ua_popularity }}
+    {%- endif %}
+
+),
+
+recent_{{ name }}_events as (
+
+    select
+        {% for c in columns %}clicks.{{ c }}, {% endfor %}
+        clicks.clicked_at as event_at,
+        0 as is_conversion,
+        clicks.click_id as event_id,
+        clicks.clicked_at as converted_at
+    from window_clicks as clicks
+    inner join recent_{{ name }}_values as v
+        on {% for c in columns %}clicks.{{ c }} = v.{{ c }}{% if not loop.last %} and {% endif %}{% endfor %}
+
+    union all
+
+    select
+        {% for c in columns %}conversions.{{ c }}, {% endfor %}
+        {{ int_seconds_after('conversions.converted_at', skew_seconds) }} as event_at,
+        1 as is_conversion,
+        conversions.conversion_id as event_id,
+        conversions.converted_at
+    from conversions
+    inner join recent_{{ name }}_values as v
+        on {% for c in columns %}conversions.{{ c }} = v.{{ c }}{% if not loop.last %} and {% endif %}{% endfor %}
+    {%- if skip_datacenter %}
+    where not conversions.is_datacenter_ip
+    {%- endif %}
+
+),
+
+recent_{{ name }}_numbered as materialized (
+
+    select
+        *,
+        sum(1 - is_conversion) over (
+            partition by {{ columns | join(', ') }}
+            order by event_at, is_conversion, event_id
+            rows between unbounded preceding and current row
+        ) as click_number
+    from recent_{{ name }}_events
+
+),
+
+recent_{{ name }}_pairs as (
+
+    select conv.event_id as conversion_id, clicks.event_id as click_id
+    from recent_{{ name }}_numbered as conv
+    cross join recent_offsets
+    inner join recent_{{ name }}_numbered as clicks
+        on {% for c in columns %}conv.{{ c }} = clicks.{{ c }} and {% endfor %}clicks.click_number = conv.click_number - recent_offsets.n
+        and clicks.is_conversion = 0
+        and {{ int_within_lookback('clicks.event_at', 'conv.converted_at') }}
+    where conv.is_conversion = 1
+
+),
+{%- endfor %}
+
 -- Blocking: one equi-join per signal, each inside the lookback window.
 pairs_by_signal as (
 
@@ -279,6 +393,14 @@ pairs_by_signal as (
         on conversions.ip_hash = clicks.ip_hash
         and conversions.user_agent = clicks.user_agent
         and {{ int_within_lookback('clicks.clicked_at', 'conversions.converted_at') }}
+
+    {%- for name, columns, skip_datacenter in recent_values %}
+
+    union
+
+    -- the k most recent clicks sharing the {{ name }}, however popular
+    select conversion_id, click_id from recent_{{ name }}_pairs
+    {%- endfor %}
 
     union
 
@@ -365,6 +487,12 @@ final as (
             'clicks.in_app_browser is not null and conversions.in_app_browser is null'
             ~ ' and conversions.os_family = clicks.os_family'
         ) }} as inapp_to_main_switch,
+        {%- for name, columns, skip_datacenter in recent_values %}
+        case when {{ int_true(name_condition[name]) }} then row_number() over (
+            partition by pairs.conversion_id, {{ int_true(name_condition[name]) }}
+            order by clicks.clicked_at desc, pairs.click_id
+        ) end as {{ name }}_recency_rank,
+        {%- endfor %}
         clicks.identity_id as click_identity_id,
         conversions.identity_id as conversion_identity_id,
         conversions.has_direct_click as conversion_has_direct_click,

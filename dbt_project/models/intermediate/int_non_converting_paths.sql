@@ -24,8 +24,13 @@ fit_window as (
     select starts_after from {{ ref('int_channel_fit_window') }}
 ),
 
+{#- Events of other types (var conversion_event_types, e.g. add_to_cart) do not end a journey. #}
 converters as (
-    select identity_id from {{ ref('int_event_identities') }} where event_kind = 'conversion'
+    select identities.identity_id
+    from {{ ref('int_event_identities') }} as identities
+    inner join {{ ref('int_conversions') }} as conversions
+        on conversions.conversion_id = identities.event_id
+    where identities.event_kind = 'conversion' and conversions.is_conversion
 ),
 
 clicks as (

@@ -1,4 +1,5 @@
-{#- Credit of every conversion per attribution model and touch, plus the unattributed remainder, with the credited
+{#- Credit of every conversion (of the types in var conversion_event_types) per attribution model and touch, in the
+    reporting currency, plus the unattributed remainder, with the credited
     link's campaign, creator and channel. Partitioned by UTC conversion date: a run with partition_start /
     partition_end rebuilds only those days (the pre-hook deletes the window, delete+insert on conversion_id
     replaces every credit row of a reprocessed conversion, so a touch that dropped out never lingers). -#}
@@ -46,6 +47,7 @@ final as (
         cast(credits.decay_weight as double precision) as decay_weight,
         cast(credits.credit_share as double precision) as credit_share,
         cast(credits.credit_revenue as numeric(18, 2)) as credit_revenue,
+        cast('{{ var("reporting_currency") | string | trim | upper }}' as text) as currency,
         cast(credits.is_unattributed as boolean) as is_unattributed
     from credits
     left join links

@@ -1,4 +1,5 @@
-{#- One row per campaign: links, creators, clicks, conversions and revenue credited under every attribution model
-    (wide), average match confidence and the revenue of the campaign's conversions that stays unattributed. -#}
+{#- One row per campaign, UTC day and attribution model: clicks on the campaign's links, conversions and revenue
+    (reporting currency) credited to them, and the revenue of their touched conversions that stays unattributed.
+    The shape every report shares (macro marts_daily_report). -#}
 
-{{ marts_performance_report('campaign_id') }}
+{{ marts_daily_report('campaign_id') }}

@@ -1,4 +1,5 @@
-{#- One row per creator: links, clicks, conversions and revenue credited under every attribution model (wide),
-    average match confidence and the revenue of the creator's conversions that stays unattributed. -#}
+{#- One row per creator, UTC day and attribution model: clicks on the creator's links, conversions and revenue
+    (reporting currency) credited to them, and the revenue of their touched conversions that stays unattributed.
+    The shape every report shares (macro marts_daily_report). -#}
 
-{{ marts_performance_report('creator_id') }}
+{{ marts_daily_report('creator_id') }}

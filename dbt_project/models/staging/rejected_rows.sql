@@ -15,6 +15,7 @@
                'device_fingerprint', 'user_id', 'email'],
     'conversions': ['conversion_id', 'converted_at', 'event_type', 'revenue', 'currency', 'user_id', 'email',
                     'cookie_id', 'session_id', 'device_fingerprint', 'ip', 'user_agent', 'click_id'],
+    'fx_rates': ['rate_date', 'currency', 'rate'],
 } %}
 
 with
@@ -100,6 +101,9 @@ clicks_cleaned as (
         _click_key as click_id,
         {{ clean_identifier('link_id') }} as link_id,
         {{ clean_identifier('clicked_at') }} as _clicked_at_text,
+        {{ clean_identifier('user_id') }} as user_id,
+        {{ clean_identifier('cookie_id') }} as cookie_id,
+        lower({{ clean_identifier('email') }}) as _email_candidate,
         {%- for column in raw_columns['clicks'] %}
         {{ column }} as _raw_{{ column }},
         {%- endfor %}
@@ -112,16 +116,25 @@ clicks_cleaned as (
 clicks_typed as (
     select
         clicks_cleaned.*,
-        {{ safe_cast_timestamptz('_clicked_at_text') }} as clicked_at
+        {{ safe_cast_timestamptz('_clicked_at_text') }} as clicked_at,
+        {{ normalize_email('_email_candidate') }} as _email
     from clicks_cleaned
+    {{ stage_fence() }}
+),
+
+clicks_enriched as (
+    select
+        clicks_typed.*,
+        {{ hash_pii('_email') }} as email_hash
+    from clicks_typed
     {{ stage_fence() }}
 ),
 
 clicks_validated as (
     select
-        clicks_typed.*,
-        {{ click_reject_reason() }} as _reject_reason
-    from clicks_typed
+        clicks_enriched.*,
+        coalesce({{ suppressed_reason('email_hash', 'user_id', 'cookie_id') }}, {{ click_reject_reason() }}) as _reject_reason
+    from clicks_enriched
     {{ stage_fence() }}
 ),
 
@@ -135,7 +148,6 @@ clicks_ranked as (
 clicks_rejected as (
     select
         clicks_ranked.*,
-        lower({{ clean_identifier('_raw_email') }}) as _email_candidate,
         lower({{ clean_identifier('_raw_ip') }}) as _ip_text
     from clicks_ranked
     where _reject_reason is not null and (_version_rank = 1 or click_id is null)
@@ -145,7 +157,6 @@ clicks_rejected as (
 clicks_normalised as (
     select
         clicks_rejected.*,
-        {{ normalize_email('_email_candidate') }} as _email,
         {{ ip_candidate('_ip_text') }} as _ip_candidate
     from clicks_rejected
     {{ stage_fence() }}
@@ -154,17 +165,40 @@ clicks_normalised as (
 clicks_ip_normalised as (
     select
         clicks_normalised.*,
-        {{ normalize_ip('_ip_candidate') }} as _ip
+        {{ normalize_ip('_ip_candidate') }} as _ip_valid
     from clicks_normalised
+    {{ stage_fence() }}
+),
+
+clicks_ip_hexed as (
+    select
+        clicks_ip_normalised.*,
+        {{ ipv6_embedded_ipv4_as_hex('_ip_valid') }} as _ip_hexed
+    from clicks_ip_normalised
+    {{ stage_fence() }}
+),
+
+clicks_ip_expanded as (
+    select
+        clicks_ip_hexed.*,
+        {{ ipv6_expand('_ip_hexed') }} as _ip_expanded
+    from clicks_ip_hexed
+    {{ stage_fence() }}
+),
+
+clicks_ip_canonical as (
+    select
+        clicks_ip_expanded.*,
+        {{ ip_canonical('_ip_expanded') }} as _ip
+    from clicks_ip_expanded
     {{ stage_fence() }}
 ),
 
 clicks_hashed as (
     select
-        clicks_ip_normalised.*,
-        {{ hash_pii('_email') }} as email_hash,
+        clicks_ip_canonical.*,
         {{ hash_pii('_ip') }} as ip_hash
-    from clicks_ip_normalised
+    from clicks_ip_canonical
     {{ stage_fence() }}
 ),
 
@@ -176,6 +210,9 @@ conversions_cleaned as (
         lower({{ clean_identifier('event_type') }}) as event_type,
         {{ clean_text('revenue') }} as _revenue_text,
         upper({{ clean_identifier('currency') }}) as _currency,
+        {{ clean_identifier('user_id') }} as user_id,
+        {{ clean_identifier('cookie_id') }} as cookie_id,
+        lower({{ clean_identifier('email') }}) as _email_candidate,
         {%- for column in raw_columns['conversions'] %}
         {{ column }} as _raw_{{ column }},
         {%- endfor %}
@@ -189,16 +226,25 @@ conversions_typed as (
     select
         conversions_cleaned.*,
         {{ safe_cast_timestamptz('_converted_at_text') }} as converted_at,
-        {{ safe_cast_numeric('_revenue_text') }} as _revenue_number
+        {{ safe_cast_numeric('_revenue_text') }} as _revenue_number,
+        {{ normalize_email('_email_candidate') }} as _email
     from conversions_cleaned
+    {{ stage_fence() }}
+),
+
+conversions_enriched as (
+    select
+        conversions_typed.*,
+        {{ hash_pii('_email') }} as email_hash
+    from conversions_typed
     {{ stage_fence() }}
 ),
 
 conversions_validated as (
     select
-        conversions_typed.*,
-        {{ conversion_reject_reason() }} as _reject_reason
-    from conversions_typed
+        conversions_enriched.*,
+        coalesce({{ suppressed_reason('email_hash', 'user_id', 'cookie_id') }}, {{ conversion_reject_reason() }}) as _reject_reason
+    from conversions_enriched
     {{ stage_fence() }}
 ),
 
@@ -212,7 +258,6 @@ conversions_ranked as (
 conversions_rejected as (
     select
         conversions_ranked.*,
-        lower({{ clean_identifier('_raw_email') }}) as _email_candidate,
         lower({{ clean_identifier('_raw_ip') }}) as _ip_text
     from conversions_ranked
     where _reject_reason is not null and (_version_rank = 1 or conversion_id is null)
@@ -222,7 +267,6 @@ conversions_rejected as (
 conversions_normalised as (
     select
         conversions_rejected.*,
-        {{ normalize_email('_email_candidate') }} as _email,
         {{ ip_candidate('_ip_text') }} as _ip_candidate
     from conversions_rejected
     {{ stage_fence() }}
@@ -231,38 +275,78 @@ conversions_normalised as (
 conversions_ip_normalised as (
     select
         conversions_normalised.*,
-        {{ normalize_ip('_ip_candidate') }} as _ip
+        {{ normalize_ip('_ip_candidate') }} as _ip_valid
     from conversions_normalised
+    {{ stage_fence() }}
+),
+
+conversions_ip_hexed as (
+    select
+        conversions_ip_normalised.*,
+        {{ ipv6_embedded_ipv4_as_hex('_ip_valid') }} as _ip_hexed
+    from conversions_ip_normalised
+    {{ stage_fence() }}
+),
+
+conversions_ip_expanded as (
+    select
+        conversions_ip_hexed.*,
+        {{ ipv6_expand('_ip_hexed') }} as _ip_expanded
+    from conversions_ip_hexed
+    {{ stage_fence() }}
+),
+
+conversions_ip_canonical as (
+    select
+        conversions_ip_expanded.*,
+        {{ ip_canonical('_ip_expanded') }} as _ip
+    from conversions_ip_expanded
     {{ stage_fence() }}
 ),
 
 conversions_hashed as (
     select
-        conversions_ip_normalised.*,
-        {{ hash_pii('_email') }} as email_hash,
+        conversions_ip_canonical.*,
         {{ hash_pii('_ip') }} as ip_hash
-    from conversions_ip_normalised
+    from conversions_ip_canonical
     {{ stage_fence() }}
+),
+
+{#- ---------------------------------------------------------------------------------------------- fx_rates ------ #}
+{#- Few rows: the shared macro ranks them all, and the unusable best versions (and keyless rows) are the quarantine. #}
+fx_rates_rejected as (
+    select *
+    from ({{ fx_rate_versions() }}) as versions
+    where _reject_reason is not null and (_version_rank = 1 or fx_rate_id is null)
 ),
 
 {#- raw_payload: every raw column as delivered plus _source_file, except email and ip, which appear only as the same
     salted hashes the staged tables carry (raw PII stays in schema raw). #}
 rejected as (
     {%- for table, key, rows in [('links', 'link_id', 'links_ranked'), ('clicks', 'click_id', 'clicks_hashed'),
-                                 ('conversions', 'conversion_id', 'conversions_hashed')] %}
+                                 ('conversions', 'conversion_id', 'conversions_hashed'),
+                                 ('fx_rates', 'fx_rate_id', 'fx_rates_rejected')] %}
     {%- set payload = [] %}
     {%- for column in raw_columns[table] if column not in ('email', 'ip') %}
         {%- do payload.append((column, '_raw_' ~ column)) %}
     {%- endfor %}
     {%- do payload.append(('_source_file', '_source_file')) %}
-    {%- if table != 'links' %}
+    {%- if table in ('clicks', 'conversions') %}
         {%- do payload.extend([('email_hash', 'email_hash'), ('ip_hash', 'ip_hash')]) %}
     {%- endif %}
     select
         '{{ table }}' as source_table,
         {{ key }} as record_key,
         _reject_reason as reason,
+        {%- if table == 'links' %}
         {{ json_object(payload) }} as raw_payload,
+        {%- else %}
+        {#- An erased person's re-delivered row keeps nothing but where it came from. #}
+        case
+            when _reject_reason = 'suppressed' then {{ json_object([('_source_file', '_source_file')]) }}
+            else {{ json_object(payload) }}
+        end as raw_payload,
+        {%- endif %}
         _loaded_at
     from {{ rows }}
     {%- if table == 'links' %}

@@ -99,8 +99,33 @@ ip_candidates as (
 ip_normalised as (
     select
         _ip_key,
-        {{ normalize_ip('_ip_candidate') }} as _ip
+        {{ normalize_ip('_ip_candidate') }} as _ip_valid
     from ip_candidates
+    {{ stage_fence() }}
+),
+
+{#- Every spelling of one address (IPv4-mapped, expanded or compressed IPv6) becomes one text before it is hashed. #}
+ip_hexed as (
+    select
+        _ip_key,
+        {{ ipv6_embedded_ipv4_as_hex('_ip_valid') }} as _ip_hexed
+    from ip_normalised
+    {{ stage_fence() }}
+),
+
+ip_expanded as (
+    select
+        _ip_key,
+        {{ ipv6_expand('_ip_hexed') }} as _ip_expanded
+    from ip_hexed
+    {{ stage_fence() }}
+),
+
+ip_canonical as (
+    select
+        _ip_key,
+        {{ ip_canonical('_ip_expanded') }} as _ip
+    from ip_expanded
     {{ stage_fence() }}
 ),
 
@@ -111,7 +136,7 @@ ip_enriched as (
         {{ hash_pii('_ip') }} as ip_hash,
         {{ hash_pii(ip_network('_ip')) }} as ip_network_hash,
         {{ ipv4_to_bigint('_ip') }} as _ip_int
-    from ip_normalised
+    from ip_canonical
     {{ stage_fence() }}
 ),
 
@@ -210,7 +235,8 @@ raw_clicks_looked_up as not materialized (
         {{ half }}_enriched.*,
         coalesce(_ua_bot_reason, case when is_datacenter_ip then 'datacenter_ip' end) as bot_reason,
         (_ua_bot_reason is not null or is_datacenter_ip) as is_bot,
-        {{ click_reject_reason() }} as _reject_reason
+        {#- A row of an erased person (attribution forget) is dropped whatever else it holds. #}
+        coalesce({{ suppressed_reason('email_hash', 'user_id', 'cookie_id') }}, {{ click_reject_reason() }}) as _reject_reason
     from {{ half }}_enriched
     {{ stage_fence() }}
 ),

@@ -99,8 +99,33 @@ ip_candidates as (
 ip_normalised as (
     select
         _ip_key,
-        {{ normalize_ip('_ip_candidate') }} as _ip
+        {{ normalize_ip('_ip_candidate') }} as _ip_valid
     from ip_candidates
+    {{ stage_fence() }}
+),
+
+{#- Every spelling of one address (IPv4-mapped, expanded or compressed IPv6) becomes one text before it is hashed. #}
+ip_hexed as (
+    select
+        _ip_key,
+        {{ ipv6_embedded_ipv4_as_hex('_ip_valid') }} as _ip_hexed
+    from ip_normalised
+    {{ stage_fence() }}
+),
+
+ip_expanded as (
+    select
+        _ip_key,
+        {{ ipv6_expand('_ip_hexed') }} as _ip_expanded
+    from ip_hexed
+    {{ stage_fence() }}
+),
+
+ip_canonical as (
+    select
+        _ip_key,
+        {{ ip_canonical('_ip_expanded') }} as _ip
+    from ip_expanded
     {{ stage_fence() }}
 ),
 
@@ -111,7 +136,7 @@ ip_enriched as (
         {{ hash_pii('_ip') }} as ip_hash,
         {{ hash_pii(ip_network('_ip')) }} as ip_network_hash,
         {{ ipv4_to_bigint('_ip') }} as _ip_int
-    from ip_normalised
+    from ip_canonical
     {{ stage_fence() }}
 ),
 
@@ -215,11 +240,9 @@ raw_conversions_looked_up as not materialized (
         case
             when _revenue_number between 0 and {{ max_revenue }} then cast(_revenue_number as numeric(18, 2))
         end as revenue,
-        coalesce(
-            _currency,
-            case when _revenue_number is not null then '{{ var("default_currency") | upper }}' end
-        ) as currency,
-        {{ conversion_reject_reason() }} as _reject_reason
+        _currency as currency,
+        {#- A row of an erased person (attribution forget) is dropped whatever else it holds. #}
+        coalesce({{ suppressed_reason('email_hash', 'user_id', 'cookie_id') }}, {{ conversion_reject_reason() }}) as _reject_reason
     from {{ half }}_enriched
     {{ stage_fence() }}
 ),

@@ -1,0 +1,86 @@
+{#- Values dropped from rows that are otherwise staged: one row per (raw table, key, column) whose value was
+    delivered but is unusable, so a dropped value is counted instead of silently becoming "none". Today: an IP that
+    is no address (invalid_ip); the staged row keeps a null ip_hash. Each distinct raw IP is parsed once, by the
+    staged models' own macros (ip_candidate -> normalize_ip -> ipv6_embedded_ipv4_as_hex -> ipv6_expand ->
+    ip_canonical), so this model and the hashes agree on what an address is. Rebuilt from raw on every run. #}
+
+with
+
+raw_ips as (
+    select
+        'clicks' as source_table,
+        {{ clean_identifier('click_id') }} as record_key,
+        coalesce(ip, '') as _ip_key,
+        _loaded_at
+    from {{ source('raw', 'clicks') }}
+    union all
+    select
+        'conversions' as source_table,
+        {{ clean_identifier('conversion_id') }} as record_key,
+        coalesce(ip, '') as _ip_key,
+        _loaded_at
+    from {{ source('raw', 'conversions') }}
+),
+
+ip_values as (
+    select
+        _ip_key,
+        lower({{ clean_identifier('_ip_key') }}) as _ip_text
+    from (select distinct _ip_key from raw_ips) as distinct_ips
+    {{ stage_fence() }}
+),
+
+ip_candidates as (
+    select
+        ip_values.*,
+        {{ ip_candidate('_ip_text') }} as _ip_candidate
+    from ip_values
+    {#- A value raw retention replaced by its hash was an address staging had already read. #}
+    where _ip_text is not null and _ip_text not like 'sha256:%'
+    {{ stage_fence() }}
+),
+
+ip_normalised as (
+    select
+        ip_candidates.*,
+        {{ normalize_ip('_ip_candidate') }} as _ip_valid
+    from ip_candidates
+    {{ stage_fence() }}
+),
+
+ip_hexed as (
+    select
+        ip_normalised.*,
+        {{ ipv6_embedded_ipv4_as_hex('_ip_valid') }} as _ip_hexed
+    from ip_normalised
+    {{ stage_fence() }}
+),
+
+ip_expanded as (
+    select
+        ip_hexed.*,
+        {{ ipv6_expand('_ip_hexed') }} as _ip_expanded
+    from ip_hexed
+    {{ stage_fence() }}
+),
+
+invalid_ips as (
+    select _ip_key
+    from ip_expanded
+    where {{ ip_canonical('_ip_expanded') }} is null
+),
+
+final as (
+    select
+        raw_ips.source_table,
+        raw_ips.record_key,
+        'ip' as column_name,
+        'invalid_ip' as reason,
+        max(raw_ips._loaded_at) as _loaded_at
+    from raw_ips
+    inner join invalid_ips on invalid_ips._ip_key = raw_ips._ip_key
+    where raw_ips.record_key is not null
+    group by 1, 2, 3, 4
+)
+
+select * from final
