@@ -51,7 +51,7 @@
 
 {% macro default__apply_raw_retention() %}
     {%- for table, columns in link_attribution.retention_columns().items() %}
-    {%- set raw = api.Relation.create(database=target.database, schema='raw', identifier=table) %}
+    {%- set raw = api.Relation.create(database=link_attribution.target_database(), schema='raw', identifier=table) %}
     update {{ raw }}
     set
         {%- for column, kind in columns.items() %}

@@ -195,7 +195,7 @@ $staging_functions$
 {%- endmacro %}
 
 {% macro pii_salt_relation() -%}
-    {{ api.Relation.create(database=target.database, schema='raw', identifier='pii_salt') }}
+    {{ api.Relation.create(database=link_attribution.target_database(), schema='raw', identifier='pii_salt') }}
 {%- endmacro %}
 
 {#- check_pii_salt(): on-run-start hook. Without var pii_salt, a warehouse whose raw schema holds clicks must hold
@@ -204,11 +204,7 @@ $staging_functions$
     {%- if execute and (var("pii_salt", "") | string | length == 0) -%}
         {#- Statements without a transaction: adapter.get_relation or run_query would open one on the hooks'
             connection, and every hook after this one would then run inside it, never committed. -#}
-        {%- call statement('pii_salt_tables', fetch_result=True, auto_begin=False) -%}
-            select table_name from information_schema.tables
-            where table_schema = 'raw' and table_name in ('clicks', 'pii_salt')
-        {%- endcall -%}
-        {%- set tables = load_result('pii_salt_tables')['table'].columns[0].values() | list -%}
+        {%- set tables = link_attribution.pii_salt_raw_tables() -%}
         {%- if 'clicks' in tables -%}
             {%- set rows = namespace(n=0) -%}
             {%- if 'pii_salt' in tables -%}
@@ -224,6 +220,29 @@ $staging_functions$
             {%- endif -%}
         {%- endif -%}
     {%- endif -%}
+{% endmacro %}
+
+
+{#- pii_salt_raw_tables(): which of raw.clicks and raw.pii_salt exist (for check_pii_salt). -#}
+{% macro pii_salt_raw_tables() %}
+    {{- return(adapter.dispatch('pii_salt_raw_tables', 'link_attribution')()) -}}
+{% endmacro %}
+
+{% macro default__pii_salt_raw_tables() %}
+    {%- call statement('pii_salt_tables', fetch_result=True, auto_begin=False) -%}
+        select table_name from information_schema.tables
+        where table_schema = 'raw' and table_name in ('clicks', 'pii_salt')
+    {%- endcall -%}
+    {{- return(load_result('pii_salt_tables')['table'].columns[0].values() | list) -}}
+{% endmacro %}
+
+{#- Spark has no information_schema: the raw database's table list (no transactions to stay out of). -#}
+{% macro spark__pii_salt_raw_tables() %}
+    {%- if run_query("show databases like 'raw'") | length == 0 -%}
+        {{- return([]) -}}
+    {%- endif -%}
+    {%- set names = run_query('show tables in raw').columns['tableName'].values() -%}
+    {{- return(names | select('in', ['clicks', 'pii_salt']) | list) -}}
 {% endmacro %}
 
 
@@ -247,3 +266,18 @@ $staging_functions$
 
 {#- Spark's optimiser collapses the stages without copying expensive expressions into the next one. -#}
 {% macro spark__stage_fence() -%}{%- endmacro %}
+
+
+{#- target_database(): the database part of a relation the macros name themselves (raw.*, the suppression list).
+    Spark has none (a Spark relation is schema.identifier; its target defines no database). -#}
+{% macro target_database() %}
+    {{- return(adapter.dispatch('target_database', 'link_attribution')()) -}}
+{% endmacro %}
+
+{% macro default__target_database() %}
+    {{- return(target.database) -}}
+{% endmacro %}
+
+{% macro spark__target_database() %}
+    {{- return(none) -}}
+{% endmacro %}

@@ -173,6 +173,10 @@
     lower(to_hex({{ expr }}))
 {%- endmacro %}
 
+{% macro spark__int_to_hex(expr) -%}
+    lower(hex({{ expr }}))
+{%- endmacro %}
+
 {% macro hex_to_int(expr) -%}
     {{- return(adapter.dispatch('hex_to_int', 'link_attribution')(expr)) -}}
 {%- endmacro %}
@@ -183,6 +187,11 @@
 
 {% macro duckdb__hex_to_int(expr) -%}
     cast('0x' || {{ expr }} as integer)
+{%- endmacro %}
+
+{#- Spark has neither bit strings nor hex literals in casts: conv() turns base 16 into base 10 text. -#}
+{% macro spark__hex_to_int(expr) -%}
+    cast(conv({{ expr }}, 16, 10) as integer)
 {%- endmacro %}
 
 
