@@ -7,7 +7,7 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: env demo test lint format ui docs bench clean
+.PHONY: env demo test test-spark lint format ui docs bench clean
 
 env: .venv/.synced
 
@@ -23,6 +23,10 @@ test: env
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen pytest
+
+# The experimental Spark target end to end (a JVM; deselected from `make test` by pyproject's addopts).
+test-spark: env
+	$(UV) run --frozen pytest -m spark -p no:cacheprovider
 
 lint format: env
 	$(UV) run --frozen ruff check --fix .

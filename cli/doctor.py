@@ -116,6 +116,12 @@ def _warehouse_locks(d: Diagnosis, target: Target) -> None:
                 f"(BI tools open the published {target.published_duckdb_path.name} instead)"
             )
         return
+    if target.is_spark:
+        # Derby leaves its lock files behind when a JVM exits, so their presence says nothing about a holder.
+        d.lines.append(
+            f"warehouse lock: Spark metastore {target.spark.folder / 'metastore_db'} admits one process at a time"
+        )
+        return
     sessions = postgres_sessions(target)
     d.lines.append("database sessions at work:" if sessions else "database sessions at work: none")
     d.lines.extend(f"  {s}" for s in sessions)

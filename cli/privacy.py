@@ -31,6 +31,9 @@ def forget_person(target: Target, email: str | None, user_id: str | None, cookie
     """Run the dbt operation ``forget_person`` on ``target``; returns its report lines."""
     from orchestration.resources import dbt_executable
 
+    if target.is_spark:
+        # Erasing rows means rewriting every table that holds them; Parquet tables have no delete.
+        raise ForgetError("forget is not available on the experimental Spark target yet: nothing was erased")
     given = {"email": email, "user_id": user_id, "cookie": cookie}
     if not any((v or "").strip() for v in given.values()):
         raise ForgetError("name the person: --email, --user-id or --cookie")

@@ -39,7 +39,8 @@ concurrency:
 def prepare_dagster_home(target: Target, home: Path | None = None) -> Path:
     home = home or dagster_home()
     home.mkdir(parents=True, exist_ok=True)
-    limit = 1 if target.is_duckdb else 4
+    # DuckDB's file and Spark's embedded metastore each admit one process at a time.
+    limit = 1 if target.is_duckdb or target.is_spark else 4
     (home / "dagster.yaml").write_text(DAGSTER_YAML.format(max_runs=limit, pool_limit=limit))
     os.environ["DAGSTER_HOME"] = str(home)
     return home

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 
+from orchestration.dbt_in_process import InProcessDbtCliResource
 from orchestration.settings import PipelineSettings
 from warehouse.client import Warehouse
 from warehouse.target import Target, resolve_target
@@ -23,7 +24,9 @@ def dbt_executable() -> str:
 
 
 def dbt_cli(project: DbtProject, target: str) -> DbtCliResource:
-    return DbtCliResource(
+    # Spark's session lives in this process (one JVM per metastore): dbt runs here too, through dbtRunner.
+    resource = InProcessDbtCliResource if target == "spark" else DbtCliResource
+    return resource(
         project_dir=project, target=target, profiles_dir=str(project.profiles_dir), dbt_executable=dbt_executable()
     )
 
@@ -47,7 +50,8 @@ def make_resources(target: Target, project: DbtProject, settings: PipelineSettin
 
 def executor_for(target: Target) -> dg.ExecutorDefinition:
     # DuckDB allows one writer process: every step of a run executes in the run's own process, one at a time.
-    # PostgreSQL takes concurrent writers, so independent steps may run in parallel.
-    if target.is_duckdb:
+    # PostgreSQL takes concurrent writers, so independent steps may run in parallel. Spark's session (and its
+    # metastore) belongs to one process: every step runs in it.
+    if target.is_duckdb or target.is_spark:
         return dg.in_process_executor
     return dg.multiprocess_executor.configured({"max_concurrent": 2})

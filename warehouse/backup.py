@@ -172,12 +172,21 @@ def raw_tables(wh: Warehouse, conn: Any, strict: bool = True) -> dict[str, tuple
 
 
 # -- backup -----------------------------------------------------------------------------------------------
+def _refuse_spark(wh: Warehouse, what: str) -> None:
+    if wh.target.is_spark:
+        raise BackupError(
+            f"{what} is not supported on the spark target yet: schema raw is the Parquet folder "
+            f"{wh.target.spark.warehouse_dir / (RAW_SCHEMA + '.db')}; copy it (and the metastore) while nothing runs"
+        )
+
+
 def backup_raw(wh: Warehouse, folder: Path, chunk_bytes: int = CHUNK_BYTES) -> Manifest:
     """Write every table of schema ``raw`` to ``folder`` as Parquet plus ``manifest.json``.
 
     All tables are read from one snapshot, so ``load_log`` always agrees with the rows it describes even when a
     load runs concurrently.
     """
+    _refuse_spark(wh, "backup")
     folder = Path(folder)
     if (folder / MANIFEST_NAME).exists():
         raise BackupError(f"{folder / MANIFEST_NAME}: folder already holds a backup; choose an empty folder")
@@ -411,6 +420,7 @@ def restore_raw(wh: Warehouse, folder: Path, force: bool = False, chunk_rows: in
     With ``force`` every raw table is emptied first (in the same transaction); without it a warehouse whose raw
     schema holds any row is refused, naming the tables.
     """
+    _refuse_spark(wh, "restore")
     folder = Path(folder)
     manifest = verify_backup(folder)
     result = RestoreResult(manifest=manifest)

@@ -1,8 +1,9 @@
-"""Warehouse I/O for Python assets and the CLI: the same calls on DuckDB and PostgreSQL.
+"""Warehouse I/O for Python assets and the CLI: the same calls on DuckDB, PostgreSQL and Spark.
 
 Bulk data always moves in bulk: DuckDB scans pandas frames natively, PostgreSQL uses ``COPY`` in both
-directions. Table replacement is atomic on both engines (build beside, swap in one transaction), so a reader
-never sees an empty or half-built table.
+directions, Spark exchanges Arrow tables with the driver. Table replacement is atomic on DuckDB and PostgreSQL
+(build beside, swap in one transaction), so a reader never sees an empty or half-built table. Spark's Parquet
+tables have no transactions: a replacement is one overwrite, and a failed step is rerun.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ class Warehouse:
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
+        if self.target.is_spark:
+            from warehouse import spark
+
+            # The process's one session, shared with dbt: never stopped here (see warehouse/spark.py).
+            yield spark.session(self.target.spark)
+            return
         if self.target.is_duckdb:
             import duckdb
 
@@ -106,7 +113,7 @@ class Warehouse:
         whole run they would leak into the steps that follow in the same process.
         """
         with self.connect() as conn:
-            if not self.target.is_duckdb:
+            if not self.target.is_duckdb:  # PostgreSQL: already transactional; Spark: none to be had
                 yield conn
                 return
             with _duckdb_settings(conn, duckdb_settings or {}):
@@ -124,7 +131,11 @@ class Warehouse:
             with self.connect() as own:
                 self.execute(sql, own)
             return
-        if self.target.is_duckdb:
+        if self.target.is_spark:
+            from warehouse.spark import to_spark_sql
+
+            conn.sql(to_spark_sql(sql)).collect()
+        elif self.target.is_duckdb:
             conn.execute(sql)
         else:
             with conn.cursor() as cur:
@@ -135,12 +146,22 @@ class Warehouse:
             self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
 
     def table_exists(self, schema: str, table: str, conn: Any = None) -> bool:
+        if self.target.is_spark:
+            if conn is None:
+                with self.connect() as own:
+                    return self.table_exists(schema, table, own)
+            return bool(conn.catalog.tableExists(f"{schema}.{table}"))
         sql = (
             f"select count(*) from information_schema.tables where table_schema = '{schema}' and table_name = '{table}'"
         )
         return int(self.scalar(sql, conn) or 0) > 0
 
     def columns(self, schema: str, table: str, conn: Any = None) -> list[str]:
+        if self.target.is_spark:
+            if conn is None:
+                with self.connect() as own:
+                    return self.columns(schema, table, own)
+            return list(conn.table(f"{schema}.{table}").columns)
         sql = (
             "select column_name from information_schema.columns "
             f"where table_schema = '{schema}' and table_name = '{table}' order by ordinal_position"
@@ -151,7 +172,12 @@ class Warehouse:
         if conn is None:
             with self.connect() as own:
                 return self.scalar(sql, own)
-        if self.target.is_duckdb:
+        if self.target.is_spark:
+            from warehouse.spark import to_spark_sql
+
+            rows = conn.sql(to_spark_sql(sql)).take(1)
+            row = rows[0] if rows else None
+        elif self.target.is_duckdb:
             # fetchall, not fetchone: DuckDB refuses other work on a connection with an unfinished result.
             rows = conn.execute(sql).fetchall()
             row = rows[0] if rows else None
@@ -168,6 +194,10 @@ class Warehouse:
         if conn is None:
             with self.connect() as own:
                 return self.query_df(sql, own, arrow)
+        if self.target.is_spark:
+            from warehouse.spark import spark_to_frame, to_spark_sql
+
+            return spark_to_frame(conn.sql(to_spark_sql(sql)))
         if self.target.is_duckdb:
             if arrow:
                 return conn.sql(sql).to_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)
@@ -177,7 +207,14 @@ class Warehouse:
     @contextmanager
     def registered(self, name: str, df: pd.DataFrame, conn: Any) -> Iterator[str]:
         """``df`` visible to SQL on ``conn`` as the relation ``name`` for the duration of the block (DuckDB scans
-        the frame in place; PostgreSQL gets a temporary table filled by COPY)."""
+        the frame in place; PostgreSQL gets a temporary table filled by COPY; Spark a temporary view)."""
+        if self.target.is_spark:
+            self.temp_table(name, df, conn)
+            try:
+                yield name
+            finally:
+                conn.catalog.dropTempView(name)
+            return
         if self.target.is_duckdb:
             conn.register(name, df)
             try:
@@ -197,6 +234,11 @@ class Warehouse:
         On DuckDB a copy rather than :meth:`registered`'s in-place scan: joins against a copied table run in
         parallel, joins against a scanned frame largely do not.
         """
+        if self.target.is_spark:
+            from warehouse.spark import frame_to_spark
+
+            frame_to_spark(conn, df).createOrReplaceTempView(name)
+            return
         self.execute(f"drop table if exists {quote_ident(name)}", conn)
         if self.target.is_duckdb:
             with self.registered("_frame", df, conn):
@@ -215,6 +257,11 @@ class Warehouse:
                 return self.replace_table(df, schema, table, own)
         self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
         target = qualified(schema, table)
+        if self.target.is_spark:
+            from warehouse.spark import frame_to_spark
+
+            frame_to_spark(conn, df).write.mode("overwrite").format("parquet").saveAsTable(f"{schema}.{table}")
+            return len(df)
         if self.target.is_duckdb:
             with self.registered("_frame", df, conn):
                 conn.execute(f"create or replace table {target} as select * from _frame")
@@ -239,6 +286,8 @@ class Warehouse:
         if conn is None:
             with self.transaction() as own:
                 return self.replace_rows(df, schema, table, where, own)
+        if self.target.is_spark:
+            return self._spark_replace_rows(df, schema, table, where, conn)
         self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
         target = qualified(schema, table)
         if not self.table_exists(schema, table, conn):
@@ -254,6 +303,19 @@ class Warehouse:
             with conn.cursor() as cur:
                 _pg_copy_in(cur, df, target, columns=list(df.columns))
                 cur.execute(f"analyze {target}")
+        return len(df)
+
+    def _spark_replace_rows(self, df: pd.DataFrame, schema: str, table: str, where: str, conn: Any) -> int:
+        """Parquet tables cannot delete rows: the kept rows and ``df`` are written back as the whole table. The kept
+        rows are checkpointed first, since Spark refuses to overwrite a table that the same plan reads."""
+        from warehouse.spark import frame_to_spark, to_spark_sql
+
+        self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
+        incoming = frame_to_spark(conn, df)
+        if self.table_exists(schema, table, conn):
+            kept = conn.table(f"{schema}.{table}").where(f"not coalesce({to_spark_sql(where)}, false)")
+            incoming = kept.unionByName(incoming.select(*kept.columns)).localCheckpoint()
+        incoming.write.mode("overwrite").format("parquet").saveAsTable(f"{schema}.{table}")
         return len(df)
 
 

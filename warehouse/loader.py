@@ -1,7 +1,9 @@
 """`attribution load PATH`: append raw files to schema ``raw`` in one transaction.
 
 Every raw column is stored as text exactly as delivered; typing, cleaning and deduplication belong to staging.
-DuckDB reads the files with its native readers; PostgreSQL receives them through ``COPY``.
+DuckDB reads the files with its native readers; PostgreSQL receives them through ``COPY``; Spark receives them as
+Arrow tables read on the driver with the same dialect (every file is read before the first is written, since Spark's
+Parquet tables have no transaction to roll back).
 
 Every file gets a verdict before anything of the load is kept: it is read, refused with a message naming the
 file, the line and the problem, or skipped because the same content was loaded before. The checks, by cost:
@@ -111,22 +113,29 @@ class LoadResult:
     skipped: list[Path] = field(default_factory=list)
 
 
-def raw_table_ddl(table: str) -> str:
-    cols = [f"{quote_ident(c)} text" for c in RAW_COLUMNS[table]]
-    cols += ['"_loaded_at" timestamp with time zone not null', '"_source_file" text not null']
-    return f"create table if not exists {qualified(RAW_SCHEMA, table)} ({', '.join(cols)})"
+def raw_table_ddl(table: str, spark: bool = False) -> str:
+    # Spark's Parquet tables take neither NOT NULL nor the name text; the loader fills these columns itself.
+    text, not_null, using = ("string", "", " using parquet") if spark else ("text", " not null", "")
+    cols = [f"{quote_ident(c)} {text}" for c in RAW_COLUMNS[table]]
+    cols += [f'"_loaded_at" timestamp with time zone{not_null}', f'"_source_file" {text}{not_null}']
+    return f"create table if not exists {qualified(RAW_SCHEMA, table)} ({', '.join(cols)}){using}"
 
 
 def ensure_raw_tables(wh: Warehouse, conn: Any) -> None:
     wh.ensure_schemas(conn)
+    spark = wh.target.is_spark
     for table in RAW_COLUMNS:
-        wh.execute(raw_table_ddl(table), conn)
+        wh.execute(raw_table_ddl(table, spark), conn)
+    text, not_null, using = ("string", "", " using parquet") if spark else ("text", " not null", "")
+    added = "".join(f", {quote_ident(c)} {text}" for c in LOAD_LOG_ADDED_COLUMNS) if spark else ""
     wh.execute(
         f"create table if not exists {qualified(RAW_SCHEMA, 'load_log')} ("
-        '"loaded_at" timestamp with time zone not null, "table_name" text not null, '
-        '"source_file" text not null, "row_count" bigint not null)',
+        f'"loaded_at" timestamp with time zone{not_null}, "table_name" {text}{not_null}, '
+        f'"source_file" {text}{not_null}, "row_count" bigint{not_null}{added}){using}',
         conn,
     )
+    if spark:  # a warehouse that starts on Spark starts with every column
+        return
     for column, sql_type in LOAD_LOG_ADDED_COLUMNS.items():
         wh.execute(
             f"alter table {qualified(RAW_SCHEMA, 'load_log')} "
@@ -568,6 +577,8 @@ def _load_files(wh: Warehouse, files: list[RawFile], force: bool, result: LoadRe
             loaded_at = _next_loaded_at(wh, conn)
             result.loaded_at = loaded_at
             this_load: dict[str, Path] = {}
+            spark_batches: dict[str, list[Any]] = {}
+            log_rows: list[tuple[Any, ...]] = []
             for f in files:
                 earlier = _already_loaded(wh, conn, f)
                 if earlier is None and f.checksum in this_load:
@@ -581,7 +592,12 @@ def _load_files(wh: Warehouse, files: list[RawFile], force: bool, result: LoadRe
                     continue
                 this_load[f.checksum] = f.path  # type: ignore[index]
                 try:
-                    n = _load_duckdb(conn, f, loaded_at) if wh.target.is_duckdb else _load_postgres(conn, f, loaded_at)
+                    if wh.target.is_spark:
+                        n = _read_for_spark(f, loaded_at, spark_batches)
+                    elif wh.target.is_duckdb:
+                        n = _load_duckdb(conn, f, loaded_at)
+                    else:
+                        n = _load_postgres(conn, f, loaded_at)
                 except LoadError:
                     raise
                 except Exception as exc:  # the engine refused the file: say where and what, the same on every target
@@ -597,6 +613,11 @@ def _load_files(wh: Warehouse, files: list[RawFile], force: bool, result: LoadRe
                     msg = _nul_warning(f, None)
                     log.warning(msg)
                     result.warnings.append(msg)
+                if wh.target.is_spark:
+                    log_rows.append((loaded_at, f.table, str(f.path), n, f.checksum))
+                    result.rows[f.table] = result.rows.get(f.table, 0) + n
+                    result.files.append(f.path)
+                    continue
                 wh.execute(
                     f"insert into {qualified(RAW_SCHEMA, 'load_log')} "
                     "(loaded_at, table_name, source_file, row_count, content_sha256) values "
@@ -606,7 +627,9 @@ def _load_files(wh: Warehouse, files: list[RawFile], force: bool, result: LoadRe
                 )
                 result.rows[f.table] = result.rows.get(f.table, 0) + n
                 result.files.append(f.path)
-            if wh.target.is_duckdb:
+            if wh.target.is_spark:
+                _append_spark(wh, conn, spark_batches, log_rows)
+            elif wh.target.is_duckdb:
                 conn.execute("commit")
             else:
                 # Staging plans its scans of raw from statistics: refresh them with the new rows.
@@ -674,6 +697,65 @@ def _load_postgres(conn: Any, f: RawFile, loaded_at: datetime) -> int:
         n = cur.rowcount
         cur.execute(f"drop table {quote_ident(temp)}")
     return int(n)
+
+
+def _read_for_spark(f: RawFile, loaded_at: datetime, batches: dict[str, list[Any]]) -> int:
+    """Read ``f`` on the driver into an Arrow table of the raw table's columns (every value text, as delivered) and
+    keep it in ``batches`` until every file of the load is read. The dialect is DuckDB's and PostgreSQL's: a fixed
+    header, ``"`` quoting and escaping, an unquoted empty field is NULL and a quoted one the empty string."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    names = list(f.load_columns)
+    read = pa_csv.ReadOptions(
+        column_names=names, skip_rows=0 if f.format == ".parquet" else 1, block_size=2 * MAX_LINE_BYTES
+    )
+    convert = pa_csv.ConvertOptions(
+        column_types={c: pa.string() for c in names},
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        include_columns=list(RAW_COLUMNS[f.table]),
+    )
+    parse = pa_csv.ParseOptions(newlines_in_values=True, double_quote=True)
+    if f.format == ".parquet":
+        # The same text the PostgreSQL load receives: every column cast to text, NUL removed and counted.
+        parts = [
+            pa_csv.read_csv(chunk, read_options=read, parse_options=parse, convert_options=convert)
+            for chunk in _parquet_as_csv_chunks(f.source, f.nul_rows, RAW_COLUMNS[f.table])
+        ]
+        table = pa.concat_tables(parts) if parts else pa.table({c: pa.array([], pa.string()) for c in names})
+    else:
+        with _open_bytes(f.source) as fh:
+            table = pa_csv.read_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
+    table = table.select(list(RAW_COLUMNS[f.table]))
+    n = table.num_rows
+    table = table.append_column("_loaded_at", pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")))
+    table = table.append_column("_source_file", pa.array([str(f.path)] * n, pa.string()))
+    batches.setdefault(f.table, []).append(table)
+    return n
+
+
+def _append_spark(wh: Warehouse, spark: Any, batches: dict[str, list[Any]], log_rows: list[tuple[Any, ...]]) -> None:
+    """Append the load's tables and its load_log rows, once every file has been read."""
+    import pyarrow as pa
+
+    from warehouse.spark import frame_to_spark
+
+    for table, parts in batches.items():
+        frame_to_spark(spark, pa.concat_tables(parts)).write.insertInto(f"{RAW_SCHEMA}.{table}")
+    if log_rows:
+        loaded_at, tables, files, counts, checksums = zip(*log_rows, strict=True)
+        log_table = pa.table(
+            {
+                "loaded_at": pa.array(loaded_at, pa.timestamp("us", tz="UTC")),
+                "table_name": pa.array(tables, pa.string()),
+                "source_file": pa.array(files, pa.string()),
+                "row_count": pa.array(counts, pa.int64()),
+                "content_sha256": pa.array(checksums, pa.string()),
+            }
+        )
+        frame_to_spark(spark, log_table).write.insertInto(f"{RAW_SCHEMA}.load_log")
 
 
 def _parquet_nul_rows(wh: Warehouse, conn: Any, f: RawFile, loaded_at: datetime) -> dict[str, int]:

@@ -70,11 +70,13 @@ def ensure_warehouse_salt(wh: Warehouse, full_refresh: bool, environ: Mapping[st
                 "creates the warehouse's own random salt in raw.pii_salt and re-hashes everything with it."
             )
         wh.ensure_schemas(conn)
-        wh.execute(
-            f"create table if not exists {qualified('raw', SALT_TABLE)} "
-            "(salt text not null, created_at timestamp with time zone not null)",
-            conn,
+        # Spark has no type text and no NOT NULL on a plain Parquet table (timestamp is translated by the client).
+        columns = (
+            "(salt string, created_at timestamp) using parquet"
+            if wh.target.is_spark
+            else "(salt text not null, created_at timestamp with time zone not null)"
         )
+        wh.execute(f"create table if not exists {qualified('raw', SALT_TABLE)} {columns}", conn)
         wh.execute(
             f"insert into {qualified('raw', SALT_TABLE)} (salt, created_at) "
             f"values ('{secrets.token_hex(32)}', current_timestamp)",

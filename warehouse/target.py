@@ -15,13 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-TargetName = Literal["duckdb", "postgres"]
+TargetName = Literal["duckdb", "postgres", "spark"]
 TARGETS: tuple[TargetName, ...] = ("duckdb", "postgres")
+# Targets that build part of the pipeline only (README, "Spark (experimental)"): accepted with
+# ATTRIBUTION_EXPERIMENTAL_TARGETS=1, never offered by --target, so nobody selects one by accident.
+EXPERIMENTAL_TARGETS: tuple[TargetName, ...] = ("spark",)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_DUCKDB_PATH = DATA_DIR / "warehouse.duckdb"
 DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
+DEFAULT_SPARK_DIR = DATA_DIR / "spark"
+# Two local cores: Spark's own default (every core) starves the dbt and Python work sharing the machine.
+DEFAULT_SPARK_MASTER = "local[2]"
 # PostgreSQL's per-operation memory for the warehouse's own sessions (dbt models and Python assets); the server
 # default of 4MB splits the hash tables of 1M-row joins into batches written to temporary files.
 DEFAULT_PG_WORK_MEM = "256MB"
@@ -60,6 +66,42 @@ class PostgresSettings:
 
 
 @dataclass(frozen=True)
+class SparkSettings:
+    """A Spark session's home: tables are Parquet folders under ``warehouse_dir``, their catalogue an embedded Derby
+    metastore under ``folder`` (one JVM at a time). A cluster replaces both through ``spark-defaults.conf``
+    (``spark.sql.catalogImplementation`` / ``hive.metastore.uris``, a shared ``spark.sql.warehouse.dir``)."""
+
+    folder: Path
+    master: str = DEFAULT_SPARK_MASTER
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.folder / "warehouse"
+
+    @property
+    def metastore_url(self) -> str:
+        return f"jdbc:derby:;databaseName={self.folder / 'metastore_db'};create=true"
+
+    def conf(self) -> dict[str, str]:
+        """The session's settings; dbt's profile (``dbt_project/profiles.yml``) builds the same from ``target_env``."""
+        return {
+            "spark.master": self.master,
+            "spark.sql.warehouse.dir": str(self.warehouse_dir),
+            "spark.hadoop.javax.jdo.option.ConnectionURL": self.metastore_url,
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={self.folder}",
+            # The console progress bar interleaves with dbt's JSON log lines, which dagster-dbt parses.
+            "spark.ui.showConsoleProgress": "false",
+            "spark.ui.enabled": "false",
+            # Dates of partitions and reports are UTC dates; never depend on the machine's zone.
+            "spark.sql.session.timeZone": "UTC",
+            # Incremental models overwrite the partitions they rebuild, never the whole table.
+            "spark.sql.sources.partitionOverwriteMode": "dynamic",
+            # A local run's shuffles are small: Spark's default of 200 partitions is 200 tiny tasks per stage.
+            "spark.sql.shuffle.partitions": "4",
+        }
+
+
+@dataclass(frozen=True)
 class Target:
     name: TargetName
     duckdb_path: Path
@@ -67,10 +109,15 @@ class Target:
     # DuckDB's buffer pool defaults to 80% of RAM; a bound keeps the whole run (engine + pandas) within budget.
     # Joins and sorts beyond it spill to disk instead of failing.
     duckdb_memory_limit: str = DEFAULT_DUCKDB_MEMORY_LIMIT
+    spark: SparkSettings = SparkSettings(DEFAULT_SPARK_DIR)
 
     @property
     def is_duckdb(self) -> bool:
         return self.name == "duckdb"
+
+    @property
+    def is_spark(self) -> bool:
+        return self.name == "spark"
 
     @property
     def published_duckdb_path(self) -> Path:
@@ -82,11 +129,15 @@ class Target:
         """Where BI tools read the published marts."""
         if self.is_duckdb:
             return f"{self.published_duckdb_path} (open read-only; schema marts)"
+        if self.is_spark:
+            return f"database {PUBLISHED_SCHEMA} in the Spark warehouse {self.spark.folder}"
         return f"schema {PUBLISHED_SCHEMA} of database {self.postgres.dbname} (granted to the read-only BI role)"
 
     def describe(self) -> str:
         if self.is_duckdb:
             return f"duckdb ({self.duckdb_path})"
+        if self.is_spark:
+            return f"spark ({self.spark.master}, {self.spark.warehouse_dir})"
         pg = self.postgres
         return f"postgres ({pg.user}@{pg.host}:{pg.port}/{pg.dbname})"
 
@@ -100,7 +151,8 @@ def resolve_target(cli_target: str | None = None, environ: dict[str, str] | None
     """Decide the target from ``--target`` (wins) or ``ATTRIBUTION_TARGET`` (default ``duckdb``)."""
     env = os.environ if environ is None else environ
     name = (cli_target or env.get("ATTRIBUTION_TARGET") or "duckdb").strip().lower()
-    if name not in TARGETS:
+    experimental = env.get("ATTRIBUTION_EXPERIMENTAL_TARGETS") == "1" and name in EXPERIMENTAL_TARGETS
+    if name not in TARGETS and not experimental:
         raise ValueError(f"unknown target {name!r}: ATTRIBUTION_TARGET / --target must be one of {TARGETS}")
     duckdb_path = Path(env.get("ATTRIBUTION_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)
     if not duckdb_path.is_absolute():
@@ -115,11 +167,18 @@ def resolve_target(cli_target: str | None = None, environ: dict[str, str] | None
         work_mem=_size(env, "ATTRIBUTION_PG_WORK_MEM", DEFAULT_PG_WORK_MEM, _PG_SIZE),
     )
     memory_limit = _size(env, "ATTRIBUTION_DUCKDB_MEMORY_LIMIT", DEFAULT_DUCKDB_MEMORY_LIMIT, _DUCKDB_SIZE)
+    spark_dir = Path(env.get("ATTRIBUTION_SPARK_DIR") or DEFAULT_SPARK_DIR)
+    if not spark_dir.is_absolute():
+        spark_dir = (PROJECT_ROOT / spark_dir).resolve()
+    spark = SparkSettings(
+        folder=spark_dir, master=(env.get("ATTRIBUTION_SPARK_MASTER") or DEFAULT_SPARK_MASTER).strip()
+    )
     return Target(
         name=name,  # type: ignore[arg-type]
         duckdb_path=duckdb_path,
         postgres=postgres,
         duckdb_memory_limit=memory_limit,
+        spark=spark,
     )
 
 
@@ -133,7 +192,9 @@ def _size(env: Mapping[str, str], name: str, default: str, pattern: re.Pattern[s
 def target_env(target: Target) -> dict[str, str]:
     """Environment variables that make dbt's profile and Dagster's resources follow ``target``."""
     pg = target.postgres
+    experimental = {"ATTRIBUTION_EXPERIMENTAL_TARGETS": "1"} if target.name in EXPERIMENTAL_TARGETS else {}
     return {
+        **experimental,
         "ATTRIBUTION_TARGET": target.name,
         "ATTRIBUTION_DUCKDB_PATH": str(target.duckdb_path),
         "ATTRIBUTION_DUCKDB_MEMORY_LIMIT": target.duckdb_memory_limit,
@@ -143,6 +204,8 @@ def target_env(target: Target) -> dict[str, str]:
         "PGPASSWORD": pg.password,
         "PGDATABASE": pg.dbname,
         "ATTRIBUTION_PG_WORK_MEM": pg.work_mem,
+        "ATTRIBUTION_SPARK_DIR": str(target.spark.folder),
+        "ATTRIBUTION_SPARK_MASTER": target.spark.master,
         # dbt-postgres has no session options; libpq reads PGTZ so dbt's sessions run in UTC too.
         "PGTZ": "UTC",
     }
@@ -152,3 +215,5 @@ def export_target(target: Target) -> None:
     os.environ.update(target_env(target))
     if target.is_duckdb:
         target.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_spark:
+        target.spark.folder.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,10 @@
     hash({{ exprs | join(', ') }})
 {%- endmacro %}
 
+{% macro spark__hash64(exprs) -%}
+    xxhash64({{ exprs | join(' || chr(31) || ') }})
+{%- endmacro %}
+
 
 {#- epoch_us(timestamptz) -> bigint microseconds since 1970-01-01 UTC, exact (staging's epoch_seconds is a double,
     which cannot hold every microsecond of today exactly). -#}
@@ -39,6 +43,10 @@
     epoch_us({{ expr }})
 {%- endmacro %}
 
+{% macro spark__epoch_us(expr) -%}
+    unix_micros({{ expr }})
+{%- endmacro %}
+
 
 {#- sha256_hex(text) -> lower-case hex SHA-256 of the text's UTF-8 bytes, equal to Python's hashlib (staging's
     hash_pii is the same digest of a salted value). -#}
@@ -52,6 +60,26 @@
 
 {% macro duckdb__sha256_hex(expr) -%}
     sha256({{ expr }})
+{%- endmacro %}
+
+{% macro spark__sha256_hex(expr) -%}
+    sha2({{ expr }}, 256)
+{%- endmacro %}
+
+
+{#- identity_node_number(type_expr, value_expr): the dense node number 0..n-1 of each identifier. Any numbering
+    works (the graph is resolved order-free); DuckDB and PostgreSQL number rows as they come, Spark requires a window
+    order (one sorted pass over the distinct identifiers). -#}
+{% macro identity_node_number(type_expr, value_expr) %}
+    {{- return(adapter.dispatch('identity_node_number', 'link_attribution')(type_expr, value_expr)) -}}
+{% endmacro %}
+
+{% macro default__identity_node_number(type_expr, value_expr) -%}
+    row_number() over () - 1
+{%- endmacro %}
+
+{% macro spark__identity_node_number(type_expr, value_expr) -%}
+    row_number() over (order by {{ type_expr }}, {{ value_expr }}) - 1
 {%- endmacro %}
 
 

@@ -84,7 +84,7 @@
     run or a --full-refresh (the table is rebuilt anyway).
 --------------------------------------------------------------------------------------------------------- -#}
 {% macro int_delete_partition_window(column) -%}
-    {%- if is_incremental() -%}
+    {%- if incremental_deletes_rows() -%}
         {%- set p_start = int_partition_bound('partition_start') -%}
         {%- set p_end = int_partition_bound('partition_end') -%}
         delete from {{ this }}

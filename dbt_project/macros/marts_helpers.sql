@@ -44,7 +44,7 @@
     conversions that no longer exist upstream. delete+insert on conversion_id then also removes conversions whose
     date moved into the window from another day. Nothing on the first run or a --full-refresh. -#}
 {% macro marts_delete_partition_window(column) -%}
-    {%- if is_incremental() -%}
+    {%- if incremental_deletes_rows() -%}
         delete from {{ this }} where {{ marts_partition_filter(column) }}
     {%- endif -%}
 {%- endmacro %}

@@ -7,7 +7,7 @@
     staging can always read it; it lives in schema raw, so `attribution backup` keeps it with the data it
     filters. -#}
 {% macro suppressions_relation() -%}
-    {{ api.Relation.create(database=target.database, schema='raw', identifier='suppressions') }}
+    {{ api.Relation.create(database=link_attribution.target_database(), schema='raw', identifier='suppressions') }}
 {%- endmacro %}
 
 {#- suppression_key(hashed): the list's key of an identifier whose salted hash (email_hash, or hash_pii of a user
@@ -17,12 +17,29 @@
 {%- endmacro %}
 
 {% macro create_suppressions() %}
+    {{- return(adapter.dispatch('create_suppressions', 'link_attribution')()) -}}
+{% endmacro %}
+
+{% macro default__create_suppressions() %}
     create schema if not exists raw;
     create table if not exists {{ link_attribution.suppressions_relation() }} (
         identifier_type varchar not null,
         identifier_hash varchar not null,
         suppressed_at timestamp with time zone not null
     )
+{% endmacro %}
+
+{#- Spark runs one statement per call (the schema is created first, at render time), knows neither varchar without
+    a length nor timestamp with time zone (its timestamp is an instant), and a plain Parquet table takes no NOT NULL. -#}
+{% macro spark__create_suppressions() %}
+    {%- if execute -%}
+        {%- do run_query('create schema if not exists raw') -%}
+    {%- endif %}
+    create table if not exists {{ link_attribution.suppressions_relation() }} (
+        identifier_type string,
+        identifier_hash string,
+        suppressed_at timestamp
+    ) using parquet
 {% endmacro %}
 
 
@@ -60,13 +77,13 @@
     {%- if not (given['email'] or given['user_id'] or given['cookie']) -%}
         {{ exceptions.raise_compiler_error("forget_person: set ATTRIBUTION_FORGET_EMAIL, _USER_ID or _COOKIE") }}
     {%- endif -%}
-    {%- set raw_clicks = api.Relation.create(database=target.database, schema='raw', identifier='clicks') -%}
-    {%- set raw_conversions = api.Relation.create(database=target.database, schema='raw', identifier='conversions') -%}
-    {%- set identity_map = adapter.get_relation(database=target.database, schema='intermediate', identifier='int_identity_map') -%}
-    {%- set event_identities = adapter.get_relation(database=target.database, schema='intermediate', identifier='int_event_identities') -%}
+    {%- set raw_clicks = api.Relation.create(database=link_attribution.target_database(), schema='raw', identifier='clicks') -%}
+    {%- set raw_conversions = api.Relation.create(database=link_attribution.target_database(), schema='raw', identifier='conversions') -%}
+    {%- set identity_map = adapter.get_relation(database=link_attribution.target_database(), schema='intermediate', identifier='int_identity_map') -%}
+    {%- set event_identities = adapter.get_relation(database=link_attribution.target_database(), schema='intermediate', identifier='int_event_identities') -%}
     {%- set staged = {} -%}
     {%- for name in ['stg_raw__clicks', 'stg_raw__conversions', 'rejected_rows', 'rejected_values'] -%}
-        {%- do staged.update({name: adapter.get_relation(database=target.database, schema='staging', identifier=name)}) -%}
+        {%- do staged.update({name: adapter.get_relation(database=link_attribution.target_database(), schema='staging', identifier=name)}) -%}
     {%- endfor -%}
 
     {#- The person's identifiers as staging writes them: the email normalised and hashed, the others trimmed. -#}

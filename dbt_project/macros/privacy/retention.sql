@@ -35,20 +35,59 @@
     _loaded_at < {{ dbt.dateadd('day', -1 * (var('raw_retention_days') | int), dbt.current_timestamp()) }}
 {%- endmacro %}
 
-{#- apply_raw_retention(): one UPDATE per raw table over the rows in retention_scope that still hold a clear value. -#}
+{#- apply_raw_retention(): per raw table, the rows in retention_scope that still hold a clear value get the
+    hashes of their identifiers (dispatched: Parquet tables on Spark cannot be updated in place). -#}
 {% macro apply_raw_retention() %}
+    {{- return(adapter.dispatch('apply_raw_retention', 'link_attribution')()) -}}
+{% endmacro %}
+
+{% macro retention_pending(columns) -%}
+    (
+        {%- for column in columns %}
+        ({{ link_attribution.clean_identifier(column) }} is not null and {{ column }} not like 'sha256:%'){{ " or" if not loop.last }}
+        {%- endfor %}
+    )
+{%- endmacro %}
+
+{% macro default__apply_raw_retention() %}
     {%- for table, columns in link_attribution.retention_columns().items() %}
-    {%- set raw = api.Relation.create(database=target.database, schema='raw', identifier=table) %}
+    {%- set raw = api.Relation.create(database=link_attribution.target_database(), schema='raw', identifier=table) %}
     update {{ raw }}
     set
         {%- for column, kind in columns.items() %}
         {{ column }} = {{ link_attribution.retained_value(column, kind) }}{{ "," if not loop.last }}
         {%- endfor %}
     where {{ link_attribution.retention_scope(table) }}
-        and (
-            {%- for column in columns %}
-            ({{ link_attribution.clean_identifier(column) }} is not null and {{ column }} not like 'sha256:%'){{ " or" if not loop.last }}
-            {%- endfor %}
-        );
+        and {{ link_attribution.retention_pending(columns) }};
     {%- endfor %}
+{% endmacro %}
+
+{#- Spark: the table is rewritten through a copy (a Parquet table cannot be overwritten while it is read), with
+    the retained value where the row is in scope and the original elsewhere. -#}
+{% macro spark__apply_raw_retention() %}
+    {%- if execute %}
+    {%- for table, columns in link_attribution.retention_columns().items() %}
+    {%- set raw = api.Relation.create(schema='raw', identifier=table) %}
+    {%- set copy = api.Relation.create(schema='raw', identifier=table ~ '__retention') %}
+    {%- set in_scope = link_attribution.retention_scope(table) ~ ' and ' ~ link_attribution.retention_pending(columns) %}
+    {%- set select_sql -%}
+    select
+        {%- for column in adapter.get_columns_in_relation(raw) %}
+        {%- if column.name in columns %}
+        case when {{ in_scope }} then {{ link_attribution.retained_value(column.name, columns[column.name]) }}
+            else {{ column.name }} end as {{ column.name }}
+        {%- else %}
+        {{ column.name }}
+        {%- endif %}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ raw }}
+    {%- endset %}
+    {#- One statement per call: Spark runs a single statement at a time. #}
+    {%- do run_query('drop table if exists ' ~ copy) %}
+    {%- do run_query('create table ' ~ copy ~ ' using parquet as ' ~ select_sql) %}
+    {%- do run_query('insert overwrite table ' ~ raw ~ ' select * from ' ~ copy) %}
+    {%- do run_query('drop table ' ~ copy) %}
+    {%- endfor %}
+    {%- endif %}
+    select 1
 {% endmacro %}

@@ -92,6 +92,10 @@
     {{- return(range(0, 32) | list) -}}
 {%- endmacro %}
 
+{% macro spark__json_control_codes() -%}
+    {{- return(range(0, 32) | list) -}}
+{%- endmacro %}
+
 
 {#- Incremental watermark: only raw rows loaded after the newest row already staged. The loader stamps every load
     with a strictly increasing _loaded_at, so nothing is skipped; an empty target reads everything. A load whose

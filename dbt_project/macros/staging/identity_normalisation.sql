@@ -66,10 +66,12 @@
     end
 {%- endmacro %}
 
+{#- Leading zeros go through the standard trim(leading ... from ...): Spark's two-argument ltrim takes the
+    characters to remove first, the other way round from DuckDB's and PostgreSQL's. -#}
 {% macro ipv4_canonical(c) -%}
     {%- set parts = [] -%}
     {%- for i in range(1, 5) -%}
-        {%- do parts.append("coalesce(nullif(ltrim(split_part(" ~ c ~ ", '.', " ~ i ~ "), '0'), ''), '0')") -%}
+        {%- do parts.append("coalesce(nullif(trim(leading '0' from split_part(" ~ c ~ ", '.', " ~ i ~ ")), ''), '0')") -%}
     {%- endfor -%}
     {{ parts | join(" || '.' || ") }}
 {%- endmacro %}
@@ -82,7 +84,7 @@
     {{ "|| " if not loop.first }}case when {{ n }} >= {{ i }} then
         {{- " ':' ||" if not loop.first }} case
         when {{ g }} = '' or {{ g }} like '%.%' then {{ g }}
-        else coalesce(nullif(ltrim({{ g }}, '0'), ''), '0')
+        else coalesce(nullif(trim(leading '0' from {{ g }}), ''), '0')
     end else '' end
     {%- endfor %}
 {%- endmacro %}
@@ -171,6 +173,10 @@
     lower(to_hex({{ expr }}))
 {%- endmacro %}
 
+{% macro spark__int_to_hex(expr) -%}
+    lower(hex({{ expr }}))
+{%- endmacro %}
+
 {% macro hex_to_int(expr) -%}
     {{- return(adapter.dispatch('hex_to_int', 'link_attribution')(expr)) -}}
 {%- endmacro %}
@@ -181,6 +187,11 @@
 
 {% macro duckdb__hex_to_int(expr) -%}
     cast('0x' || {{ expr }} as integer)
+{%- endmacro %}
+
+{#- Spark has neither bit strings nor hex literals in casts: conv() turns base 16 into base 10 text. -#}
+{% macro spark__hex_to_int(expr) -%}
+    cast(conv({{ expr }}, 16, 10) as integer)
 {%- endmacro %}
 
 

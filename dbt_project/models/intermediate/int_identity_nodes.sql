@@ -35,7 +35,7 @@ identifiers as (
 final as (
 
     select
-        row_number() over () - 1 as node,
+        {{ identity_node_number('identifier_type', 'identifier_value') }} as node,
         cast({{ identity_type_rank('identifier_type') }} as smallint) as type_rank,
         identifier_value,
         {{ identity_node_key('identifier_type', 'identifier_value') }} as node_key,

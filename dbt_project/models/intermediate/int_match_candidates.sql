@@ -1,11 +1,8 @@
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='conversion_id',
-        on_schema_change='sync_all_columns',
         tags=['partitioned'],
-        pre_hook="{{ int_delete_partition_window('converted_at') }}"
+        pre_hook="{{ int_delete_partition_window('converted_at') }}",
+        **incremental_config('conversion_id', 'sync_all_columns', partition_by='conversion_date')
     )
 }}
 

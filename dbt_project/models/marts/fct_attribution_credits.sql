@@ -5,12 +5,9 @@
     replaces every credit row of a reprocessed conversion, so a touch that dropped out never lingers). -#}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='conversion_id',
-        on_schema_change='fail',
         tags=['partitioned'],
         pre_hook="{{ marts_delete_partition_window('conversion_date') }}",
+        **incremental_config('conversion_id', 'fail', partition_by='conversion_date')
     )
 }}
 

@@ -3,12 +3,9 @@
     and the share that stays unattributed. Partitioned by UTC conversion date like fct_attribution_credits. -#}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='conversion_id',
-        on_schema_change='fail',
         tags=['partitioned'],
         pre_hook="{{ marts_delete_partition_window('conversion_date') }}",
+        **incremental_config('conversion_id', 'fail', partition_by='conversion_date')
     )
 }}
 

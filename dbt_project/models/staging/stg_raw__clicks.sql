@@ -3,10 +3,7 @@
     the same table as a full refresh because of the version ranking (macro version_rank says why). #}
 {{
     config(
-        materialized='incremental',
-        unique_key='click_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail'
+        **incremental_config('click_id', 'fail')
     )
 }}
 {%- set raw_columns = ['click_id', 'link_id', 'clicked_at', 'ip', 'user_agent', 'referrer', 'cookie_id', 'session_id',

@@ -2,10 +2,7 @@
     stg_raw__clicks, and for the same reason equal to a full refresh. #}
 {{
     config(
-        materialized='incremental',
-        unique_key='conversion_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='fail'
+        **incremental_config('conversion_id', 'fail')
     )
 }}
 {%- set raw_columns = ['conversion_id', 'converted_at', 'event_type', 'revenue', 'currency', 'user_id', 'email',

@@ -1,0 +1,25 @@
+{#- incremental_config(unique_key, on_schema_change, partition_by=none): the incremental materialisation of a model,
+    per engine, in one place. Models call config(**incremental_config(...)).
+    - DuckDB and PostgreSQL: delete+insert on unique_key (a redelivered key replaces the stored row).
+    - Spark (Parquet tables: no DELETE, no MERGE without Delta/Iceberg jars): a model partitioned by a date column
+      overwrites the partitions its run produces (insert_overwrite, dynamic partition overwrite); a model without
+      one (staging, whose incremental runs read only the newest loads) is rebuilt as a table on every run. -#}
+{% macro incremental_config(unique_key, on_schema_change, partition_by=none) -%}
+    {%- if target.type == 'spark' -%}
+        {%- if partition_by -%}
+            {{- return({'materialized': 'incremental', 'incremental_strategy': 'insert_overwrite',
+                        'partition_by': [partition_by], 'file_format': 'parquet',
+                        'on_schema_change': on_schema_change}) -}}
+        {%- endif -%}
+        {{- return({'materialized': 'table', 'file_format': 'parquet'}) -}}
+    {%- endif -%}
+    {{- return({'materialized': 'incremental', 'incremental_strategy': 'delete+insert', 'unique_key': unique_key,
+                'on_schema_change': on_schema_change}) -}}
+{%- endmacro %}
+
+
+{#- incremental_deletes_rows(): whether a partitioned model's pre-hook deletes its window before the insert. Spark's
+    Parquet tables cannot delete rows; the partitions a run produces are overwritten whole instead. -#}
+{% macro incremental_deletes_rows() -%}
+    {{- return(is_incremental() and target.type != 'spark') -}}
+{%- endmacro %}
