@@ -70,8 +70,10 @@ def test_load_run_report_work_without_the_environment_on_path(plain_shell: Plain
 @pytest.mark.e2e
 def test_run_prints_one_line_per_step_and_logs_the_rest(plain_shell: PlainShell) -> None:
     lines = plain_shell.outputs["run"].stdout.splitlines()
-    assert lines[0].startswith("running job attribution_all") and "full log: " in lines[0]
-    log = Path(lines[0].split("full log: ")[1].rstrip(")"))
+    # The first run of a new warehouse says once that it created the warehouse's own salt, then the run begins.
+    assert lines[0].startswith("created this warehouse's own PII salt"), lines
+    assert lines[1].startswith("running job attribution_all") and "full log: " in lines[1]
+    log = Path(lines[1].split("full log: ")[1].rstrip(")"))
     steps = [line.split()[1] for line in lines if line.startswith("  ok ")]
     assert {"dbt_staging_intermediate", "attribution", "dbt_marts"} <= set(steps), lines
     assert any(line.startswith("run ") and "succeeded" in line for line in lines), lines

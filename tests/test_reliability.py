@@ -454,12 +454,18 @@ def python_checksums(
         return {t: frame_checksum(wh.query_df(f"select * from intermediate.{t}", conn)) for t in tables}
 
 
+# The facts' rows that are credited: events of the configured conversion types (other events get no credit), whose
+# revenue is split in the reporting currency.
+CREDITED = "join intermediate.int_conversions v on v.conversion_id = f.conversion_id and v.is_conversion"
+
+
 def conservation_violations(wh: Warehouse, facts: str, credits: str) -> list[str]:
-    """Credit conservation read directly: every conversion of ``facts`` has shares summing to 1 per model, no
-    credit row points at a conversion missing from ``facts``, and per model revenue is conserved to the cent."""
+    """Credit conservation read directly: every credited conversion of ``facts`` has shares summing to 1 per model,
+    no credit row points at a conversion missing from ``facts``, and per model the converted revenue is conserved
+    to the cent."""
     sql = {
         "share": f"""
-            select count(*) from {facts} f cross join (select distinct model from {credits}) m
+            select count(*) from {facts} f {CREDITED} cross join (select distinct model from {credits}) m
             left join (select conversion_id, model, sum(credit_share) as total from {credits} group by 1, 2) s
                 on s.conversion_id = f.conversion_id and s.model = m.model
             where s.total is null or abs(s.total - 1) > 1e-6""",
@@ -468,7 +474,9 @@ def conservation_violations(wh: Warehouse, facts: str, credits: str) -> list[str
                 (select 1 from {facts} f where f.conversion_id = c.conversion_id)""",
         "revenue": f"""
             select count(*) from (select model, sum(credit_revenue) as credited from {credits} group by model) m
-            where abs(m.credited - (select coalesce(sum(coalesce(revenue, 0)), 0) from {facts})) >= 0.005""",
+            where abs(m.credited - (
+                select coalesce(sum(coalesce(v.reporting_revenue, 0)), 0) from {facts} f {CREDITED}
+            )) >= 0.005""",
     }
     with wh.connect() as conn:
         found = {name: int(wh.scalar(q, conn)) for name, q in sql.items()}
@@ -514,6 +522,7 @@ select (select count(*) from staging.stg_raw__conversions),
        (select count(*) from marts.fct_conversion_attribution),
        (select count(*) from intermediate.conversion_attribution),
        (select count(distinct conversion_id) from marts.fct_attribution_credits)
+       + (select count(*) from marts.fct_conversion_attribution where not is_conversion)
 """
 
 
