@@ -265,7 +265,7 @@ def test_weak_pair_scorer_names_the_scorer_and_why_not_em() -> None:
 def test_settings_normalise_and_reject_unknown_values() -> None:
     choices = ("auto", "priors")
     assert PipelineSettings.from_env({"ATTRIBUTION_WEAK_PAIR_MODEL": " Priors "}).weak_pair_model == "priors"
-    assert PipelineSettings.from_env({"ATTRIBUTION_WEAK_PAIR_MODEL": ""}).weak_pair_model == "auto"
+    assert PipelineSettings.from_env({"ATTRIBUTION_WEAK_PAIR_MODEL": ""}).weak_pair_model == "priors"
     with pytest.raises(ValueError, match="ATTRIBUTION_WEAK_PAIR_MODEL='splink' must be one of"):
         PipelineSettings.from_env({"ATTRIBUTION_WEAK_PAIR_MODEL": "splink"})
     assert choices == WEAK_PAIR_MODELS
