@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from python_models.attribution.paths import _valid_paths
+from python_models.attribution.rules import share_in_group
 
 
 def grain_sets(paths: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
@@ -61,8 +62,7 @@ def _column_sums(rows: np.ndarray, columns: np.ndarray, mass: np.ndarray, weight
     row_total = np.bincount(rows, weights=weights[columns], minlength=len(mass))
     row_size = np.bincount(rows, minlength=len(mass))
     # A set whose members all weigh 0 is split equally, as attribute() does.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(row_total[rows] > 0, weights[columns] / row_total[rows], 1.0 / np.maximum(row_size[rows], 1))
+    share = share_in_group(weights[columns], row_total[rows], row_size[rows])
     return np.bincount(columns, weights=mass[rows] * share, minlength=n)
 
 

@@ -14,6 +14,12 @@ from python_models.baseline import require_columns
 # --------------------------------------------------------------------------------------------------------
 
 
+def share_in_group(weight: np.ndarray, group_total: np.ndarray, group_size: np.ndarray) -> np.ndarray:
+    """Each member's ``weight / group_total``; an equal ``1 / group_size`` where the group weighs nothing."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(group_total > 0, weight / group_total, 1.0 / np.maximum(group_size, 1))
+
+
 def rule_weights(touches: pd.DataFrame, model: str, config: AttributionConfig = DEFAULT_CONFIG) -> np.ndarray:
     """Model weight w of every touch for the position/time rules (before probability weighting)."""
     position = touches["touch_position"].to_numpy()
@@ -90,21 +96,11 @@ def grain_shares(
     pair_weight = values.map(weights).fillna(0.0).to_numpy(dtype="float64")[first]
     conversion_weight = np.bincount(pair_conversion, weights=pair_weight)
     pairs_per_conversion = np.bincount(pair_conversion)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pair_share = np.where(
-            conversion_weight[pair_conversion] > 0,
-            pair_weight / conversion_weight[pair_conversion],
-            1.0 / pairs_per_conversion[pair_conversion],
-        )
+    pair_share = share_in_group(pair_weight, conversion_weight[pair_conversion], pairs_per_conversion[pair_conversion])
     probability = touches["match_probability"].to_numpy(dtype="float64")
     pair_probability = np.bincount(pair_codes, weights=probability)
     pair_touches = np.bincount(pair_codes)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        within = np.where(
-            pair_probability[pair_codes] > 0,
-            probability / pair_probability[pair_codes],
-            1.0 / pair_touches[pair_codes],
-        )
+    within = share_in_group(probability, pair_probability[pair_codes], pair_touches[pair_codes])
     if touch_unattributed is None:
         touch_unattributed = touches["conversion_id"].map(unattributed_share(touches)).to_numpy(dtype="float64")
     return (1.0 - touch_unattributed) * pair_share[pair_codes] * within

@@ -21,19 +21,7 @@ import pandas as pd
 
 from python_models.confidence.features import _flag, _number, labelled_pairs
 
-# Features compared, with how each is read from the candidate pair.
-SHIFT_FLAGS: tuple[str, ...] = (
-    "sig_cookie",
-    "sig_session",
-    "sig_user_id",
-    "sig_email",
-    "sig_identity",
-    "sig_fingerprint",
-    "sig_ip_ua",
-    "sig_ip",
-    "ua_family_match",
-    "inapp_to_main_switch",
-)
+# The signals whose combination makes a conversion's pattern (is it one the labels show?).
 PATTERN_SIGNALS: tuple[str, ...] = (
     "sig_cookie",
     "sig_session",
@@ -44,6 +32,8 @@ PATTERN_SIGNALS: tuple[str, ...] = (
     "sig_ip_ua",
     "sig_ip",
 )
+# Features compared, with how each is read from the candidate pair.
+SHIFT_FLAGS: tuple[str, ...] = (*PATTERN_SIGNALS, "ua_family_match", "inapp_to_main_switch")
 SMD_LIMIT = 0.25
 UNSUPPORTED_LIMIT = 0.10
 
