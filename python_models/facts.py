@@ -9,9 +9,14 @@ the converter's *last* click is
 later click that no candidate shows (the converter clicked again in an in-app webview or on another device):
 with ``survival(age)`` = P(no such unseen later click | hours since the touch), estimated by the match model
 from labelled conversions (:func:`python_models.confidence.fit_unseen_later_click`), P(last_i) is multiplied
-by ``survival(age_i)``. The confidence that link L is the
-true last-touch link is the sum of P(last_i) over the touches on L. The pick is the link with the largest
-confidence; ``is_attributed`` holds when that confidence reaches a threshold, and the fact then names the link.
+by ``survival(age_i)``. The pick is the link with the largest sum of P(last_i) over its touches.
+
+The stated ``confidence_score`` is the same sum for the picked link *without* the survival factor (P(the link is
+the last touch among the candidates)), unless ``stated_survival`` is given. The factor orders the links well (an
+old touch loses to a recent one) but its level, estimated on labelled conversions, does not transfer to the rest:
+on the `transfer` family's tune worlds picks it states at 0.1-0.3 are right 70-80 % of the time, and where it
+reaches 0 (carrier-NAT worlds) every older pick is stated ~0. ``is_attributed`` holds when the stated confidence
+reaches a threshold, and the fact then names the link.
 """
 
 from __future__ import annotations
@@ -66,10 +71,18 @@ def last_click_probabilities(touches: pd.DataFrame, survival: Survival | None = 
     return p_last.reindex(touches.index)
 
 
-def link_confidence(touches: pd.DataFrame, survival: Survival | None = None) -> pd.DataFrame:
-    """Per conversion and link: confidence that the link is the true last touch, and its most likely click."""
-    frame = touches.assign(p_last=last_click_probabilities(touches, survival))
-    per_link = frame.groupby(["conversion_id", "link_id"], sort=False, dropna=False).agg(confidence=("p_last", "sum"))
+def link_confidence(
+    touches: pd.DataFrame, survival: Survival | None = None, stated_survival: Survival | None = None
+) -> pd.DataFrame:
+    """Per conversion and link: ``confidence`` (the ranking, with ``survival``), ``stated`` (the same sum with
+    ``stated_survival``, None: without the factor) and the link's most likely click."""
+    frame = touches.assign(
+        p_last=last_click_probabilities(touches, survival),
+        p_stated=last_click_probabilities(touches, stated_survival),
+    )
+    per_link = frame.groupby(["conversion_id", "link_id"], sort=False, dropna=False).agg(
+        confidence=("p_last", "sum"), stated=("p_stated", "sum")
+    )
     best_click = frame.sort_values(["p_last", "clicked_at"], ascending=[False, False]).drop_duplicates(
         ["conversion_id", "link_id"]
     )[["conversion_id", "link_id", "click_id"]]
@@ -82,22 +95,24 @@ def conversion_facts(
     conversion_ids: pd.Series,
     threshold: float = 0.5,
     survival: Survival | None = None,
+    stated_survival: Survival | None = None,
 ) -> pd.DataFrame:
     """The one-row-per-conversion attribution for ``conversion_ids``.
 
     ``touches`` come from :func:`python_models.attribution.select_touches`; ``candidates`` are the scored
     candidate pairs with their ``sig_*`` flags (for the signals that linked the picked click); ``survival`` as in
-    :func:`last_click_probabilities`.
+    :func:`last_click_probabilities`, used to pick the link; ``stated_survival`` the factor in the stated
+    confidence (None: none, see the module docstring).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
     ids = pd.DataFrame({"conversion_id": pd.Series(conversion_ids).drop_duplicates().to_numpy()})
     if len(touches) == 0:
-        picks = pd.DataFrame(columns=["conversion_id", "link_id", "click_id", "confidence"])
+        picks = pd.DataFrame(columns=["conversion_id", "link_id", "click_id", "confidence", "stated"])
         counts = pd.Series(dtype="int64")
         unattributed = pd.Series(dtype="float64")
     else:
-        links = link_confidence(touches, survival)
+        links = link_confidence(touches, survival, stated_survival)
         picks = links.sort_values(["conversion_id", "confidence", "link_id"], ascending=[True, False, True])
         picks = picks.drop_duplicates("conversion_id")
         counts = touches.groupby("conversion_id").size()
@@ -123,7 +138,7 @@ def conversion_facts(
     out = ids.merge(picks.rename(columns={"link_id": "candidate_link_id", "click_id": "candidate_click_id"}),
                     on="conversion_id", how="left")  # fmt: skip
     out = out.merge(signals, on="conversion_id", how="left")
-    confidence = out["confidence"].astype("float64").clip(0.0, 1.0)
+    confidence = out["stated"].astype("float64").clip(0.0, 1.0)
     attributed = confidence.fillna(0.0) >= threshold
     out["confidence_score"] = confidence
     out["is_attributed"] = attributed.astype(bool)

@@ -226,7 +226,8 @@ def attribution(
             f"where {date_where('v.converted_date', window)}",
             conn,
         )
-        # The match model also estimates how often an unseen later click overtakes a touch (facts' confidence).
+        # The match model also estimates how often an unseen later click overtakes a touch: it picks the facts'
+        # link, and is left out of their stated confidence (python_models/facts.py says why).
         model = model_from_frame(wh.query_df("select * from intermediate.match_model", conn))
         has_weights = wh.table_exists(PYTHON_SCHEMA, "channel_weights", conn)
         weights = wh.query_df("select * from intermediate.channel_weights", conn) if has_weights else None
