@@ -46,11 +46,23 @@ join intermediate.match_scores s on s.conversion_id = c.conversion_id and s.clic
 join intermediate.int_conversions v on v.conversion_id = c.conversion_id and v.is_conversion
 where {where}
 """
+# Every conversion event's scored candidates, for the facts (a sign-up's last touch is named too).
+EVENT_CANDIDATES_SQL = """
+select {columns}, v.is_conversion, s.match_probability
+from intermediate.int_match_candidates c
+join intermediate.match_scores s on s.conversion_id = c.conversion_id and s.click_id = c.click_id
+join intermediate.int_conversions v on v.conversion_id = c.conversion_id
+where {where}
+"""
 
 
 def _scored_candidates(wh: Warehouse, conn: object, where: str) -> pd.DataFrame:
-    frame = wh.query_df(SCORED_CANDIDATES_SQL.format(columns="c.*", where=where), conn)
+    """Scored candidates of every conversion event, with ``is_conversion``: credits are given to conversion types
+    only, but every event's fact names its last-touch link (a sign-up's last touch is known as well as a
+    purchase's; the reports count conversion types only)."""
+    frame = wh.query_df(EVENT_CANDIDATES_SQL.format(columns="c.*", where=where), conn)
     frame["revenue"] = frame["revenue"].astype("float64").fillna(0.0)
+    frame["is_conversion"] = frame["is_conversion"].fillna(False).astype(bool)
     return frame
 
 
@@ -237,9 +249,12 @@ def attribution(
     credited = conversions.loc[conversions["is_conversion"].astype(bool)].assign(
         revenue=lambda f: f["reporting_revenue"].astype("float64").fillna(0.0)
     )
-    credits = attribute_conversions(scored, credited, config, weights)
+    credits = attribute_conversions(
+        scored.loc[scored["is_conversion"].to_numpy()].drop(columns="is_conversion"), credited, config, weights
+    )
     credits = credits.merge(credited[["conversion_id", "conversion_date"]], on="conversion_id", how="left")
     conversions = conversions.drop(columns=["is_conversion", "reporting_revenue"])
+    scored = scored.drop(columns="is_conversion")
     touches = select_touches(scored, config)
     survival = partial(no_unseen_later_click, model)
     facts = conversion_facts(touches, scored, conversions["conversion_id"], settings.confidence_threshold, survival)
