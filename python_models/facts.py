@@ -11,12 +11,11 @@ with ``survival(age)`` = P(no such unseen later click | hours since the touch), 
 from labelled conversions (:func:`python_models.confidence.fit_unseen_later_click`), P(last_i) is multiplied
 by ``survival(age_i)``. The pick is the link with the largest sum of P(last_i) over its touches.
 
-The stated ``confidence_score`` is the same sum for the picked link *without* the survival factor (P(the link is
-the last touch among the candidates)), unless ``stated_survival`` is given. The factor orders the links well (an
-old touch loses to a recent one) but its level, estimated on labelled conversions, does not transfer to the rest:
-on the `transfer` family's tune worlds picks it states at 0.1-0.3 are right 70-80 % of the time, and where it
-reaches 0 (carrier-NAT worlds) every older pick is stated ~0. ``is_attributed`` holds when the stated confidence
-reaches a threshold, and the fact then names the link.
+The stated ``confidence_score`` is that sum for the picked link, with ``stated_survival`` in place of
+``survival`` when it is given: the factor orders the links well (an old touch loses to a recent one) while its
+level, estimated on labelled conversions, is too pessimistic (see
+:data:`python_models.confidence.survival.STATED_STALE_WEIGHT`). ``is_attributed`` holds when the stated
+confidence reaches a threshold, and the fact then names the link.
 """
 
 from __future__ import annotations
@@ -75,10 +74,10 @@ def link_confidence(
     touches: pd.DataFrame, survival: Survival | None = None, stated_survival: Survival | None = None
 ) -> pd.DataFrame:
     """Per conversion and link: ``confidence`` (the ranking, with ``survival``), ``stated`` (the same sum with
-    ``stated_survival``, None: without the factor) and the link's most likely click."""
-    frame = touches.assign(
-        p_last=last_click_probabilities(touches, survival),
-        p_stated=last_click_probabilities(touches, stated_survival),
+    ``stated_survival``, None: with ``survival``) and the link's most likely click."""
+    frame = touches.assign(p_last=last_click_probabilities(touches, survival))
+    frame["p_stated"] = (
+        frame["p_last"] if stated_survival is None else last_click_probabilities(touches, stated_survival)
     )
     per_link = frame.groupby(["conversion_id", "link_id"], sort=False, dropna=False).agg(
         confidence=("p_last", "sum"), stated=("p_stated", "sum")
@@ -102,7 +101,7 @@ def conversion_facts(
     ``touches`` come from :func:`python_models.attribution.select_touches`; ``candidates`` are the scored
     candidate pairs with their ``sig_*`` flags (for the signals that linked the picked click); ``survival`` as in
     :func:`last_click_probabilities`, used to pick the link; ``stated_survival`` the factor in the stated
-    confidence (None: none, see the module docstring).
+    confidence (None: ``survival``; see the module docstring).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")

@@ -25,6 +25,7 @@ from python_models.confidence import (
     prior_model,
     score_candidates,
     signal_weights,
+    stated_no_unseen_later_click,
 )
 from python_models.confidence.features import _design
 from python_models.confidence.model import RANK_COLUMNS, TERMS
@@ -489,6 +490,19 @@ def test_unseen_later_click_estimate_is_monotone_and_finds_stale_direct_clicks()
     p = no_unseen_later_click(model, np.array([0.0, 1.0, 100.0, 1e4]))
     assert (np.diff(p) <= 1e-12).all() and p[0] == pytest.approx(s[0])
     assert no_unseen_later_click(prior_model(), np.array([5.0, 500.0])).tolist() == [1.0, 1.0]
+
+
+def test_stated_unseen_later_click_factor_keeps_part_of_the_estimate_and_never_reaches_zero() -> None:
+    model = MatchModel(
+        source="prior", coefficients={}, calibration="none", survival_hours=(1.0, 10.0, 100.0), survival=(1.0, 0.6, 0.0)
+    )
+    age = np.array([1.0, 10.0, 100.0, 1e4])
+    assert no_unseen_later_click(model, age).tolist() == pytest.approx([1.0, 0.6, 0.0, 0.0])
+    assert stated_no_unseen_later_click(model, age, 0.5).tolist() == pytest.approx([1.0, 0.8, 0.5, 0.5])
+    assert stated_no_unseen_later_click(model, age, 1.0).tolist() == pytest.approx([1.0, 0.6, 0.0, 0.0])
+    assert stated_no_unseen_later_click(prior_model(), age).tolist() == [1.0] * 4  # no estimate: no factor
+    with pytest.raises(ValueError, match="stale_weight"):
+        stated_no_unseen_later_click(model, age, 1.5)
 
 
 def test_unseen_later_click_needs_enough_labelled_conversions() -> None:

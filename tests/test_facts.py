@@ -111,7 +111,7 @@ def test_unseen_later_clicks_discount_old_touches_and_can_drop_the_attribution()
     assert last_click_probabilities(frame).tolist() == pytest.approx([0.99, 0.99])
 
 
-def test_the_unseen_later_click_factor_picks_the_link_but_the_stated_confidence_leaves_it_out() -> None:
+def test_the_unseen_later_click_factor_picks_the_link_and_the_stated_confidence_may_use_another() -> None:
     # An older likely touch on L1 and a newer, weaker one on L2: without the factor L1 is more likely the last
     # touch (0.9 * 0.7 = 0.63 against 0.3); the factor (0.4 for touches older than 5 h) ranks L2 first.
     frame = candidates([("v1", "a", "L1", 10, 0.9, "i1", "cookie"), ("v1", "b", "L2", 2, 0.3, "i2", "ip")])
@@ -119,15 +119,19 @@ def test_the_unseen_later_click_factor_picks_the_link_but_the_stated_confidence_
     def survival(age_hours):
         return np.where(age_hours > 5, 0.4, 1.0)
 
+    def halved(age_hours):
+        return 1 - 0.5 * (1 - survival(age_hours))
+
     touches = select_touches(frame)
     plain = conversion_facts(touches, frame, pd.Series(["v1"]), 0.5).set_index("conversion_id")
     assert plain.loc["v1", "candidate_link_id"] == "L1"
     assert plain.loc["v1", "confidence_score"] == pytest.approx(0.63)
     ranked = conversion_facts(touches, frame, pd.Series(["v1"]), 0.5, survival).set_index("conversion_id")
     assert ranked.loc["v1", "candidate_link_id"] == "L2"
-    # Stated: P(L2's touch is the last among the candidates), the factor left out; below the threshold.
     assert ranked.loc["v1", "confidence_score"] == pytest.approx(0.3)
-    assert not ranked.loc["v1", "is_attributed"]
-    links = link_confidence(touches, survival).set_index("link_id")
+    stated = conversion_facts(touches, frame, pd.Series(["v1"]), 0.5, survival, halved).set_index("conversion_id")
+    assert stated.loc["v1", "candidate_link_id"] == "L2"  # the pick does not move
+    assert stated.loc["v1", "confidence_score"] == pytest.approx(0.3)  # its touch is recent: factor 1 either way
+    links = link_confidence(touches, survival, halved).set_index("link_id")
     assert links.loc["L1", "confidence"] == pytest.approx(0.63 * 0.4)
-    assert links.loc["L1", "stated"] == pytest.approx(0.63)
+    assert links.loc["L1", "stated"] == pytest.approx(0.63 * 0.7)

@@ -34,7 +34,7 @@ from python_models.attribution import (
     select_touches,
 )
 from python_models.attribution import attribute as attribute_conversions
-from python_models.confidence import model_from_frame, no_unseen_later_click
+from python_models.confidence import model_from_frame, no_unseen_later_click, stated_no_unseen_later_click
 from python_models.facts import conversion_facts
 from warehouse.client import Warehouse
 
@@ -238,8 +238,8 @@ def attribution(
             f"where {date_where('v.converted_date', window)}",
             conn,
         )
-        # The match model also estimates how often an unseen later click overtakes a touch: it picks the facts'
-        # link, and is left out of their stated confidence (python_models/facts.py says why).
+        # The match model also estimates how often an unseen later click overtakes a touch: all of it picks the
+        # facts' link, half of it enters their stated confidence (python_models/confidence/survival.py says why).
         model = model_from_frame(wh.query_df("select * from intermediate.match_model", conn))
         has_weights = wh.table_exists(PYTHON_SCHEMA, "channel_weights", conn)
         weights = wh.query_df("select * from intermediate.channel_weights", conn) if has_weights else None
@@ -257,7 +257,10 @@ def attribution(
     scored = scored.drop(columns="is_conversion")
     touches = select_touches(scored, config)
     survival = partial(no_unseen_later_click, model)
-    facts = conversion_facts(touches, scored, conversions["conversion_id"], settings.confidence_threshold, survival)
+    stated = partial(stated_no_unseen_later_click, model)
+    facts = conversion_facts(
+        touches, scored, conversions["conversion_id"], settings.confidence_threshold, survival, stated
+    )
     facts = conversions.merge(facts, on="conversion_id", how="left")
 
     where = date_where("conversion_date", window)

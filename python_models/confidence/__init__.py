@@ -62,7 +62,11 @@ from python_models.confidence.fit import fit_match_model
 from python_models.confidence.model import DEFAULT_PRIORS, SIGNALS, MatchModel, MatchModelConfig, WeakModel, prior_model
 from python_models.confidence.persistence import SIGNAL_WEIGHT_COLUMNS, model_from_frame, model_to_frame, signal_weights
 from python_models.confidence.scoring import score_candidates
-from python_models.confidence.survival import fit_unseen_later_click, no_unseen_later_click
+from python_models.confidence.survival import (
+    fit_unseen_later_click,
+    no_unseen_later_click,
+    stated_no_unseen_later_click,
+)
 
 __all__ = [
     "DEFAULT_PRIORS",
@@ -78,6 +82,7 @@ __all__ = [
     "model_from_frame",
     "model_to_frame",
     "no_unseen_later_click",
+    "stated_no_unseen_later_click",
     "prior_model",
     "score_candidates",
     "signal_weights",
