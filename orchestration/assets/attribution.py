@@ -35,6 +35,7 @@ from python_models.attribution import (
 )
 from python_models.attribution import attribute as attribute_conversions
 from python_models.confidence import model_from_frame, no_unseen_later_click, stated_no_unseen_later_click
+from python_models.confidence.survival import STATED_STALE_WEIGHT
 from python_models.facts import conversion_facts
 from warehouse.client import Warehouse
 
@@ -313,6 +314,8 @@ def _fact_results(
             "attributed": attributed,
             "attributed_share": attributed / len(facts) if len(facts) else 0.0,
             "mean_confidence": float(facts["confidence_score"].mean()) if len(facts) else 0.0,
+            # Share of the unseen-later-click estimate in the stated confidence (all of it picks the link).
+            "stated_unseen_later_click_weight": STATED_STALE_WEIGHT,
         },
     )
     duplicated = int(facts["conversion_id"].duplicated().sum())
