@@ -1,6 +1,10 @@
 {#- The numbers every daily report shares, long by entity: one row per entity type (link_id, creator_id,
-    campaign_id, channel), entity value, UTC day and attribution model where the entity had clicks or credits that
-    day. Each rpt_* mart selects its entity type from here, so the report rules are written once.
+    campaign_id, channel), entity value, UTC day and attribution model where the entity had clicks, credits or
+    spend that day. Each rpt_* mart selects its entity type from here, so the report rules are written once.
+
+    Spend (int_spend, in the reporting currency) given for a link counts for the link and rolls up to its creator,
+    campaign and channel; spend given for a creator, campaign or channel counts for that entity only (a creator's
+    fee is no channel's cost). Spend without a usable exchange rate is left out (int_spend counts it).
 
     It reads the credits fact (a mart) because the credited money is defined there, once, to the cent; so it runs
     after attribution (tag after_attribution, a dbt stage of its own between the facts and the reports). -#}
@@ -27,6 +31,44 @@ clicks as (
 credits as (
 
     select * from {{ ref('fct_attribution_credits') }}
+
+),
+
+links as (
+
+    select
+        cast(link_id as text) as link_id,
+        cast(creator_id as text) as creator_id,
+        cast(campaign_id as text) as campaign_id,
+        cast(channel as text) as channel
+    from {{ ref('stg_raw__links') }}
+
+),
+
+{#- Spend on a link also belongs to the link's creator, campaign and channel; spend given for one of those belongs
+    to it alone. A link unknown to `links` has channel '(unknown)', as its credits do. #}
+spend as (
+
+    select
+        cast(int_spend.spend_date as date) as report_date,
+        int_spend.reporting_amount,
+        cast(int_spend.link_id as text) as link_id,
+        case
+            when int_spend.entity_type = 'link_id' then links.creator_id
+            else cast(int_spend.creator_id as text)
+        end as creator_id,
+        case
+            when int_spend.entity_type = 'link_id' then links.campaign_id
+            else cast(int_spend.campaign_id as text)
+        end as campaign_id,
+        case
+            when int_spend.entity_type = 'link_id' then coalesce(links.channel, '(unknown)')
+            else cast(int_spend.channel as text)
+        end as channel
+    from {{ ref('int_spend') }} as int_spend
+    left join links
+        on cast(int_spend.link_id as text) = links.link_id
+    where int_spend.reporting_amount is not null
 
 ),
 
@@ -109,6 +151,23 @@ entity_credits as (
 
 ),
 
+entity_spend as (
+
+    select
+        entity_types.entity_type,
+        case entity_types.entity_type
+            when 'link_id' then spend.link_id
+            when 'creator_id' then spend.creator_id
+            when 'campaign_id' then spend.campaign_id
+            else spend.channel
+        end as entity_value,
+        spend.report_date,
+        spend.reporting_amount
+    from spend
+    cross join entity_types
+
+),
+
 click_days as (
 
     select
@@ -180,11 +239,26 @@ unattributed_days as (
 
 ),
 
+spend_days as (
+
+    select
+        entity_type,
+        entity_value,
+        report_date,
+        sum(reporting_amount) as spend
+    from entity_spend
+    where entity_value is not null
+    group by entity_type, entity_value, report_date
+
+),
+
 entity_days as (
 
     select entity_type, entity_value, report_date from click_days
     union
     select entity_type, entity_value, report_date from credit_days
+    union
+    select entity_type, entity_value, report_date from spend_days
 
 ),
 
@@ -211,6 +285,9 @@ final as (
         cast(coalesce(credit_days.revenue, 0) as numeric(18, 2)) as revenue,
         cast(coalesce(unattributed_days.touched_conversions, 0) as bigint) as touched_conversions,
         cast(coalesce(unattributed_days.unattributed_revenue, 0) as numeric(18, 2)) as unattributed_revenue,
+        cast(spend_days.spend as numeric(18, 2)) as spend,
+        {{ marts_ratio('spend_days.spend', 'credit_days.conversions', 6) }} as cost_per_conversion,
+        {{ marts_ratio('coalesce(credit_days.revenue, 0)', 'spend_days.spend', 6) }} as return_on_spend,
         cast('{{ currency }}' as text) as currency,
         {{ marts_round('credit_days.avg_confidence', 6) }} as avg_confidence
     from grid
@@ -228,6 +305,10 @@ final as (
         and grid.entity_value = unattributed_days.entity_value
         and grid.report_date = unattributed_days.report_date
         and grid.model = unattributed_days.model
+    left join spend_days
+        on grid.entity_type = spend_days.entity_type
+        and grid.entity_value = spend_days.entity_value
+        and grid.report_date = spend_days.report_date
 
 )
 

@@ -24,6 +24,9 @@ final as (
         revenue,
         touched_conversions,
         unattributed_revenue,
+        spend,
+        cost_per_conversion,
+        return_on_spend,
         currency,
         avg_confidence
     from channel_days

@@ -1,6 +1,6 @@
 {#- One row per creator, UTC day and attribution model: clicks on the creator's links, conversions and revenue
-    (reporting currency) credited to them, and the revenue of their touched conversions that stays unattributed.
-    The numbers come from int_report_entity_days, where every report's rules are written once. -#}
+    (reporting currency) credited to them, the revenue of their touched conversions that stays unattributed, and
+    what they cost (spend, cost per conversion, return on spend). The numbers come from int_report_entity_days, where every report's rules are written once. -#}
 
 with
 
@@ -23,6 +23,9 @@ final as (
         revenue,
         touched_conversions,
         unattributed_revenue,
+        spend,
+        cost_per_conversion,
+        return_on_spend,
         currency,
         avg_confidence
     from creator_days

@@ -39,6 +39,9 @@ final as (
         link_days.revenue,
         link_days.touched_conversions,
         link_days.unattributed_revenue,
+        link_days.spend,
+        link_days.cost_per_conversion,
+        link_days.return_on_spend,
         link_days.currency,
         link_days.avg_confidence
     from link_days
