@@ -1144,10 +1144,12 @@ def test_metricflow_answers_equal_the_channel_report_to_the_cent(scenario: Scena
             mismatches.append(f"{key}: return_on_spend mf {ratio} without spend in the report")
     assert len(got) == len(report) and with_spend > 0
     assert not mismatches, mismatches[:20]
+    # Days of clicks only have report rows without revenue and no conversion for mf to count.
     linear = report.loc[report["model"] == "linear"].groupby(report["report_date"].map(day))["revenue"].sum()
-    assert {day(d): cents(v) for d, v in zip(daily["metric_time__day"], daily["revenue"], strict=True)} == {
-        d: cents(v) for d, v in linear.items()
-    }
+    want = {d: cents(v) for d, v in linear.items() if cents(v) != 0}
+    answered = zip(daily["metric_time__day"], daily["revenue"], strict=True)
+    assert {day(d): cents(v) for d, v in answered if cents(v) != 0} == want
+    assert len(want) > 0
 
 
 @pytest.mark.e2e
