@@ -160,6 +160,12 @@ class WorldConfig:
     organic_conversion_share: float = 0.2  # conversions by persons without any click in the lookback
     event_type_probs: tuple[tuple[str, float], ...] = (("purchase", 0.6), ("signup", 0.25), ("add_to_cart", 0.15))
     currency_probs: tuple[tuple[str, float], ...] = (("USD", 0.92), ("EUR", 0.05), ("GBP", 0.03))
+    # --- spend (raw.spend; its own random stream, so clicks and conversions do not depend on it) -------------
+    # Each creator is paid in one currency: a fixed fee per post (creator level, on the link's creation day) plus a
+    # cost per click on each of their links (link level, per day, bot clicks included: they are billed too).
+    spend_currency_probs: tuple[tuple[str, float], ...] = (("USD", 0.7), ("EUR", 0.2), ("GBP", 0.1))
+    spend_fee_per_post: float = 40.0  # median fee, lognormal per link
+    spend_cost_per_click: float = 0.15  # median cost per click, lognormal per link
 
     # --- bots --------------------------------------------------------------------------------------------------
     bot_click_share: float = 0.12  # share of (distinct) clicks made by bots and preview fetchers
@@ -211,6 +217,7 @@ class WorldConfig:
         _named_probs(self.event_type_probs, EVENT_TYPES, "event_type_probs")
         _named_probs(self.bot_kind_probs, BOT_KINDS, "bot_kind_probs")
         _named_probs(self.currency_probs, CURRENCIES, "currency_probs")
+        _named_probs(self.spend_currency_probs, CURRENCIES, "spend_currency_probs")
         if not self.household_size_probs or min(self.household_size_probs) < 0 or sum(self.household_size_probs) <= 0:
             raise ValueError(f"WorldConfig.household_size_probs must be probabilities, got {self.household_size_probs}")
         positive_floats = ("click_activity_shape", "conversion_propensity_shape", "link_decay_days", "office_size_mean")
@@ -1268,6 +1275,8 @@ def generate_world(cfg: WorldConfig | None = None) -> dict[str, pd.DataFrame]:
 
     Returns a dict with
     - `fx_rates`: one rate to USD per day and currency (EUR, GBP) over the clicks' and conversions' days;
+    - `spend`: per creator and day of a post, the fixed fees (creator level), and per link and day with clicks,
+      the cost of its clicks (link level), in the creator's currency;
     - `links`, `clicks`, `conversions`: the raw contract (every value a string, '' for missing), columns in the
       contract order; the low-cardinality `link_id`, `user_agent` and `referrer` of clicks (and `user_agent` of
       conversions) are Categorical with string categories, which keeps a 10-million-click world under 4 GB;
@@ -1288,6 +1297,7 @@ def generate_world(cfg: WorldConfig | None = None) -> dict[str, pd.DataFrame]:
     conv = _conversions(sim, persons, devices, hc, key_order, keys)
     _jar_state(sim, devices, hc, conv)
     bots = _bot_clicks(sim, links, cat, hc["t"].size)
+    spend = _render_spend(sim, links, hc, bots)  # before the clicks are rendered (that empties hc and bots)
     world_links = _render_links(sim, links)
     clicks, truth_clicks, info = _render_clicks(sim, cat, persons, devices, links, hc, bots)
     conversions, truth_conversions = _render_conversions(sim, cat, persons, devices, conv, key_order, keys, info)
@@ -1296,6 +1306,7 @@ def generate_world(cfg: WorldConfig | None = None) -> dict[str, pd.DataFrame]:
         "clicks": clicks,
         "conversions": conversions,
         "fx_rates": _render_fx_rates(sim),
+        "spend": spend,
         "truth_clicks": truth_clicks,
         "truth_conversions": truth_conversions,
     }
@@ -1360,6 +1371,58 @@ def _render_fx_rates(sim: _Sim) -> pd.DataFrame:
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+SPEND_COLUMNS = ("spend_date", "link_id", "campaign_id", "creator_id", "channel", "amount", "currency")
+
+
+def _render_spend(
+    sim: _Sim, links: dict[str, np.ndarray], hc: dict[str, np.ndarray], bots: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """What the platform paid: per link a fee for the post (given for its creator, on the creation day, when that
+    day lies in the world) and a cost per click (given for the link, per day of clicks), both lognormal around
+    the config's medians, in the creator's currency. One row per entity, day and currency, amounts to the cent."""
+    cfg, rng = sim.cfg, sim.rng("spend")
+    n_links = links["creator"].size
+    n_creators = int(links["creator"].max()) + 1
+    probs = _named_probs(cfg.spend_currency_probs, CURRENCIES, "spend_currency_probs")
+    currency = np.array(CURRENCIES)[_pick(rng, probs, n_creators)]
+    fee = cfg.spend_fee_per_post * rng.lognormal(0.0, 0.5, n_links)
+    cpc = cfg.spend_cost_per_click * rng.lognormal(0.0, 0.5, n_links)
+    link_ids = _link_ids(sim, np.arange(n_links)).astype(str)
+    creator_ids = _cat(b"crt_", _decimal(10_000 + links["creator"])).astype(str)
+
+    def day(t: np.ndarray) -> np.ndarray:
+        return pd.to_datetime(t, unit="s").strftime("%Y-%m-%d").to_numpy()
+
+    posted = np.flatnonzero((links["created"] >= sim.t0) & (links["created"] < sim.t1))
+    fees = (
+        pd.DataFrame(
+            {
+                "spend_date": day(links["created"][posted]),
+                "creator_id": creator_ids[posted],
+                "currency": currency[links["creator"][posted]],
+                "amount": fee[posted],
+            }
+        )
+        .groupby(["spend_date", "creator_id", "currency"], as_index=False)["amount"]
+        .sum()
+    )
+    clicked = np.concatenate([hc["link"], bots["link"]]).astype(np.int64)
+    clicks = pd.DataFrame({"link": clicked, "spend_date": day(np.concatenate([hc["t"], bots["t"]]))})
+    per_day = clicks.groupby(["link", "spend_date"], as_index=False).size()
+    link = per_day["link"].to_numpy()
+    costs = pd.DataFrame(
+        {
+            "spend_date": per_day["spend_date"],
+            "link_id": link_ids[link],
+            "currency": currency[links["creator"][link]],
+            "amount": per_day["size"].to_numpy() * cpc[link],
+        }
+    )
+    out = pd.concat([fees, costs], ignore_index=True)
+    out["amount"] = out["amount"].map(lambda a: f"{a:.2f}")
+    return out.reindex(columns=list(SPEND_COLUMNS)).fillna("")
 
 
 def _render_links(sim: _Sim, links: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Write a synthetic world (see `lab.synthetic`) to files.
 
-Raw tables (`links`, `clicks`, `conversions`, `fx_rates`) follow the raw contract: every column is text and a
+Raw tables (`links`, `clicks`, `conversions`, `fx_rates`, `spend`) follow the raw contract: every column is text and a
 missing value is the empty string, in `csv`, `csv.gz` or `parquet`. The ground truth (`truth_clicks`,
 `truth_conversions`) is always written as typed Parquet. Big tables are written in batches so a 10-million-row
 world does not need a second copy in memory.
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-RAW_TABLES = ("links", "clicks", "conversions", "fx_rates")
+RAW_TABLES = ("links", "clicks", "conversions", "fx_rates", "spend")
 TRUTH_TABLES = ("truth_clicks", "truth_conversions")
 FORMATS = ("csv", "csv.gz", "parquet")
 BATCH_ROWS = 1_000_000

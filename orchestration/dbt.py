@@ -1,10 +1,10 @@
 """dbt inside Dagster: the project, the translator and the dbt asset definitions.
 
 The dbt models are split into asset definitions by *position* (folder and the ``partitioned`` and
-``after_identity_graph`` tags), never by model name: staging + intermediate run before the Python assets, the models
-that read the identity graph (naming, event identities, non-converting paths) right after it, partitioned facts
-after attribution, the remaining marts last. Splitting this way keeps the combined graph acyclic while the UI still
-shows one lineage.
+``after_identity_graph`` / ``after_attribution`` tags), never by model name: staging + intermediate run before the
+Python assets, the models that read the identity graph (naming, event identities, non-converting paths) right after
+it, partitioned facts after attribution, then the intermediate models that read them, the remaining marts last.
+Splitting this way keeps the combined graph acyclic while the UI still shows one lineage.
 """
 
 import json
@@ -92,11 +92,19 @@ TRANSLATOR = LayerTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_
 # (name, select, exclude, partitioned) — positions in the pipeline, selected by folder and tag only.
 # The identity graph runs between the first two: its inputs (tag identity_graph) are built with staging, its naming
 # and event assignment (tag after_identity_graph) read the Python asset's output and feed the partitioned candidates.
+# Intermediate models that read the attribution facts (tag after_attribution: the reports' shared numbers) run
+# between the partitioned facts and the other marts.
 DBT_STAGES: tuple[tuple[str, str, str, bool], ...] = (
-    ("dbt_staging_intermediate", "staging intermediate", "tag:partitioned tag:after_identity_graph", False),
+    (
+        "dbt_staging_intermediate",
+        "staging intermediate",
+        "tag:partitioned tag:after_identity_graph tag:after_attribution",
+        False,
+    ),
     ("dbt_after_identity_graph", "intermediate,tag:after_identity_graph", "tag:partitioned", False),
     ("dbt_intermediate_partitioned", "intermediate,tag:partitioned", "", True),
     ("dbt_marts_partitioned", "marts,tag:partitioned", "", True),
+    ("dbt_after_attribution", "intermediate,tag:after_attribution", "", False),
     ("dbt_marts", "marts", "tag:partitioned", False),
 )
 

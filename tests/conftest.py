@@ -183,12 +183,14 @@ MARTS = (
     "fct_attribution_credits",
     "fct_conversion_attribution",
     "dim_identities",
+    "dim_links",
     "match_signal_weights",
     "rpt_link_daily",
     "rpt_creator_performance",
     "rpt_campaign_performance",
     "rpt_channel_attribution",
     "rpt_attribution_quality",
+    "time_spine_daily",
 )
 
 

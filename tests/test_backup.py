@@ -27,7 +27,7 @@ from warehouse.loader import RAW_COLUMNS, load_folder
 from warehouse.target import Target, target_env
 
 LONG_USER_AGENT = "Mozilla/5.0 (X11; Linux) " + "ÄgentX" * 17_000  # ~100 KB, multi-byte UTF-8
-RAW_TABLES = ("clicks", "conversions", "fx_rates", "links", "load_log")
+RAW_TABLES = ("clicks", "conversions", "fx_rates", "links", "load_log", "spend")
 
 
 def _csv(path: Path, header: tuple[str, ...], rows: list[str]) -> None:

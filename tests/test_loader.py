@@ -99,7 +99,7 @@ def test_a_failing_file_rolls_back_the_whole_load(target: Target, tmp_path: Path
     )
     with pytest.raises(LoadError, match="conversions.csv"):
         load_folder(wh, folder)
-    assert raw_counts(wh) == {"links": 0, "clicks": 0, "conversions": 0, "fx_rates": 0}
+    assert raw_counts(wh) == {"links": 0, "clicks": 0, "conversions": 0, "fx_rates": 0, "spend": 0}
 
 
 def test_extra_columns_warn_and_are_ignored(target: Target, tmp_path: Path) -> None:
@@ -114,10 +114,10 @@ def test_loading_twice_skips_unless_forced_and_forced_appends_with_later_stamp(t
     first = load_folder(wh, folder)
     again = load_folder(wh, folder)  # the same content: skipped, with a notice per file
     assert again.files == [] and len(again.notices) == 3
-    assert raw_counts(wh) == {"links": 1, "clicks": 2, "conversions": 1, "fx_rates": 0}
+    assert raw_counts(wh) == {"links": 1, "clicks": 2, "conversions": 1, "fx_rates": 0, "spend": 0}
     second = load_folder(wh, folder, force=True)
     assert second.loaded_at > first.loaded_at
-    assert raw_counts(wh) == {"links": 2, "clicks": 4, "conversions": 2, "fx_rates": 0}
+    assert raw_counts(wh) == {"links": 2, "clicks": 4, "conversions": 2, "fx_rates": 0, "spend": 0}
 
 
 def test_empty_folder_is_a_clear_error(target: Target, tmp_path: Path) -> None:

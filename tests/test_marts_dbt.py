@@ -198,6 +198,27 @@ def conversions_frame() -> pd.DataFrame:
     return frame.drop(columns=["identity_id"])
 
 
+# Spend as int_spend gives it: (spend_id, day, entity_type, entity, reporting amount or None without a usable rate).
+SPEND = [
+    ("S1", DAY_5, "link_id", "L1", 10.00),  # C1's link: counts for L1, C1, K1 and instagram
+    ("S2", DAY_5, "creator_id", "C1", 5.50),  # C1's fee: counts for C1 only
+    ("S3", DAY_6, "channel", "tiktok", 3.00),
+    ("S4", DAY_6, "link_id", "L2", None),  # no usable rate: left out
+    ("S5", "2026-01-03", "creator_id", "C2", 7.00),  # a day without clicks or credits still gets its row
+]
+
+
+def spend_frame() -> pd.DataFrame:
+    rows = []
+    for spend_id, day, entity_type, entity, amount in SPEND:
+        row = dict.fromkeys(("link_id", "campaign_id", "creator_id", "channel"))
+        row[entity_type] = entity
+        rows.append({"spend_id": spend_id, "spend_date": pd.Timestamp(day), "entity_type": entity_type, **row,
+                     "amount": amount, "currency": "USD", "fx_status": "missing_fx_rate" if amount is None else
+                     "same_currency", "reporting_amount": amount})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def write_world(wh: Warehouse) -> None:
     clicks = clicks_frame().drop(columns=["identity_id"])
     with wh.connect() as conn:
@@ -205,6 +226,7 @@ def write_world(wh: Warehouse) -> None:
         wh.replace_table(LINKS, "staging", "stg_raw__links", conn)
         wh.replace_table(clicks, "intermediate", "int_clicks", conn)
         wh.replace_table(conversions_frame(), "staging", "stg_raw__conversions", conn)
+        wh.replace_table(spend_frame(), "intermediate", "int_spend", conn)
         # A raw table the BI role must not be able to read.
         wh.replace_table(LINKS.astype(str), "raw", "links", conn)
     write_upstream(wh, python_tables())
@@ -267,14 +289,14 @@ def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: 
     dbt_target = tmp_path / "dbt_target"
 
     # 1. Build every mart with its tests (credit conservation included).
-    run_dbt(target, "build", "--select", "marts", target_path=dbt_target)
+    run_dbt(target, "build", "--select", "marts", "tag:after_attribution", target_path=dbt_target)
     manifest = json.loads((dbt_target / "manifest.json").read_text())
     declared = assert_contracts(wh, manifest)
     assert_contents(wh)
 
     # 2. Rebuilding from the same data gives identical marts (no load or run timestamps).
     before = checksums(wh)
-    run_dbt(target, "run", "--select", "marts", target_path=dbt_target)
+    run_dbt(target, "run", "--select", "marts", "tag:after_attribution", target_path=dbt_target)
     assert checksums(wh) == before
 
     # 3. Upstream changes on both days (V1 on day 5; V3 on day 6, V4 of day 6 disappears); a partitioned
@@ -388,6 +410,28 @@ def assert_contents(wh: Warehouse) -> None:
     assert int(creators["bot_clicks"].sum()["C1"]) == 1
     campaigns = marts_df(wh, "rpt_campaign_performance", "campaign_id")
     assert set(campaigns["campaign_id"]) <= {"K1", "K2"} and set(campaigns["currency"]) == {"USD"}
+
+    # Spend: a link's spend rolls up to its creator, campaign and channel; a creator's or channel's is its own.
+    def spend(table: str, entity: str, value: str, day: str, model: str = "linear") -> pd.Series:
+        frame = marts_df(wh, table, "report_date")
+        on_day = frame["report_date"].astype(str) == day
+        rows = frame.loc[(frame[entity] == value) & on_day & (frame["model"] == model)]
+        assert len(rows) == 1, (table, value, day)
+        return rows.iloc[0]
+
+    c1 = spend("rpt_creator_performance", "creator_id", "C1", DAY_5)
+    assert float(c1["spend"]) == 15.5
+    assert c1["return_on_spend"] == pytest.approx(round(float(c1["revenue"]) / 15.5, 6), abs=1e-9)
+    assert float(spend("rpt_campaign_performance", "campaign_id", "K1", DAY_5)["spend"]) == 10.0
+    assert float(spend("rpt_channel_attribution", "channel", "instagram", DAY_5)["spend"]) == 10.0
+    assert float(spend("rpt_link_daily", "link_id", "L1", DAY_5)["spend"]) == 10.0
+    tiktok = spend("rpt_channel_attribution", "channel", "tiktok", DAY_6)
+    assert float(tiktok["spend"]) == 3.0  # L2's spend without a rate is left out
+    idle = spend("rpt_creator_performance", "creator_id", "C2", "2026-01-03")
+    assert (float(idle["spend"]), int(idle["human_clicks"]), float(idle["return_on_spend"])) == (7.0, 0, 0.0)
+    assert pd.isna(idle["cost_per_conversion"])  # spend and no conversions: no ratio, no division error
+    no_spend = spend("rpt_creator_performance", "creator_id", "C2", DAY_5)
+    assert pd.isna(no_spend["spend"]) and pd.isna(no_spend["return_on_spend"])
 
     quality = marts_df(wh, "rpt_attribution_quality", "report_date, section, bucket_order")
     overall = quality.loc[quality["section"] == "overall"]

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from tests.published_reader import duckdb_signature, postgres_signature
 from warehouse.backup import backup_raw, restore_raw
 from warehouse.client import Warehouse, frame_checksum
 from warehouse.loader import RAW_COLUMNS, LoadedEventDays, event_days_loaded_after, load_folder, newest_load
-from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, Target
+from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, Target, target_env
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 # The scenario's world is generated for a fixed day, not for today: its ids, its weekdays (office hours move
@@ -209,6 +210,28 @@ FX_CASES = [
     (1, "", "GBP", "1.2", "missing_rate_date"),
     (1, "2026-10-08", "", "1.2", "missing_currency"),
 ]
+# raw.spend: (load, spend_date, link_id, campaign_id, creator_id, channel, amount, currency, outcome of the key
+# 'entity_type|entity|day|CUR'; keyless rows by their reason).
+SPEND_CASES = [
+    (1, "2026-10-01", "", "", "crt_1", "", "40.00", " eur ", STAGED_OK),
+    (1, "2026-10-01", "lnk_1", "", "", "", "1.50", "USD", STAGED_OK),
+    (1, "2026-10-02", "", "", "", "TikTok", "10", "USD", STAGED_OK),
+    (2, "2026-10-02", "", "", "", "tiktok", "12.5", "USD", STAGED_OK),  # a later load corrects the day's total
+    (1, "2026-10-03", "", "cmp_1", "", "", "0", "GBP", STAGED_OK),  # nothing spent is an amount
+    (1, "2026-10-03", "", "", "crt_2", "", "-5", "USD", "negative_amount"),
+    (1, "2026-10-03", "", "", "crt_3", "", "abc", "USD", "invalid_amount"),
+    (1, "2026-10-03", "", "", "crt_4", "", "", "USD", "missing_amount"),
+    (1, "2026-10-03", "", "", "crt_5", "", "5", "XXX", "invalid_currency"),
+    (1, "2026-10-03", "", "", "crt_6", "", "5", "", "missing_currency"),
+    (1, "2026-10-03", "", "", "crt_7", "", "5", "ZZZ", "invalid_currency"),
+    (1, "2026-10-04", "", "", "crt_8", "", "2000000000", "USD", "amount_too_large"),
+    (1, "2026-10-03", "", "", "", "", "5", "USD", "missing_entity"),
+    (1, "2026-10-03", "null", " ", "", "", "5", "USD", "missing_entity"),
+    (1, "2026-10-03", "lnk_2", "", "crt_9", "", "5", "USD", "multiple_entities"),
+    (1, "", "", "", "crt_9", "", "5", "USD", "missing_spend_date"),
+    (1, "2026-13-01", "", "", "crt_9", "", "5", "USD", "invalid_spend_date"),
+]
+SPEND_KEYLESS = ("missing_spend_date", "invalid_spend_date", "missing_entity", "multiple_entities")
 MISSING_KEYS = ["", "   ", "null", "NULL", "undefined", "N/A", "-", "\t", " \t\n "]
 
 
@@ -271,6 +294,10 @@ def write_loads(world: dict[str, FuzzRows], root: Path) -> list[Path]:
             writer = csv.writer(fh)
             writer.writerow(RAW_COLUMNS["fx_rates"])
             writer.writerows(case[1:4] for case in FX_CASES if case[0] == load)
+        with open(folder / "spend.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(RAW_COLUMNS["spend"])
+            writer.writerows(case[1:8] for case in SPEND_CASES if case[0] == load)
         folders.append(folder)
     return folders
 
@@ -295,16 +322,18 @@ def fuzz_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         run_dbt(target, "build", "--select", "staging", "--exclude-resource-type", "unit_test",
                 target_path=work / "dbt_target")  # fmt: skip
         with wh.connect() as conn:
-            counts = {t: int(wh.scalar(f"select count(*) from raw.{t}", conn)) for t in world}
+            counts = {t: int(wh.scalar(f"select count(*) from raw.{t}", conn)) for t in (*world, "spend")}
             staged = {t: wh.query_df(f"select * from staging.{m}", conn) for t, m in STAGED.items()}
             staged["fx_rates"] = wh.query_df("select * from staging.stg_raw__fx_rates", conn)
+            staged["spend"] = wh.query_df("select * from staging.stg_raw__spend", conn)
             rejected = wh.query_df("select * from staging.rejected_rows", conn)
         yield FuzzRun(world, counts, staged, rejected)
 
 
 def test_bad_input_loads_every_row(fuzz_run: FuzzRun) -> None:
     """The loader keeps every delivered row, whatever its text (the CSV parser must not split or drop any)."""
-    assert fuzz_run.raw_counts == {t: len(rows.rows) for t, rows in fuzz_run.world.items()}
+    delivered = {t: len(rows.rows) for t, rows in fuzz_run.world.items()}
+    assert fuzz_run.raw_counts == {**delivered, "spend": len(SPEND_CASES)}
 
 
 @pytest.mark.parametrize("table", list(KEYS))
@@ -358,6 +387,34 @@ def test_bad_input_fx_rates_staged_or_rejected_with_reasons(fuzz_run: FuzzRun) -
     assert actual == expected
     assert sorted(rejected.loc[rejected["record_key"].isna(), "reason"]) == sorted(keyless)
     assert float(staged.loc["EUR|2026-10-02", "rate"]) == 1.075 and float(staged.loc["GBP|2026-10-09", "rate"]) == 1.2
+
+
+def test_bad_input_spend_staged_or_rejected_with_reasons(fuzz_run: FuzzRun) -> None:
+    """Each spend key (entity, day, currency) is staged with its winning version or rejected with its reason:
+    negative, unreadable, missing or implausible amounts, unknown or missing currencies; rows without a day or
+    without exactly one entity are rejected one by one. Every raw row is accounted for."""
+    staged = fuzz_run.staged["spend"].set_index("spend_id")
+    rejected = fuzz_run.rejected[fuzz_run.rejected["source_table"] == "spend"]
+    keyed = rejected.dropna(subset=["record_key"])
+    actual = {**dict.fromkeys(staged.index, STAGED_OK), **dict(zip(keyed["record_key"], keyed["reason"], strict=True))}
+    expected, keyless = {}, []
+    for _, day, link, campaign, creator, channel, _, currency, outcome in SPEND_CASES:
+        if outcome in SPEND_KEYLESS:
+            keyless.append(outcome)
+            continue
+        given = zip(("link_id", "campaign_id", "creator_id", "channel"), (link, campaign, creator, channel.lower()),
+                    strict=True)  # fmt: skip
+        entity_type, entity = next((t, v) for t, v in given if v)
+        expected[f"{entity_type}|{entity}|{day}|{currency.strip().upper()}"] = outcome
+    assert actual == expected
+    assert sorted(rejected.loc[rejected["record_key"].isna(), "reason"]) == sorted(keyless)
+    assert rejected["reason"].value_counts().to_dict() == {
+        "invalid_currency": 2, "missing_entity": 2, "negative_amount": 1, "invalid_amount": 1, "missing_amount": 1,
+        "missing_currency": 1, "amount_too_large": 1, "multiple_entities": 1, "missing_spend_date": 1,
+        "invalid_spend_date": 1,
+    }  # fmt: skip
+    assert float(staged.loc["channel|tiktok|2026-10-02|USD", "amount"]) == 12.5
+    assert float(staged.loc["creator_id|crt_1|2026-10-01|EUR", "amount"]) == 40.0
 
 
 def test_bad_input_text_survives_unchanged(fuzz_run: FuzzRun) -> None:
@@ -913,6 +970,19 @@ def test_reports_revenue_is_converted_conversion_revenue_to_the_cent(scenario: S
     assert not money.mismatches, money.mismatches[:20]
 
 
+@pytest.mark.e2e
+@BOTH_TARGETS
+def test_reports_spend_is_converted_staged_spend_and_return_is_revenue_over_spend(scenario: Scenario) -> None:
+    """Creator fees and link costs in three currencies (GBP rates stop early, so some spend has no usable rate): per
+    creator and day, the report's spend equals the staged spend converted to the reporting currency (a link's spend
+    rolled up to its creator), and per model return_on_spend equals the credited revenue over that spend."""
+    money = scenario.money
+    assert money is not None
+    assert money.spend_rows > 0 and money.spend_currencies == {"USD", "EUR", "GBP"}
+    assert money.spend_missing_rate > 0 and money.spend_days_checked > 0
+    assert not money.spend_mismatches, money.spend_mismatches[:20]
+
+
 # Row checksums of every mart after the clean run of WORLD, per target. A change that is meant to leave every
 # report as it was (a refactoring, a speed-up) must reproduce them; a change that alters marts on purpose
 # re-records them with UPDATE_MART_CHECKSUMS=1 and says why in its commit.
@@ -1017,6 +1087,69 @@ def test_bi_readers_never_block_a_run_nor_see_half_a_refresh(scenario: Scenario)
     # The late click changes the marts: the reader saw the snapshot change under it.
     hourly = scenario.published[HOURLY]
     assert hourly.before != hourly.after
+
+
+def mf(target: Target, *args: str) -> subprocess.CompletedProcess[str]:
+    """MetricFlow's CLI at the repository root on ``target`` (it reads target/semantic_manifest.json)."""
+    env = {**os.environ, **target_env(target), "DBT_PROFILES_DIR": str(PROJECT_ROOT / "dbt_project")}
+    command = [str(Path(sys.executable).with_name("mf")), *args]
+    proc = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"mf {' '.join(args)}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def cents(value: Any) -> Decimal:
+    return Decimal(0) if pd.isna(value) else Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+@pytest.mark.e2e
+@BOTH_TARGETS
+def test_metricflow_answers_equal_the_channel_report_to_the_cent(scenario: Scenario, tmp_path: Path) -> None:
+    """The semantic layer validates against the warehouse, and `mf query` gives the reports' numbers: revenue per
+    day equals one model's channel rows summed; credited revenue, spend and return on spend per day, channel and
+    model equal rpt_channel_attribution's row (money to the cent, the ratio to its 6 decimals)."""
+    target = scenario.target
+    run_dbt(target, "parse", target_path=PROJECT_ROOT / "target")  # the semantic manifest mf reads
+    assert "ERRORS: 0" in mf(target, "validate-configs").stdout
+    by_channel = tmp_path / "by_channel.csv"
+    mf(target, "query", "--metrics", "credited_revenue,spend,return_on_spend",
+       "--group-by", "metric_time__day,channel,channel_day__model", "--csv", str(by_channel))  # fmt: skip
+    by_day = tmp_path / "by_day.csv"
+    mf(target, "query", "--metrics", "revenue", "--group-by", "metric_time__day", "--csv", str(by_day))
+    answer = pd.read_csv(by_channel, dtype={"channel": str})
+    daily = pd.read_csv(by_day)
+    wh = Warehouse(target)
+    report = wh.query_df("select * from marts.rpt_channel_attribution")
+
+    def day(value: Any) -> str:
+        return str(pd.Timestamp(value).date())
+
+    got = {
+        (day(r.metric_time__day), r.channel, r.channel_day__model):
+            (cents(r.credited_revenue), r.spend, r.return_on_spend)
+        for r in answer.itertuples()
+    }  # fmt: skip
+    mismatches, with_spend = [], 0
+    for r in report.itertuples():
+        key = (day(r.report_date), r.channel, r.model)
+        credited = Decimal(0) if r.is_unattributed else cents(r.revenue)
+        revenue, spend, ratio = got.get(key, (None, None, None))
+        if revenue != credited or cents(spend) != cents(r.spend) or pd.isna(spend) != pd.isna(r.spend):
+            mismatches.append(f"{key}: mf {(revenue, spend)} != report {(credited, r.spend)}")
+        if pd.notna(r.return_on_spend):
+            with_spend += 1
+            if pd.isna(ratio) or abs(float(ratio) - float(r.return_on_spend)) > 1e-6:
+                mismatches.append(f"{key}: return_on_spend mf {ratio} != report {r.return_on_spend}")
+        elif pd.notna(ratio):
+            mismatches.append(f"{key}: return_on_spend mf {ratio} without spend in the report")
+    assert len(got) == len(report) and with_spend > 0
+    assert not mismatches, mismatches[:20]
+    # Days of clicks only have report rows without revenue and no conversion for mf to count.
+    linear = report.loc[report["model"] == "linear"].groupby(report["report_date"].map(day))["revenue"].sum()
+    want = {d: cents(v) for d, v in linear.items() if cents(v) != 0}
+    answered = zip(daily["metric_time__day"], daily["revenue"], strict=True)
+    assert {day(d): cents(v) for d, v in answered if cents(v) != 0} == want
+    assert len(want) > 0
 
 
 @pytest.mark.e2e

@@ -391,7 +391,7 @@ def test_singular_and_unit_tests_ran(staging_run: StagingRun) -> None:
     singular = ["assert_raw_keys_staged_or_rejected", "assert_staging_value_rules"]
     for name in singular:
         assert first.get(name) == "pass" and final.get(name) == "pass", name
-    models = {*STAGED, "stg_raw__conversion_days", "stg_raw__fx_rates"}  # models, not unit tests
+    models = {*STAGED, "stg_raw__conversion_days", "stg_raw__fx_rates", "stg_raw__spend"}  # models, not unit tests
     unit_tests = [n for n in first if n.startswith(("stg_raw__", "rejected_rows_")) and n not in models]
     assert len(unit_tests) >= 12 and all(first[n] == "pass" for n in unit_tests), unit_tests
 
@@ -489,9 +489,10 @@ def test_no_raw_email_or_ip_in_any_staging_table(staging_run: StagingRun) -> Non
 
 def test_source_freshness_reads_text_event_times(staging_run: StagingRun) -> None:
     fresh = staging_run.freshness
-    # No rates were ever loaded here: a warning, never an error (rates are optional until a conversion needs one).
+    # No rates nor spend were ever loaded here: a warning, never an error (both are optional).
     assert {name: r["status"] for name, r in fresh.items()} == {"links": "pass", "clicks": "pass",
-                                                                "conversions": "pass", "fx_rates": "warn"}  # fmt: skip
+                                                                "conversions": "pass", "fx_rates": "warn",
+                                                                "spend": "warn"}  # fmt: skip
     # the newest *parseable, non-future* click: the year-2999 junk row is ignored
     newest_click = max(at(600 + i) for i in range(1, 10))
     assert pd.Timestamp(fresh["clicks"]["max_loaded_at"]) == pd.Timestamp(newest_click)

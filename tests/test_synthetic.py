@@ -583,10 +583,11 @@ def test_write_world_writes_text_raw_files_and_typed_truth(tmp_path: Path, fmt: 
         f"clicks.{fmt}",
         f"conversions.{fmt}",
         f"fx_rates.{fmt}",
+        f"spend.{fmt}",
         "truth_clicks.parquet",
         "truth_conversions.parquet",
     }
-    for name in ("links", "clicks", "conversions", "fx_rates"):
+    for name in ("links", "clicks", "conversions", "fx_rates", "spend"):
         if fmt == "parquet":
             back = pd.read_parquet(paths[name])
         else:
@@ -597,6 +598,23 @@ def test_write_world_writes_text_raw_files_and_typed_truth(tmp_path: Path, fmt: 
         back = pd.read_parquet(paths[name])
         pd.testing.assert_frame_equal(back, w[name], check_dtype=False, check_categorical=False)
         assert back["is_bot" if name == "truth_clicks" else "is_organic"].dtype == bool
+
+
+def test_spend_has_its_own_random_stream_and_both_kinds_of_rows() -> None:
+    """Spend settings change the spend only (clicks and conversions of a seed stay as they were); the spend holds
+    creator fees and link costs, exactly one entity per row, in the world's currencies, amounts to the cent."""
+    base = generate_world(dataclasses.replace(CFG, persons=300))
+    pricier = generate_world(dataclasses.replace(CFG, persons=300, spend_cost_per_click=0.9, spend_fee_per_post=99.0))
+    for name in ("links", "clicks", "conversions", "fx_rates"):
+        pd.testing.assert_frame_equal(base[name], pricier[name])
+    spend = base["spend"]
+    assert not spend.equals(pricier["spend"])
+    entities = (spend[["link_id", "campaign_id", "creator_id", "channel"]] != "").sum(axis=1)
+    assert (entities == 1).all()
+    assert (spend["creator_id"] != "").any() and (spend["link_id"] != "").any()
+    assert set(spend["currency"]) <= {"USD", "EUR", "GBP"}
+    assert spend["amount"].str.fullmatch(r"[0-9]+\.[0-9]{2}").all()
+    assert not spend.duplicated(["spend_date", "link_id", "creator_id", "currency"]).any()
 
 
 def test_write_world_refuses_an_unknown_format(tmp_path: Path, world: dict[str, pd.DataFrame]) -> None:

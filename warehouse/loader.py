@@ -54,6 +54,8 @@ RAW_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     # What one unit of `currency` is worth in the base currency (dbt var fx_base_currency) on `rate_date`.
     "fx_rates": ("rate_date", "currency", "rate"),
+    # What was spent on `spend_date`, given for exactly one of link, campaign, creator or channel (optional file).
+    "spend": ("spend_date", "link_id", "campaign_id", "creator_id", "channel", "amount", "currency"),
 }  # fmt: skip
 METADATA_COLUMNS = ("_loaded_at", "_source_file")
 SUFFIXES = (".csv", ".csv.gz", ".parquet")

@@ -134,3 +134,10 @@
     {%- endfor -%}
     {{- return(pairs) -}}
 {%- endmacro %}
+
+
+{#- fx_converted(amount, fx_rate): an amount in the reporting currency, rounded to the cent, from its original amount
+    and the factor of int_fx_day_rates. Revenue and spend convert alike. -#}
+{% macro fx_converted(amount, fx_rate) -%}
+    cast(round({{ amount }} * {{ fx_rate }}, 2) as numeric(18, 2))
+{%- endmacro %}

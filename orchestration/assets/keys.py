@@ -28,7 +28,7 @@ ATTRIBUTION_CREDITS = dg.AssetKey(["intermediate", "attribution_credits"])
 CONVERSION_ATTRIBUTION = dg.AssetKey(["intermediate", "conversion_attribution"])
 
 # Raw tables (written by the loader, observed by Dagster)
-RAW_TABLES = {name: dg.AssetKey(["raw", name]) for name in ("links", "clicks", "conversions", "fx_rates")}
+RAW_TABLES = {name: dg.AssetKey(["raw", name]) for name in ("links", "clicks", "conversions", "fx_rates", "spend")}
 
 # The marts as BI reads them: a snapshot published at the end of every run (dbt_project/macros/publish.sql)
 PUBLISHED_MARTS = dg.AssetKey(["published", "marts"])

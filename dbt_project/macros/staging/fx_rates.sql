@@ -24,8 +24,7 @@
                 when _rate_date_text is null then 'missing_rate_date'
                 when rate_date is null then 'invalid_rate_date'
                 when currency is null then 'missing_currency'
-                when currency not in (select currency_code from {{ ref('iso_4217_currencies') }})
-                    then 'invalid_currency'
+                when {{ is_invalid_currency('currency') }} then 'invalid_currency'
                 when _rate_text is null then 'missing_rate'
                 when _rate_number is null then 'invalid_rate'
                 when _rate_number <= 0 or _rate_number > 1000000000 then 'rate_out_of_range'

@@ -75,9 +75,13 @@
         when _revenue_number > {{ max_revenue }} then 'revenue_too_large'
         {#- Revenue in an unnamed currency cannot be converted, and assuming one would misstate it silently. #}
         when _currency is null and _revenue_number > 0 then 'missing_currency'
-        {#- Only codes of the ISO 4217 seed: 'XXX' (no currency), test and metal codes are not money. #}
-        when _currency is not null
-            and _currency not in (select currency_code from {{ ref('iso_4217_currencies') }})
-            then 'invalid_currency'
+        when {{ link_attribution.is_invalid_currency('_currency') }} then 'invalid_currency'
     end
+{%- endmacro %}
+
+
+{#- is_invalid_currency(currency): true for a present code outside the ISO 4217 seed iso_4217_currencies. 'XXX'
+    (no currency), test and metal codes are not money. The one currency rule of revenue, rates and spend. -#}
+{% macro is_invalid_currency(currency) -%}
+    ({{ currency }} is not null and {{ currency }} not in (select currency_code from {{ ref('iso_4217_currencies') }}))
 {%- endmacro %}

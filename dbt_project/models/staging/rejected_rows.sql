@@ -7,7 +7,8 @@
     so only the raw rows of unstaged keys and keyless rows are read here: ranking them among themselves picks the
     same best version as ranking every row would, at the cost of an anti-join instead of a second pass over every
     raw row. They are few, so every one of them goes through the window. The reasons and the ranking are the
-    staged models' own (macros link_reject_reason, click_reject_reason, conversion_reject_reason, version_rank),
+    staged models' own (macros link_reject_reason, click_reject_reason, conversion_reject_reason, fx_rate_versions,
+    spend_versions, version_rank),
     computed from the same cleaned columns. #}
 {%- set raw_columns = {
     'links': ['link_id', 'short_code', 'campaign_id', 'creator_id', 'channel', 'destination_url', 'created_at'],
@@ -16,6 +17,7 @@
     'conversions': ['conversion_id', 'converted_at', 'event_type', 'revenue', 'currency', 'user_id', 'email',
                     'cookie_id', 'session_id', 'device_fingerprint', 'ip', 'user_agent', 'click_id'],
     'fx_rates': ['rate_date', 'currency', 'rate'],
+    'spend': ['spend_date', 'link_id', 'campaign_id', 'creator_id', 'channel', 'amount', 'currency'],
 } %}
 
 with
@@ -320,12 +322,21 @@ fx_rates_rejected as (
     where _reject_reason is not null and (_version_rank = 1 or fx_rate_id is null)
 ),
 
+{#- ------------------------------------------------------------------------------------------------- spend ------ #}
+{#- Few rows, as the rates: the shared macro ranks them all. #}
+spend_rejected as (
+    select *
+    from ({{ spend_versions() }}) as versions
+    where _reject_reason is not null and (_version_rank = 1 or spend_id is null)
+),
+
 {#- raw_payload: every raw column as delivered plus _source_file, except email and ip, which appear only as the same
     salted hashes the staged tables carry (raw PII stays in schema raw). #}
 rejected as (
     {%- for table, key, rows in [('links', 'link_id', 'links_ranked'), ('clicks', 'click_id', 'clicks_hashed'),
                                  ('conversions', 'conversion_id', 'conversions_hashed'),
-                                 ('fx_rates', 'fx_rate_id', 'fx_rates_rejected')] %}
+                                 ('fx_rates', 'fx_rate_id', 'fx_rates_rejected'),
+                                 ('spend', 'spend_id', 'spend_rejected')] %}
     {%- set payload = [] %}
     {%- for column in raw_columns[table] if column not in ('email', 'ip') %}
         {%- do payload.append((column, '_raw_' ~ column)) %}

@@ -1,0 +1,59 @@
+{#- One row per staged spend row with its amount in the reporting currency, converted by the one exchange rule
+    (int_fx_day_rates) exactly as conversion revenue is. -#}
+{%- set reporting = var('reporting_currency') | string | trim | upper %}
+
+with
+
+spend as (
+    select
+        spend_id,
+        spend_date,
+        entity_type,
+        link_id,
+        campaign_id,
+        creator_id,
+        channel,
+        amount,
+        currency
+    from {{ ref('stg_raw__spend') }}
+),
+
+day_rates as (
+    select currency, on_date, fx_rate
+    from {{ ref('int_fx_day_rates') }}
+),
+
+classified as (
+    select
+        spend.*,
+        case
+            when spend.currency = '{{ reporting }}' then 'same_currency'
+            when day_rates.fx_rate is null then 'missing_fx_rate'
+            else 'converted'
+        end as fx_status,
+        day_rates.fx_rate as _fx_rate
+    from spend
+    left join day_rates
+        on day_rates.currency = spend.currency and day_rates.on_date = spend.spend_date
+),
+
+final as (
+    select
+        spend_id,
+        spend_date,
+        entity_type,
+        link_id,
+        campaign_id,
+        creator_id,
+        channel,
+        amount,
+        currency,
+        fx_status,
+        case
+            when fx_status = 'same_currency' then amount
+            when fx_status = 'converted' then {{ fx_converted('amount', '_fx_rate') }}
+        end as reporting_amount
+    from classified
+)
+
+select * from final
