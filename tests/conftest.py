@@ -315,8 +315,9 @@ def serving(
 # fixtures are built once per scope. The scope here (pytest_xdist_make_scheduler) is the test's module or, for the
 # modules below, its module and target: their fixtures are parametrized by target and independent, so the two
 # targets' scenarios can run on both workers at once. Scopes are handed out in collection order
-# (`--no-loadscope-reorder`), which pytest_collection_modifyitems makes longest first (seconds of one worker on 2
-# cores, see README "Tests"): the Spark run (one JVM, the longest) starts at once, and the workers finish together.
+# (`--no-loadscope-reorder`), which pytest_collection_modifyitems makes longest first (LONGEST_FIRST, by the
+# --durations of a full run on 2 cores; scopes not listed take seconds): the Spark run (one JVM, the longest)
+# starts at once, and the two workers finish together.
 SPLIT_BY_TARGET = (
     "tests/test_reliability.py",
     "tests/test_privacy.py",
