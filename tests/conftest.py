@@ -178,6 +178,28 @@ def run_dbt(target: Target, *args: str, target_path: Path | None = None) -> subp
     return proc
 
 
+# ------------------------------------------------------------------------- results shared by the workers ---
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every pytest-xdist worker of this session shares (the pytest-xdist docs' recipe: the session's base
+    temporary folder is the parent of each worker's); without xdist, the session's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def share_result(tmp_path_factory: pytest.TempPathFactory, name: str, value: object) -> None:
+    """Publish a JSON result for the other workers of this session (written whole, then renamed into place)."""
+    path = shared_folder(tmp_path_factory) / f"shared_{name}.json"
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(value, sort_keys=True))
+    partial.replace(path)
+
+
+def shared_result(tmp_path_factory: pytest.TempPathFactory, name: str) -> object | None:
+    """A result another test of this session published with :func:`share_result`, or None if none did (yet)."""
+    path = shared_folder(tmp_path_factory) / f"shared_{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 # --------------------------------------------------------------------------------------- pipeline helpers ---
 MARTS = (
     "fct_attribution_credits",
@@ -288,3 +310,66 @@ def serving(
             yield port
         finally:
             stop_process_group(server)
+
+
+# ------------------------------------------------------------------------------------- xdist scheduling ---
+# `--dist loadscope` hands out one scope of tests at a time and a worker runs a scope's tests in turn, so module-scoped
+# fixtures are built once per scope. The scope here (pytest_xdist_make_scheduler) is the test's module or, for the
+# modules below, its module and target: their fixtures are parametrized by target and independent, so the two
+# targets' scenarios can run on both workers at once. Scopes are handed out in collection order
+# (`--no-loadscope-reorder`), which pytest_collection_modifyitems makes longest first (LONGEST_FIRST, by the
+# --durations of a full run on 2 cores; scopes not listed take seconds): the Spark run (one JVM, the longest)
+# starts at once, and the two workers finish together.
+SPLIT_BY_TARGET = (
+    "tests/test_reliability.py",
+    "tests/test_privacy.py",
+    "tests/test_recovery.py",
+    "tests/test_marts_dbt.py",
+    "tests/test_staging_dbt.py",
+    "tests/test_backup.py",
+)
+LONGEST_FIRST = (
+    "tests/test_spark_e2e.py",
+    "tests/test_reliability.py:duckdb",
+    "tests/test_reliability.py:postgres",
+    "tests/test_privacy.py:postgres",
+    "tests/test_privacy.py:duckdb",
+    "tests/test_recovery.py:postgres",
+    "tests/test_recovery.py:duckdb",
+    "tests/test_entry_points.py",
+    "tests/test_marts_dbt.py:postgres",
+    "tests/test_marts_dbt.py:duckdb",
+    "tests/test_backup.py:postgres",
+    "tests/test_backup.py:duckdb",
+)
+TARGET_NAMES = ("duckdb", "postgres", "spark")
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The test's module, or for SPLIT_BY_TARGET its module and the first target named in its parameters."""
+    module, _, name = nodeid.partition("::")
+    if module in SPLIT_BY_TARGET and name.endswith("]") and "[" in name:
+        for part in name[name.index("[") + 1 : -1].split("-"):
+            if part in TARGET_NAMES:
+                return f"{module}:{part}"
+    return module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TargetScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return TargetScopeScheduling(config, log)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Once every plugin has ordered the tests (pytest groups them by fixture parameter): the scopes longest first,
+    the tests of each kept in order."""
+    rank = {scope: i for i, scope in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(xdist_scope(item.nodeid), len(rank)))

@@ -190,7 +190,8 @@ def test_doctor_lists_a_stale_run_its_slot_and_leftover_and_fix_clears_only_thos
         out = fixed.stdout
         assert f"fixed: recovered run {dead[:8]} " in out, out
         assert "freed " in out and f"stopped its leftover process (sleep 300 pid {leftover.pid})" in out, out
-        assert leftover.wait(timeout=30) == -signal.SIGTERM
+        # SIGTERM first; on a machine loaded past the doctor's grace period the follow-up SIGKILL may land first.
+        assert leftover.wait(timeout=30) in (-signal.SIGTERM, -signal.SIGKILL)
         assert "STALE" not in out and "problems:" not in out, out
         # The other host's run is left for a person: exit 1 with a note naming the command that settles it.
         assert fixed.returncode == 1 and f"attribution doctor --fix --run {elsewhere[:8]}" in out, out
