@@ -8,7 +8,17 @@ import pandas as pd
 
 from warehouse.client import Warehouse
 
-RAW_KEYS = {"links": "link_id", "clicks": "click_id", "conversions": "conversion_id"}
+# Each raw table's key as a text expression; rates and spend are keyed by several columns (all text in raw).
+RAW_KEYS = {
+    "links": "link_id",
+    "clicks": "click_id",
+    "conversions": "conversion_id",
+    "fx_rates": "coalesce(rate_date, '') || '|' || coalesce(currency, '')",
+    "spend": " || '|' || ".join(
+        f"coalesce({column}, '')"
+        for column in ("spend_date", "link_id", "campaign_id", "creator_id", "channel", "currency")
+    ),
+}
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -29,7 +39,7 @@ def _raw_section(wh: Warehouse, conn: object) -> str:
 def _staging_section(wh: Warehouse, conn: object) -> str:
     parts = []
     rows = []
-    for table in ("links", "clicks", "conversions"):
+    for table in RAW_KEYS:
         if wh.table_exists("staging", f"stg_raw__{table}", conn):
             n = wh.scalar(f"select count(*) from staging.stg_raw__{table}", conn)
             rows.append({"table": f"staging.stg_raw__{table}", "rows": int(n)})
