@@ -29,18 +29,17 @@ conversions as (
 
 {#- The exchange rule lives in int_fx_day_rates, shared with spend. #}
 day_rates as (
-    select currency, on_date, fx_rate, fx_rate_date
+    select currency, on_date, fx_status, fx_rate, fx_rate_date
     from {{ ref('int_fx_day_rates') }}
 ),
 
 classified as (
     select
         conversions.*,
+        {#- An amount without a currency has no row in int_fx_day_rates: no rate. #}
         case
             when conversions.revenue is null then 'no_revenue'
-            when conversions.currency = '{{ reporting }}' then 'same_currency'
-            when day_rates.fx_rate is null then 'missing_fx_rate'
-            else 'converted'
+            else coalesce(day_rates.fx_status, 'missing_fx_rate')
         end as fx_status,
         day_rates.fx_rate as _fx_rate,
         day_rates.fx_rate_date as _fx_rate_date

@@ -1,6 +1,5 @@
 {#- One row per staged spend row with its amount in the reporting currency, converted by the one exchange rule
     (int_fx_day_rates) exactly as conversion revenue is. -#}
-{%- set reporting = var('reporting_currency') | string | trim | upper %}
 
 with
 
@@ -19,18 +18,15 @@ spend as (
 ),
 
 day_rates as (
-    select currency, on_date, fx_rate
+    select currency, on_date, fx_status, fx_rate
     from {{ ref('int_fx_day_rates') }}
 ),
 
 classified as (
     select
         spend.*,
-        case
-            when spend.currency = '{{ reporting }}' then 'same_currency'
-            when day_rates.fx_rate is null then 'missing_fx_rate'
-            else 'converted'
-        end as fx_status,
+        {#- An amount without a currency has no row in int_fx_day_rates: no rate. #}
+        coalesce(day_rates.fx_status, 'missing_fx_rate') as fx_status,
         day_rates.fx_rate as _fx_rate
     from spend
     left join day_rates
