@@ -9,7 +9,6 @@ Splitting this way keeps the combined graph acyclic while the UI still shows one
 
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,13 +25,13 @@ from dagster_dbt import (
 
 from orchestration.assets.common import OWNERS
 from orchestration.assets.keys import PUBLISHED_MARTS
+from orchestration.dbt_in_process import newest_source_mtime
 from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource, dbt_cli
 from warehouse.client import Warehouse, qualified
 from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, resolve_target
 
 DBT_PROFILES_DIR = PROJECT_ROOT / "dbt_project"
-DBT_SOURCES = (PROJECT_ROOT / "dbt_project", PROJECT_ROOT / "dbt_project.yml")
 
 
 def make_dbt_project(target_name: str | None = None) -> DbtProject:
@@ -46,20 +45,10 @@ def make_dbt_project(target_name: str | None = None) -> DbtProject:
     )
 
 
-def _newest_source_mtime() -> float:
-    newest = 0.0
-    for root in DBT_SOURCES:
-        paths = [root] if root.is_file() else root.rglob("*")
-        for p in paths:
-            if p.is_file() and p.suffix in {".sql", ".yml", ".yaml", ".csv", ".md"}:
-                newest = max(newest, p.stat().st_mtime)
-    return newest
-
-
 def ensure_manifest(project: DbtProject) -> Path:
     """Parse the dbt project when the manifest is missing or older than any dbt file (no connection needed)."""
     manifest = project.manifest_path
-    if not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime():
+    if not manifest.exists() or manifest.stat().st_mtime < newest_source_mtime(PROJECT_ROOT):
         # What project.preparer.prepare does, with the dbt beside the interpreter instead of the one on PATH.
         dbt_cli(project, project.target or "duckdb").cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return manifest
@@ -227,16 +216,10 @@ def _dbt_stage(
 
 
 def invocation_target_path(project: DbtProject, stage: str, run_id: str) -> Path:
-    """A fresh target folder per dbt invocation under the project's per-target folder, seeded with the project's
-    partial-parse state: dbt then re-parses only what changed (nothing, unless --vars differ) instead of the whole
-    project, a few seconds per invocation. dagster-dbt's own seeding looks in ./target, not in our per-target one."""
+    """A fresh target folder per dbt invocation (its run_results.json and compiled SQL) under the project's
+    per-target folder, named by stage and run so an operator finds a step's artifacts from the run's id."""
     base = Path(project.project_dir) / project.target_path
-    path = base / f"{stage}-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
-    state = base / "partial_parse.msgpack"
-    if state.exists():
-        path.mkdir(parents=True, exist_ok=True)
-        shutil.copy(state, path / state.name)
-    return path
+    return base / f"{stage}-{run_id[:8]}-{uuid.uuid4().hex[:6]}"
 
 
 def with_row_counts(context: dg.AssetExecutionContext, events: list[Any], wh: Warehouse) -> Iterator[Any]:

@@ -24,9 +24,8 @@ def dbt_executable() -> str:
 
 
 def dbt_cli(project: DbtProject, target: str) -> DbtCliResource:
-    # Spark's session lives in this process (one JVM per metastore): dbt runs here too, through dbtRunner.
-    resource = InProcessDbtCliResource if target == "spark" else DbtCliResource
-    return resource(
+    # dbt runs in this process, over a manifest parsed once (orchestration/dbt_in_process.py).
+    return InProcessDbtCliResource(
         project_dir=project, target=target, profiles_dir=str(project.profiles_dir), dbt_executable=dbt_executable()
     )
 
