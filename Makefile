@@ -27,7 +27,7 @@ test: env
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen pytest
 
-# The experimental Spark target end to end, alone (a JVM; `make test` runs it too, beside everything else).
+# The Spark target end to end, alone (a JVM; `make test` runs it too, beside everything else).
 test-spark: env
 	$(UV) run --frozen pytest -m spark -p no:cacheprovider
 

@@ -126,6 +126,10 @@ def fresh_target_env(target_name: str, size: str) -> dict[str, str]:
         path.unlink(missing_ok=True)
         Path(str(path) + ".wal").unlink(missing_ok=True)
         env["ATTRIBUTION_DUCKDB_PATH"] = str(path)
+    elif target_name == "spark":
+        folder = BENCH_DIR / f"spark_{size}"
+        shutil.rmtree(folder, ignore_errors=True)
+        env["ATTRIBUTION_SPARK_DIR"] = str(folder)
     else:
         dbname = f"attribution_bench_{size.lower()}"
         _pg_admin(f'drop database if exists "{dbname}" with (force)')
@@ -161,6 +165,8 @@ with wh.connect() as conn:
         path = folder / f"{name}.parquet"
         if wh.target.is_duckdb:
             conn.execute(f"create or replace table bare.{name} as select * from read_parquet('{path}')")
+        elif wh.target.is_spark:
+            conn.read.parquet(str(path)).write.mode("overwrite").saveAsTable(f"bare.{name}")
         else:
             import pyarrow.parquet as pq, pyarrow.csv as pacsv, io
             pf = pq.ParquetFile(path)
@@ -229,16 +235,18 @@ def _last_day(folder: Path) -> str:
 
 
 def fixed_costs(env_base: dict[str, str]) -> dict[str, float]:
-    """Start-up cost of a dbt invocation and of loading the Dagster definitions, paid once per run."""
+    """Start-up costs a run pays once (dbt runs in the run's process, orchestration/dbt_in_process.py): importing
+    dbt, and loading the Dagster definitions (which imports Dagster, dagster-dbt and reads the prepared manifest)."""
     env = dict(env_base)
-    started = time.perf_counter()
-    subprocess.run([str(Path(_python()).with_name("dbt")), "--version"], env=env, capture_output=True, check=True)
-    dbt_start = time.perf_counter() - started
-    started = time.perf_counter()
-    subprocess.run([_python(), "-c", "import orchestration.definitions"], env=env, capture_output=True, check=True,
-                   cwd=PROJECT_ROOT)  # fmt: skip
-    dagster_start = time.perf_counter() - started
-    return {"dbt_startup_s": dbt_start, "dagster_definitions_s": dagster_start}
+    costs = {}
+    for name, code in (
+        ("dbt_import_s", "import dbt.cli.main"),
+        ("dagster_definitions_s", "import orchestration.definitions"),
+    ):
+        started = time.perf_counter()
+        subprocess.run([_python(), "-c", code], env=env, capture_output=True, check=True, cwd=PROJECT_ROOT)
+        costs[name] = time.perf_counter() - started
+    return costs
 
 
 def accuracy(size: str, world: Path) -> dict[str, Any]:
@@ -259,6 +267,8 @@ def scaling_exponent(rows: list[dict[str, Any]], clicks: dict[str, int], target:
 
 # The targets of issue 8 (ratios, memory, scaling, append) and issue 5 (identity resolution at L).
 E2E_RATIO_LIMIT = {"duckdb": 6.0, "postgres": 10.0}
+# Issue 23: a small warehouse's run is mostly fixed costs.
+S_E2E_LIMIT_S = {"duckdb": 15.0}
 PEAK_GB_LIMIT = {"duckdb": 4.0}
 IDENTITY_L_LIMIT_S = 30.0
 SCALING_LIMIT = 1.1
@@ -269,9 +279,12 @@ def target_checks(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """Each measured figure against its target: (what, measured value, met)."""
     checks: list[tuple[str, str, bool]] = []
     for r in results["rows"]:
-        if r["size"] != "L":
-            continue
         e2e = r["load_s"] + r["run_s"]
+        if r["size"] == "S" and r["target"] in S_E2E_LIMIT_S:
+            limit_s = S_E2E_LIMIT_S[r["target"]]
+            checks.append((f"{r['target']} S end-to-end ≤ {limit_s:.0f} s", f"{e2e:.1f} s", e2e <= limit_s))
+        if r["size"] != "L" or r["target"] not in E2E_RATIO_LIMIT:
+            continue
         ratio = e2e / r["bare_load_s"]
         limit = E2E_RATIO_LIMIT[r["target"]]
         checks.append((f"{r['target']} L end-to-end ≤ {limit:.0f}× bare load", f"{ratio:.1f}×", ratio <= limit))
@@ -287,7 +300,7 @@ def target_checks(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
             checks.append((f"{r['target']} L append a day + hourly job ≤ 5% of the full run", f"{share:.1%}",
                            share <= APPEND_SHARE_LIMIT))  # fmt: skip
     measured_l = {r["target"] for r in results["rows"] if r["size"] == "L"}
-    for target in sorted({r["target"] for r in results["rows"]} - measured_l):
+    for target in sorted(({r["target"] for r in results["rows"]} - measured_l) & set(E2E_RATIO_LIMIT)):
         limit = E2E_RATIO_LIMIT[target]
         checks.append((f"{target} L end-to-end ≤ {limit:.0f}× bare load", "not measured in this run", False))
     for target, exponent in results["scaling"].items():

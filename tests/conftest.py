@@ -97,7 +97,7 @@ def pg_database(postgres_server: dict[str, object]) -> Iterator[str]:
 def make_target(name: str, tmp_path: Path, pg_dbname: str | None = None) -> Target:
     env = {"ATTRIBUTION_TARGET": name, "ATTRIBUTION_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb")}
     if name == "spark":
-        env.update(ATTRIBUTION_EXPERIMENTAL_TARGETS="1", ATTRIBUTION_SPARK_DIR=str(tmp_path / "spark"))
+        env.update(ATTRIBUTION_SPARK_DIR=str(tmp_path / "spark"))
     if name == "postgres":
         admin = _pg_admin_kwargs()
         env.update(

@@ -1,4 +1,4 @@
-"""The experimental Spark target end to end: the reliability scenario's world, run on DuckDB and on Spark, gives the
+"""The Spark target end to end: the reliability scenario's world, run on DuckDB and on Spark, gives the
 same marts (row checksums, floats rounded to 1e-9). One module, one JVM.
 
 The DuckDB run of that world is the reliability scenario's clean run when another worker of this session has already

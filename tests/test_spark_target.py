@@ -1,4 +1,4 @@
-"""The Spark target's settings and SQL bridge, without starting a JVM (the experimental target, README)."""
+"""The Spark target's settings and SQL bridge, without starting a JVM."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import pytest
 
 from warehouse.target import PROJECT_ROOT, resolve_target, target_env
 
-SPARK = {"ATTRIBUTION_TARGET": "spark", "ATTRIBUTION_EXPERIMENTAL_TARGETS": "1"}
+SPARK = {"ATTRIBUTION_TARGET": "spark"}
 
 
-def test_spark_is_refused_unless_experimental_targets_are_enabled() -> None:
-    with pytest.raises(ValueError, match="spark"):
-        resolve_target("spark", environ={})
+def test_spark_is_chosen_like_the_other_targets_and_unknown_names_are_refused() -> None:
+    assert resolve_target("spark", environ={}).is_spark
     assert resolve_target(None, environ=SPARK).is_spark
+    with pytest.raises(ValueError, match="one of"):
+        resolve_target("sparkk", environ={})
 
 
 def test_spark_folder_and_master_come_from_the_environment() -> None:

@@ -16,10 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 TargetName = Literal["duckdb", "postgres", "spark"]
-TARGETS: tuple[TargetName, ...] = ("duckdb", "postgres")
-# Targets that build part of the pipeline only (README, "Spark (experimental)"): accepted with
-# ATTRIBUTION_EXPERIMENTAL_TARGETS=1, never offered by --target, so nobody selects one by accident.
-EXPERIMENTAL_TARGETS: tuple[TargetName, ...] = ("spark",)
+TARGETS: tuple[TargetName, ...] = ("duckdb", "postgres", "spark")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
@@ -151,8 +148,7 @@ def resolve_target(cli_target: str | None = None, environ: dict[str, str] | None
     """Decide the target from ``--target`` (wins) or ``ATTRIBUTION_TARGET`` (default ``duckdb``)."""
     env = os.environ if environ is None else environ
     name = (cli_target or env.get("ATTRIBUTION_TARGET") or "duckdb").strip().lower()
-    experimental = env.get("ATTRIBUTION_EXPERIMENTAL_TARGETS") == "1" and name in EXPERIMENTAL_TARGETS
-    if name not in TARGETS and not experimental:
+    if name not in TARGETS:
         raise ValueError(f"unknown target {name!r}: ATTRIBUTION_TARGET / --target must be one of {TARGETS}")
     duckdb_path = Path(env.get("ATTRIBUTION_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)
     if not duckdb_path.is_absolute():
@@ -192,9 +188,7 @@ def _size(env: Mapping[str, str], name: str, default: str, pattern: re.Pattern[s
 def target_env(target: Target) -> dict[str, str]:
     """Environment variables that make dbt's profile and Dagster's resources follow ``target``."""
     pg = target.postgres
-    experimental = {"ATTRIBUTION_EXPERIMENTAL_TARGETS": "1"} if target.name in EXPERIMENTAL_TARGETS else {}
     return {
-        **experimental,
         "ATTRIBUTION_TARGET": target.name,
         "ATTRIBUTION_DUCKDB_PATH": str(target.duckdb_path),
         "ATTRIBUTION_DUCKDB_MEMORY_LIMIT": target.duckdb_memory_limit,
