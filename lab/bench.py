@@ -39,7 +39,6 @@ STAGES = (
     ("match_scores", "confidence"),
     ("channel_weights", "attribution"),
     ("attribution", "attribution"),
-    ("dbt_after_attribution", "marts"),
     ("dbt_marts", "marts"),
 )
 STAGE_ORDER = ("generate", "load", "staging", "identity", "candidates", "confidence", "attribution", "marts")

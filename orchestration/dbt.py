@@ -3,7 +3,7 @@
 The dbt models are split into asset definitions by *position* (folder and the ``partitioned`` and
 ``after_identity_graph`` / ``after_attribution`` tags), never by model name: staging + intermediate run before the
 Python assets, the models that read the identity graph (naming, event identities, non-converting paths) right after
-it, partitioned facts after attribution, then the intermediate models that read them, the remaining marts last.
+it, partitioned facts after attribution, then the remaining marts with the intermediate models they read.
 Splitting this way keeps the combined graph acyclic while the UI still shows one lineage.
 """
 
@@ -81,8 +81,8 @@ TRANSLATOR = LayerTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_
 # (name, select, exclude, partitioned) — positions in the pipeline, selected by folder and tag only.
 # The identity graph runs between the first two: its inputs (tag identity_graph) are built with staging, its naming
 # and event assignment (tag after_identity_graph) read the Python asset's output and feed the partitioned candidates.
-# Intermediate models that read the attribution facts (tag after_attribution: the reports' shared numbers) run
-# between the partitioned facts and the other marts.
+# Intermediate models that read the attribution facts (tag after_attribution: the reports' shared numbers) run in
+# the last stage, with the marts that read them: dbt orders them within one invocation.
 DBT_STAGES: tuple[tuple[str, str, str, bool], ...] = (
     (
         "dbt_staging_intermediate",
@@ -93,8 +93,7 @@ DBT_STAGES: tuple[tuple[str, str, str, bool], ...] = (
     ("dbt_after_identity_graph", "intermediate,tag:after_identity_graph", "tag:partitioned", False),
     ("dbt_intermediate_partitioned", "intermediate,tag:partitioned", "", True),
     ("dbt_marts_partitioned", "marts,tag:partitioned", "", True),
-    ("dbt_after_attribution", "intermediate,tag:after_attribution", "", False),
-    ("dbt_marts", "marts", "tag:partitioned", False),
+    ("dbt_marts", "marts intermediate,tag:after_attribution", "tag:partitioned", False),
 )
 
 
