@@ -415,7 +415,10 @@ pairs_by_signal as (
 
 ),
 
--- The candidate clicks with the attributes the output needs (every one is inside the window).
+-- The candidate clicks with the attributes the output needs (every one is inside the window). A join, not
+-- `click_id in (select ... from pairs_by_signal)`: Spark infers that predicate for the pairs the final select joins
+-- to these clicks and pushes it into every branch of the union, copying the whole union into each (56 s instead
+-- of 19 s on a 250-person world).
 candidate_clicks as (
 
     select
@@ -437,9 +440,10 @@ candidate_clicks as (
         clicks.in_app_browser,
         click_identities.identity_id
     from window_clicks as clicks
+    inner join (select distinct click_id from pairs_by_signal) as pair_clicks
+        on clicks.click_id = pair_clicks.click_id
     left join click_identities
         on clicks.click_id = click_identities.click_id
-    where clicks.click_id in (select click_id from pairs_by_signal)
 
 ),
 
