@@ -2,7 +2,7 @@
 
 A dbt subprocess pays its fixed costs on every invocation: importing dbt and its adapter (~2.5 s) and parsing the
 project (~1.5 s partial, ~6 s full, and always full when the partial-parse state was written for another profile,
-e.g. another warehouse path). A run has seven invocations, so a small warehouse spent most of its run there. In this
+e.g. another warehouse path). A run has six invocations, so a small warehouse spent most of its run there. In this
 process dbt is imported once and the project parsed once per profile (`parsed_manifest`); each invocation then only
 runs. On the Spark target dbt must run here anyway: the embedded Derby metastore admits one JVM, and a JVM per dbt
 invocation would cost ~11 s each.
