@@ -32,8 +32,9 @@ from packaging.version import Version
 
 # One dbt invocation at a time per process: dbtRunner changes os.environ and dbt's global flags while it runs.
 _INVOCATION_LOCK = threading.Lock()
-# Parsed manifests by profile fingerprint (see _fingerprint); a process holds one or two.
-_MANIFESTS: dict[str, Any] = {}
+# The latest parsed manifest and its profile fingerprint (see _fingerprint). One is enough: a process moves between
+# warehouses (tests, the CLI's commands) but runs against one at a time.
+_PARSED: tuple[str, Any] | None = None
 # What a parse reads from the environment: the profile and the project's env_var() calls. The run's id and the
 # per-invocation folders change every run without changing what dbt parses.
 _PARSE_ENV_PREFIXES = ("ATTRIBUTION_", "PG", "DBT_")
@@ -79,8 +80,9 @@ def parsed_manifest(args: Sequence[str], env: Mapping[str, str], project_dir: Pa
     """The project parsed for this profile and environment, once per process. The parse keeps its partial-parse
     state in a folder of its own per fingerprint, so the next process re-parses only what changed. Runs with the
     invocation lock held and ``env`` applied."""
+    global _PARSED
     key = _fingerprint(args, env, project_dir)
-    if key not in _MANIFESTS:
+    if _PARSED is None or _PARSED[0] != key:
         from dbt.cli.main import dbtRunner
 
         target = _option(args, "--target") or "default"
@@ -90,9 +92,8 @@ def parsed_manifest(args: Sequence[str], env: Mapping[str, str], project_dir: Pa
         result = dbtRunner().invoke([*parse_args, "--target", target])
         if not result.success:
             return None  # the invocation parses for itself and reports the error in its own log
-        _MANIFESTS.clear()  # a process moves between warehouses (tests, the CLI's commands): keep only the latest
-        _MANIFESTS[key] = result.result
-    return _MANIFESTS[key]
+        _PARSED = (key, result.result)
+    return _PARSED[1]
 
 
 def _release_duckdb() -> None:
