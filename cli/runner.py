@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import time
 import uuid
@@ -27,6 +28,13 @@ DAGSTER_YAML = """\
 # Written by `attribution`; see README "Dagster UI".
 telemetry:
   enabled: false
+# Dagster's SQLite storage, committing without an fsync per event (orchestration/instance_storage.py says why).
+storage:
+  custom:
+    module: orchestration.instance_storage
+    class: LocalSqliteStorage
+    config:
+      base_dir: {home}
 concurrency:
   runs:
     # DuckDB has a single writer: queued runs execute one at a time. PostgreSQL runs may overlap.
@@ -41,7 +49,7 @@ def prepare_dagster_home(target: Target, home: Path | None = None) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     # DuckDB's file and Spark's embedded metastore each admit one process at a time.
     limit = 1 if target.is_duckdb or target.is_spark else 4
-    (home / "dagster.yaml").write_text(DAGSTER_YAML.format(max_runs=limit, pool_limit=limit))
+    (home / "dagster.yaml").write_text(DAGSTER_YAML.format(home=json.dumps(str(home)), max_runs=limit, pool_limit=limit))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
