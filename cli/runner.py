@@ -49,7 +49,8 @@ def prepare_dagster_home(target: Target, home: Path | None = None) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     # DuckDB's file and Spark's embedded metastore each admit one process at a time.
     limit = 1 if target.is_duckdb or target.is_spark else 4
-    (home / "dagster.yaml").write_text(DAGSTER_YAML.format(home=json.dumps(str(home)), max_runs=limit, pool_limit=limit))
+    yaml = DAGSTER_YAML.format(home=json.dumps(str(home)), max_runs=limit, pool_limit=limit)
+    (home / "dagster.yaml").write_text(yaml)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
