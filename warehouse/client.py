@@ -9,8 +9,9 @@ tables have no transactions: a replacement is one overwrite, and a failed step i
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -59,6 +60,15 @@ def sql_type_for(series: pd.Series) -> str:
         if isinstance(first, date) and not isinstance(first, datetime):
             return "date"
     return "text"
+
+
+@dataclass(frozen=True)
+class GroupedRows:
+    """What :meth:`Warehouse.map_groups` gives: rows per destination table (pandas frames, or Spark DataFrames
+    left on the executors) and the input frames when they were read to the driver (None otherwise)."""
+
+    rows: dict[str, Any]
+    inputs: list[pd.DataFrame] | None
 
 
 class Warehouse:
@@ -249,6 +259,43 @@ class Warehouse:
             _pg_copy_in(cur, df, quote_ident(name))
             cur.execute(f"analyze {quote_ident(name)}")
 
+    def map_groups(
+        self,
+        funcs: Mapping[str, Callable[..., pd.DataFrame]],
+        queries: Sequence[str],
+        key: str | None,
+        schema: str,
+        conn: Any = None,
+    ) -> GroupedRows:
+        """Each of ``funcs`` (destination table in ``schema`` → pure pandas function) applied to the frames of
+        ``queries``, in that order, as rows for its table (pass them to :meth:`replace_rows`).
+
+        DuckDB and PostgreSQL read each query once and call every function on the whole frames: the rows are
+        pandas frames, and the frames read are kept (``inputs``). Spark calls the functions per ``key`` group on
+        the executors (``warehouse/spark_groups.py``): the rows are Spark DataFrames, computed once (checkpointed)
+        and never collected to the driver, and ``inputs`` is None. ``key`` None runs them on the driver on Spark
+        too, over the whole frames. The functions must give the same rows either way: a result row may depend only
+        on input rows with the same ``key`` (a conversion date: the steps work conversion by conversion), and they
+        must not modify their inputs (every function is handed the same frames).
+        """
+        if conn is None:
+            with self.connect() as own:
+                return self.map_groups(funcs, queries, key, schema, own)
+        if not self.target.is_spark or key is None:
+            frames = [self.query_df(q, conn) for q in queries]
+            return GroupedRows({table: func(*frames) for table, func in funcs.items()}, frames)
+        from warehouse.spark import to_spark_sql
+        from warehouse.spark_groups import map_groups, output_schema
+
+        sources = [conn.sql(to_spark_sql(q)) for q in queries]
+        if len(funcs) > 1:  # read the inputs once, not once per function
+            sources = [s.localCheckpoint() for s in sources]
+        rows = {}
+        for table, func in funcs.items():
+            spark_schema = output_schema(conn, f"{schema}.{table}", func, sources, key)
+            rows[table] = map_groups(conn, func, sources, key, spark_schema).localCheckpoint()
+        return GroupedRows(rows, None)
+
     # -- writing ------------------------------------------------------------------------------------
     def replace_table(self, df: pd.DataFrame, schema: str, table: str, conn: Any = None) -> int:
         """Atomically replace ``schema.table`` with ``df`` (readers see the old or the new table)."""
@@ -277,11 +324,12 @@ class Warehouse:
             cur.execute(f"analyze {target}")
         return len(df)
 
-    def replace_rows(self, df: pd.DataFrame, schema: str, table: str, where: str, conn: Any = None) -> int:
+    def replace_rows(self, df: pd.DataFrame | Any, schema: str, table: str, where: str, conn: Any = None) -> int:
         """Delete the rows matching ``where`` and insert ``df`` in one transaction (partition overwrite).
 
         Creates the table from ``df``'s columns when it does not exist yet. With ``conn`` given, the caller owns the
         transaction: pass a connection from ``transaction()`` so the delete never commits without the insert.
+        On Spark ``df`` may also be a Spark DataFrame (rows from :meth:`map_groups`).
         """
         if conn is None:
             with self.transaction() as own:
@@ -305,18 +353,18 @@ class Warehouse:
                 cur.execute(f"analyze {target}")
         return len(df)
 
-    def _spark_replace_rows(self, df: pd.DataFrame, schema: str, table: str, where: str, conn: Any) -> int:
+    def _spark_replace_rows(self, df: pd.DataFrame | Any, schema: str, table: str, where: str, conn: Any) -> int:
         """Parquet tables cannot delete rows: the kept rows and ``df`` are written back as the whole table. The kept
         rows are checkpointed first, since Spark refuses to overwrite a table that the same plan reads."""
         from warehouse.spark import frame_to_spark, to_spark_sql
 
         self.execute(f"create schema if not exists {quote_ident(schema)}", conn)
-        incoming = frame_to_spark(conn, df)
+        incoming = frame_to_spark(conn, df) if isinstance(df, pd.DataFrame) else df
         if self.table_exists(schema, table, conn):
             kept = conn.table(f"{schema}.{table}").where(f"not coalesce({to_spark_sql(where)}, false)")
             incoming = kept.unionByName(incoming.select(*kept.columns)).localCheckpoint()
         incoming.write.mode("overwrite").format("parquet").saveAsTable(f"{schema}.{table}")
-        return len(df)
+        return len(df) if isinstance(df, pd.DataFrame) else int(df.count())
 
 
 def _setting_literal(value: object) -> str:

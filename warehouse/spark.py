@@ -88,15 +88,24 @@ def _spark_ready(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields), safe=False)
 
 
+def frame_to_arrow(df: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
+    """``df`` as the Arrow table Spark reads: with ``schema`` (a destination's columns, in its order) cast to it,
+    otherwise typed from the frame's dtypes the way Spark's reader takes them."""
+    if schema is None:
+        return _spark_ready(pa.Table.from_pandas(df, preserve_index=False))
+    return pa.Table.from_pandas(df[list(schema.names)], schema=schema, preserve_index=False, safe=False)
+
+
 def frame_to_spark(spark: Any, df: pd.DataFrame | pa.Table) -> Any:
-    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
-    return spark.createDataFrame(_spark_ready(table))
+    table = _spark_ready(df) if isinstance(df, pa.Table) else frame_to_arrow(df)
+    return spark.createDataFrame(table)
 
 
-def spark_to_frame(sdf: Any) -> pd.DataFrame:
-    """A Spark result as the frame the Python steps expect (the PostgreSQL client's dtypes): nullable Int64 and
-    boolean, float64 (decimals too), datetime64, datetime.date and text as object with None."""
-    table = sdf.toArrow()
+def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow as the frame the Python steps expect (the PostgreSQL client's dtypes): nullable Int64 and boolean,
+    float64 (decimals too), datetime64, datetime.date and text as object with None. The one rule for every frame
+    that leaves Spark: a driver-side result (:func:`spark_to_frame`) and a group handed to a per-group step
+    (``warehouse/spark_groups.py``) get the same dtypes."""
     columns = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         t = column.type
@@ -115,3 +124,8 @@ def spark_to_frame(sdf: Any) -> pd.DataFrame:
     frame = pd.concat(list(columns.values()), axis=1, keys=range(len(columns)))
     frame.columns = table.column_names
     return frame
+
+
+def spark_to_frame(sdf: Any) -> pd.DataFrame:
+    """A Spark result collected to the driver as a frame (dtypes: :func:`arrow_to_frame`)."""
+    return arrow_to_frame(sdf.toArrow())

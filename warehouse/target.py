@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,9 @@ def target_env(target: Target) -> dict[str, str]:
         "ATTRIBUTION_PG_WORK_MEM": pg.work_mem,
         "ATTRIBUTION_SPARK_DIR": str(target.spark.folder),
         "ATTRIBUTION_SPARK_MASTER": target.spark.master,
+        # Spark's Python workers (the per-group steps) run this interpreter, whoever creates the session (dbt or
+        # the warehouse client), not whatever `python3` is first on PATH.
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
         # dbt-postgres has no session options; libpq reads PGTZ so dbt's sessions run in UTC too.
         "PGTZ": "UTC",
     }

@@ -1,6 +1,8 @@
 """Attribution: data-driven channel weights (daily) and confidence-weighted credits per conversion day."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
 from functools import partial
 
 import dagster as dg
@@ -24,6 +26,7 @@ from orchestration.partitions import DAILY_PARTITIONS
 from orchestration.resources import WarehouseResource
 from orchestration.settings import PipelineSettings
 from python_models.attribution import (
+    DATA_DRIVEN_MODELS,
     TOUCH_COLUMNS,
     DataDrivenFit,
     combine_paths,
@@ -33,10 +36,9 @@ from python_models.attribution import (
     reconciled_totals,
     select_touches,
 )
-from python_models.attribution import attribute as attribute_conversions
-from python_models.confidence import model_from_frame, no_unseen_later_click, stated_no_unseen_later_click
+from python_models.confidence import model_from_frame
 from python_models.confidence.survival import STATED_STALE_WEIGHT
-from python_models.facts import conversion_facts
+from python_models.steps import conversion_credits, conversion_fact_rows, credited_conversions
 from warehouse.client import Warehouse
 
 # Only events of the configured conversion types (int_conversions.is_conversion) are credited and fitted on.
@@ -47,7 +49,9 @@ join intermediate.match_scores s on s.conversion_id = c.conversion_id and s.clic
 join intermediate.int_conversions v on v.conversion_id = c.conversion_id and v.is_conversion
 where {where}
 """
-# Every conversion event's scored candidates, for the facts (a sign-up's last touch is named too).
+# Every conversion event's scored candidates, with is_conversion: credits are given to conversion types only, but
+# every event's fact names its last-touch link (a sign-up's last touch is known as well as a purchase's; the
+# reports count conversion types only).
 EVENT_CANDIDATES_SQL = """
 select {columns}, v.is_conversion, s.match_probability
 from intermediate.int_match_candidates c
@@ -55,16 +59,14 @@ join intermediate.match_scores s on s.conversion_id = c.conversion_id and s.clic
 join intermediate.int_conversions v on v.conversion_id = c.conversion_id
 where {where}
 """
-
-
-def _scored_candidates(wh: Warehouse, conn: object, where: str) -> pd.DataFrame:
-    """Scored candidates of every conversion event, with ``is_conversion``: credits are given to conversion types
-    only, but every event's fact names its last-touch link (a sign-up's last touch is known as well as a
-    purchase's; the reports count conversion types only)."""
-    frame = wh.query_df(EVENT_CANDIDATES_SQL.format(columns="c.*", where=where), conn)
-    frame["revenue"] = frame["revenue"].astype("float64").fillna(0.0)
-    frame["is_conversion"] = frame["is_conversion"].fillna(False).astype(bool)
-    return frame
+# Every conversion event of the window with its identity, for the credits (conversion types) and the facts.
+CONVERSIONS_SQL = """
+select v.conversion_id, v.converted_date as conversion_date, v.converted_at, v.event_type, v.revenue,
+    v.is_conversion, v.reporting_revenue, e.identity_id
+from intermediate.int_conversions v
+left join intermediate.int_event_identities e on e.event_kind = 'conversion' and e.event_id = v.conversion_id
+where {where}
+"""
 
 
 def _path_touches(wh: Warehouse, conn: object, where: str, grain: str) -> pd.DataFrame:
@@ -229,66 +231,139 @@ def attribution(
     wh = warehouse.get()
     config = settings.attribution_config()
     window = partition_dates(context)
+    where = date_where("conversion_date", window)
+    selected = context.selected_asset_keys
     with wh.connect() as conn:
-        scored = _scored_candidates(wh, conn, date_where("c.conversion_date", window))
-        conversions = wh.query_df(
-            "select v.conversion_id, v.converted_date as conversion_date, v.converted_at, v.event_type, "
-            "v.revenue, v.is_conversion, v.reporting_revenue, e.identity_id from intermediate.int_conversions v "
-            "left join intermediate.int_event_identities e "
-            "on e.event_kind = 'conversion' and e.event_id = v.conversion_id "
-            f"where {date_where('v.converted_date', window)}",
-            conn,
-        )
-        # The match model also estimates how often an unseen later click overtakes a touch: all of it picks the
-        # facts' link, half of it enters their stated confidence (python_models/confidence/survival.py says why).
+        # Small, read on the driver and handed to every group: the match model (its unseen-later-click estimate
+        # picks the facts' link) and the fitted channel weights.
         model = model_from_frame(wh.query_df("select * from intermediate.match_model", conn))
         has_weights = wh.table_exists(PYTHON_SCHEMA, "channel_weights", conn)
         weights = wh.query_df("select * from intermediate.channel_weights", conn) if has_weights else None
-    conversions["revenue"] = conversions["revenue"].astype("float64").fillna(0.0)
-    # Credits split the revenue in the reporting currency; one without a usable rate is credited nothing (0), and
-    # the quality report counts it.
-    credited = conversions.loc[conversions["is_conversion"].astype(bool)].assign(
-        revenue=lambda f: f["reporting_revenue"].astype("float64").fillna(0.0)
-    )
-    credits = attribute_conversions(
-        scored.loc[scored["is_conversion"].to_numpy()].drop(columns="is_conversion"), credited, config, weights
-    )
-    credits = credits.merge(credited[["conversion_id", "conversion_date"]], on="conversion_id", how="left")
-    conversions = conversions.drop(columns=["is_conversion", "reporting_revenue"])
-    scored = scored.drop(columns="is_conversion")
-    touches = select_touches(scored, config)
-    survival = partial(no_unseen_later_click, model)
-    stated = partial(stated_no_unseen_later_click, model)
-    facts = conversion_facts(
-        touches, scored, conversions["conversion_id"], settings.confidence_threshold, survival, stated
-    )
-    facts = conversions.merge(facts, on="conversion_id", how="left")
-
-    where = date_where("conversion_date", window)
-    selected = context.selected_asset_keys
+        steps = {}
+        if ATTRIBUTION_CREDITS in selected:
+            steps["attribution_credits"] = partial(conversion_credits, config, weights)
+        if CONVERSION_ATTRIBUTION in selected:
+            steps["conversion_attribution"] = partial(
+                conversion_fact_rows, config, model, settings.confidence_threshold
+            )
+        # Per conversion day on Spark; without fitted weights the data-driven models are fitted on the frames
+        # given, so the window stays one group.
+        data_driven = weights is None and any(m in DATA_DRIVEN_MODELS for m in config.models)
+        grouped = wh.map_groups(
+            steps,
+            [
+                EVENT_CANDIDATES_SQL.format(columns="c.*", where=date_where("c.conversion_date", window)),
+                CONVERSIONS_SQL.format(where=date_where("v.converted_date", window)),
+            ],
+            key=None if data_driven else "conversion_date",
+            schema=PYTHON_SCHEMA,
+            conn=conn,
+        )
     # One transaction for both tables: a step killed between the two writes must leave the previous credits and
     # facts, never new credits beside deleted facts (DuckDB would otherwise commit each statement on its own).
     with wh.transaction() as conn:
+        for table, rows in grouped.rows.items():
+            wh.replace_rows(rows, PYTHON_SCHEMA, table, where, conn)
+    if grouped.inputs is not None:
+        conversions = grouped.inputs[1]
         if ATTRIBUTION_CREDITS in selected:
-            wh.replace_rows(credits, PYTHON_SCHEMA, "attribution_credits", where, conn)
+            credits = grouped.rows["attribution_credits"]
+            yield from _credit_results(_credit_summary(credits, credited_conversions(conversions)))
         if CONVERSION_ATTRIBUTION in selected:
-            wh.replace_rows(facts, PYTHON_SCHEMA, "conversion_attribution", where, conn)
-    if ATTRIBUTION_CREDITS in selected:
-        yield from _credit_results(credits, credited)
-    if CONVERSION_ATTRIBUTION in selected:
-        yield from _fact_results(facts, conversions)
+            yield from _fact_results(_fact_summary(grouped.rows["conversion_attribution"], len(conversions)))
+    else:
+        with wh.connect() as conn:
+            if ATTRIBUTION_CREDITS in selected:
+                yield from _credit_results(_spark_credit_summary(wh, conn, window))
+            if CONVERSION_ATTRIBUTION in selected:
+                yield from _fact_results(_spark_fact_summary(wh, conn, window))
 
 
-def _credit_results(
-    credits: pd.DataFrame, conversions: pd.DataFrame
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    errors = conservation_errors(credits, conversions)
+@dataclass(frozen=True)
+class CreditSummary:
+    """What the credits' metadata and check read: rows, revenue per model and kind, conservation errors."""
+
+    rows: int
+    by_model: pd.DataFrame  # model, is_unattributed, credit_revenue (summed)
+    errors: dict[str, int]
+
+
+@dataclass(frozen=True)
+class FactSummary:
+    rows: int
+    conversions: int
+    attributed: int
+    mean_confidence: float
+    duplicated: int
+
+
+def _credit_summary(credits: pd.DataFrame, conversions: pd.DataFrame) -> CreditSummary:
+    by_model = credits.groupby(["model", "is_unattributed"], as_index=False)["credit_revenue"].sum()
+    return CreditSummary(len(credits), by_model, conservation_errors(credits, conversions))
+
+
+def _fact_summary(facts: pd.DataFrame, conversions: int) -> FactSummary:
+    return FactSummary(
+        rows=len(facts),
+        conversions=conversions,
+        attributed=int(facts["is_attributed"].sum()),
+        mean_confidence=float(facts["confidence_score"].mean()) if len(facts) else 0.0,
+        duplicated=int(facts["conversion_id"].duplicated().sum()),
+    )
+
+
+# On Spark the credits and facts stay on the executors: their metadata is aggregated from the rows written for the
+# window, with the same meaning as conservation_errors and _fact_summary. bround rounds half to even, as pandas.
+SPARK_CREDIT_SQL = {
+    "by_model": "select model, is_unattributed, sum(credit_revenue) as credit_revenue, count(*) as n "
+    "from intermediate.attribution_credits where {where} group by model, is_unattributed",
+    "share_errors": "select count(*) from (select sum(credit_share) as s from intermediate.attribution_credits "
+    "where {where} group by model, conversion_id) t where abs(s - 1.0) > 1e-6",
+    "revenue": "select coalesce(sum(bround(coalesce(cast(reporting_revenue as double), 0.0), 2)), 0.0) "
+    "from intermediate.int_conversions where is_conversion and {converted}",
+}
+SPARK_FACT_SQL = """
+select count(*) as n, coalesce(sum(case when is_attributed then 1 else 0 end), 0) as attributed,
+    avg(confidence_score) as mean_confidence, count(*) - count(distinct conversion_id) as duplicated,
+    (select count(*) from intermediate.int_conversions where {converted}) as conversions
+from intermediate.conversion_attribution where {where}
+"""
+
+
+def _spark_credit_summary(wh: Warehouse, conn: object, window: tuple[date, date] | None) -> CreditSummary:
+    where, converted = date_where("conversion_date", window), date_where("converted_date", window)
+    by_model = wh.query_df(SPARK_CREDIT_SQL["by_model"].format(where=where), conn)
+    share_errors = int(wh.scalar(SPARK_CREDIT_SQL["share_errors"].format(where=where), conn))
+    total = float(wh.scalar(SPARK_CREDIT_SQL["revenue"].format(converted=converted), conn))
+    revenue = by_model.groupby("model")["credit_revenue"].sum()
+    errors = {"share_errors": share_errors, "revenue_errors": int(((revenue - total).abs() > 0.005).sum())}
+    rows = int(by_model["n"].sum())
+    return CreditSummary(rows, by_model[["model", "is_unattributed", "credit_revenue"]], errors)
+
+
+def _spark_fact_summary(wh: Warehouse, conn: object, window: tuple[date, date] | None) -> FactSummary:
+    where, converted = date_where("conversion_date", window), date_where("converted_date", window)
+    row = wh.query_df(SPARK_FACT_SQL.format(where=where, converted=converted), conn).iloc[0]
+    n = int(row["n"])
+    return FactSummary(
+        rows=n,
+        conversions=int(row["conversions"]),
+        attributed=int(row["attributed"]),
+        mean_confidence=float(row["mean_confidence"]) if n else 0.0,
+        duplicated=int(row["duplicated"]),
+    )
+
+
+def _credit_results(summary: CreditSummary) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    errors = summary.errors
     yield dg.MaterializeResult(
         asset_key=ATTRIBUTION_CREDITS,
         metadata={
-            "dagster/row_count": len(credits),
-            "unattributed_revenue_share": _unattributed_revenue_share(credits),
-            "revenue_by_model": _revenue_chart(credits) if len(credits) else dg.MetadataValue.text("no credits"),
+            "dagster/row_count": summary.rows,
+            "unattributed_revenue_share": _unattributed_revenue_share(summary.by_model),
+            "revenue_by_model": (
+                _revenue_chart(summary.by_model) if summary.rows else dg.MetadataValue.text("no credits")
+            ),
         },
     )
     yield dg.AssetCheckResult(
@@ -303,29 +378,26 @@ def _credit_results(
     )
 
 
-def _fact_results(
-    facts: pd.DataFrame, conversions: pd.DataFrame
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    attributed = int(facts["is_attributed"].sum())
+def _fact_results(summary: FactSummary) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    rows, conversions, duplicated = summary.rows, summary.conversions, summary.duplicated
     yield dg.MaterializeResult(
         asset_key=CONVERSION_ATTRIBUTION,
         metadata={
-            "dagster/row_count": len(facts),
-            "attributed": attributed,
-            "attributed_share": attributed / len(facts) if len(facts) else 0.0,
-            "mean_confidence": float(facts["confidence_score"].mean()) if len(facts) else 0.0,
+            "dagster/row_count": rows,
+            "attributed": summary.attributed,
+            "attributed_share": summary.attributed / rows if rows else 0.0,
+            "mean_confidence": summary.mean_confidence,
             # Share of the unseen-later-click estimate in the stated confidence (all of it picks the link).
             "stated_unseen_later_click_weight": STATED_STALE_WEIGHT,
         },
     )
-    duplicated = int(facts["conversion_id"].duplicated().sum())
     yield dg.AssetCheckResult(
         check_name="one_row_per_conversion",
         asset_key=CONVERSION_ATTRIBUTION,
-        passed=duplicated == 0 and len(facts) == len(conversions),
-        metadata={"conversions": len(conversions), "rows": len(facts), "duplicated": duplicated},
+        passed=duplicated == 0 and rows == conversions,
+        metadata={"conversions": conversions, "rows": rows, "duplicated": duplicated},
         description=(
-            f"intermediate.conversion_attribution: {len(facts):,} rows for {len(conversions):,} staged conversions, "
+            f"intermediate.conversion_attribution: {rows:,} rows for {conversions:,} staged conversions, "
             f"{duplicated} duplicated"
         ),
     )

@@ -1,5 +1,7 @@
 """Match confidence: fit the model daily on direct-click labels, score candidate pairs per day partition."""
 
+from functools import partial
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -27,6 +29,7 @@ from python_models.confidence import (
     signal_weights,
 )
 from python_models.confidence.shift import SMD_LIMIT, UNSUPPORTED_LIMIT, label_shift
+from python_models.steps import scored_pairs
 
 
 def _calibration_plot(bins: pd.DataFrame) -> dg.MetadataValue:
@@ -189,6 +192,15 @@ def match_model(
         )
 
 
+# On Spark the scores stay on the executors: the metadata is aggregated from the rows written for the window.
+SCORE_SUMMARY_SQL = """
+select count(*) as n, avg(match_probability) as mean_probability,
+    coalesce(sum(case when match_probability >= 0.5 then 1 else 0 end), 0) as above_half,
+    coalesce(sum(case when match_probability between 0 and 1 then 0 else 1 end), 0) as outside
+from intermediate.match_scores where {where}
+"""
+
+
 @dg.asset(
     key=MATCH_SCORES,
     deps=[INT_MATCH_CANDIDATES, MATCH_MODEL],
@@ -207,26 +219,30 @@ def match_model(
 def match_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     wh = warehouse.get()
     window = partition_dates(context)
+    where = date_where("conversion_date", window)
     with wh.connect() as conn:
+        # The model is small: read on the driver, it travels with the scoring function to every group.
         model = model_from_frame(wh.query_df("select * from intermediate.match_model", conn))
-        candidates = wh.query_df(
-            f"select * from intermediate.int_match_candidates where {date_where('conversion_date', window)}", conn
-        )
-    scores = candidates[["conversion_id", "click_id", "conversion_date"]].copy()
-    scores["match_probability"] = score_candidates(candidates, model) if len(candidates) else np.array([], float)
-    wh.replace_rows(scores, PYTHON_SCHEMA, "match_scores", date_where("conversion_date", window))
-    p = scores["match_probability"]
-    outside = int(((p < 0) | (p > 1) | p.isna()).sum())
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(scores),
-            "mean_probability": float(p.mean()) if len(p) else 0.0,
-            "pairs_above_0.5": int((p >= 0.5).sum()),
-        }
-    )
+        scores = wh.map_groups(
+            {"match_scores": partial(scored_pairs, model)},
+            [f"select * from intermediate.int_match_candidates where {where}"],
+            key="conversion_date",
+            schema=PYTHON_SCHEMA,
+            conn=conn,
+        ).rows["match_scores"]
+    wh.replace_rows(scores, PYTHON_SCHEMA, "match_scores", where)
+    if isinstance(scores, pd.DataFrame):
+        p = scores["match_probability"]
+        n, mean = len(scores), float(p.mean()) if len(p) else 0.0
+        above, outside = int((p >= 0.5).sum()), int(((p < 0) | (p > 1) | p.isna()).sum())
+    else:
+        summary = wh.query_df(SCORE_SUMMARY_SQL.format(where=where)).iloc[0]
+        n, mean = int(summary["n"]), float(summary["mean_probability"]) if summary["n"] else 0.0
+        above, outside = int(summary["above_half"]), int(summary["outside"])
+    yield dg.MaterializeResult(metadata={"dagster/row_count": n, "mean_probability": mean, "pairs_above_0.5": above})
     yield dg.AssetCheckResult(
         check_name="probabilities_in_unit_interval",
         passed=outside == 0,
         metadata={"outside_or_missing": outside},
-        description=f"intermediate.match_scores: {outside} of {len(scores)} probabilities outside [0, 1] or missing",
+        description=f"intermediate.match_scores: {outside} of {n} probabilities outside [0, 1] or missing",
     )
