@@ -157,6 +157,40 @@ def test_dagster_definitions_validate(duckdb_target: Target) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_the_instance_commits_events_without_an_fsync_each_and_a_new_process_reads_them(
+    duckdb_target: Target, tmp_path: Path
+) -> None:
+    """The dagster.yaml that `attribution` writes names the tuned SQLite storage: its connections commit at
+    synchronous=NORMAL in WAL mode (1), and the events it stored are there for another process (the UI's)."""
+    from dagster._core.events.log import EventLogEntry
+
+    from orchestration.instance_storage import LocalSqliteStorage
+
+    home = prepare_dagster_home(duckdb_target, tmp_path / "dagster_home")
+    instance = dg.DagsterInstance.get()
+    storage = instance.get_ref().storage_data
+    assert storage is not None and (storage.module_name, storage.class_name) == (
+        LocalSqliteStorage.__module__,
+        LocalSqliteStorage.__name__,
+    )
+    events = instance.event_log_storage
+    for i in range(5):
+        events.store_event(
+            EventLogEntry(None, 20, f"event {i}", "run-a", time.time(), job_name="job", dagster_event=None)
+        )
+    with events.run_connection("run-a") as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    reader = subprocess.run(
+        [sys.executable, "-c", "import dagster as dg; print(len(dg.DagsterInstance.get().all_logs('run-a')))"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        check=True,
+    )
+    assert reader.stdout.split()[-1] == "5", reader.stderr
+
+
 @dataclass(frozen=True)
 class Materialised:
     """A DuckDB warehouse holding the small world with every asset materialised by the daily re-fit's tick."""
