@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,8 +119,8 @@ def split_last_day(world: Path) -> tuple[Path, Path]:
     return base, inc
 
 
-def fresh_target_env(target_name: str, size: str) -> dict[str, str]:
-    env = dict(os.environ)
+def fresh_target_env(target_name: str, size: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **(overrides or {})}
     env["DAGSTER_HOME"] = str(BENCH_DIR / f"dagster_home_{target_name}_{size}")
     if target_name == "duckdb":
         path = BENCH_DIR / f"{size}.duckdb"
@@ -199,12 +201,14 @@ def stage_times(dagster_home: str) -> dict[str, float]:
     return totals
 
 
-def bench_target(target_name: str, size: str, world: Path, measure_append: bool) -> dict[str, Any]:
-    env = fresh_target_env(target_name, size)
+def bench_target(
+    target_name: str, size: str, world: Path, measure_append: bool, overrides: dict[str, str] | None = None
+) -> dict[str, Any]:
+    env = fresh_target_env(target_name, size, overrides)
     row: dict[str, Any] = {"target": target_name, "size": size}
     bare = run_measured([_python(), "-c", BARE_LOAD, str(world)], env)
     row["bare_load_s"] = bare.seconds
-    env = fresh_target_env(target_name, size)
+    env = fresh_target_env(target_name, size, overrides)
     base, inc = split_last_day(world) if measure_append else (world, None)
     load = run_measured(_attribution("load", str(base)), env)
     run = run_measured(_attribution("run", "--log-level", "WARNING"), env)
@@ -224,6 +228,75 @@ def bench_target(target_name: str, size: str, world: Path, measure_append: bool)
         row["append_s"] = inc_load.seconds + hourly.seconds
         row["append_files"] = last_day
     return row
+
+
+# The Spark target against a standalone cluster on this machine (bench target name): the driver is the run's process
+# as on local[2], the tasks run in executor JVMs of separate worker processes, so nothing may rely on the driver's
+# memory or files but the shared warehouse folder.
+STANDALONE = "spark-standalone"
+STANDALONE_WORKERS = 2
+STANDALONE_WORKER_MEMORY = "3g"
+# What a cluster sets in its spark-defaults.conf (README, Spark): here each executor takes its worker's one core.
+STANDALONE_DEFAULTS = {"spark.executor.memory": "2g", "spark.executor.cores": "1"}
+
+
+def _wait_for(check: Any, what: str, timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise RuntimeError(f"standalone cluster: {what} not up after {timeout_s:.0f} s (logs in {BENCH_DIR / STANDALONE})")
+
+
+@contextmanager
+def standalone_cluster(workers: int = STANDALONE_WORKERS) -> Iterator[dict[str, str]]:
+    """A master and ``workers`` workers (one core each) started from pyspark's bundled launcher (``spark-class``, no
+    download), stopped on exit; yields the environment that points the Spark target at it (master URL, and a
+    ``SPARK_CONF_DIR`` whose spark-defaults.conf sizes the executors)."""
+    import urllib.request
+
+    import pyspark
+
+    spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
+    logs = BENCH_DIR / STANDALONE
+    shutil.rmtree(logs, ignore_errors=True)
+    (logs / "conf").mkdir(parents=True)
+    (logs / "conf" / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in STANDALONE_DEFAULTS.items()))
+    host, port, ui = "127.0.0.1", 7177, 8181
+    url = f"spark://{host}:{port}"
+    env = {**os.environ, "SPARK_LOCAL_IP": host}
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, *args: str) -> None:
+        with (logs / f"{name}.log").open("wb") as log:
+            procs.append(subprocess.Popen([str(spark_class), *args], env=env, stdout=log, stderr=subprocess.STDOUT))
+
+    def alive_workers() -> int:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{ui}/json/", timeout=2) as response:
+                return int(json.load(response).get("aliveworkers", 0))
+        except OSError:
+            return 0
+
+    try:
+        start("master", "org.apache.spark.deploy.master.Master", "--host", host, "--port", str(port),
+              "--webui-port", str(ui))  # fmt: skip
+        for i in range(workers):
+            work = str(logs / f"work{i}")
+            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", url, "--cores", "1", "--memory",
+                  STANDALONE_WORKER_MEMORY, "--webui-port", str(ui + 1 + i), "--work-dir", work)  # fmt: skip
+        _wait_for(lambda: alive_workers() >= workers, f"{workers} workers")
+        yield {"ATTRIBUTION_SPARK_MASTER": url, "SPARK_CONF_DIR": str(logs / "conf")}
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _last_day(folder: Path) -> str:
@@ -404,7 +477,13 @@ def main(argv: list[str] | None = None) -> int:
                                    "generate_s": m.seconds, "generate_peak_mb": m.peak_mb}  # fmt: skip
         print(f"[bench] world {size}: {n_clicks:,} clicks generated in {m.seconds:.1f}s", flush=True)
         for target in args.targets.split(","):
-            row = bench_target(target, size, world, measure_append=size == sizes[-1] and not args.skip_append)
+            measure_append = size == sizes[-1] and not args.skip_append
+            if target == STANDALONE:
+                with standalone_cluster() as cluster_env:
+                    row = bench_target("spark", size, world, measure_append, cluster_env)
+                row["target"] = STANDALONE
+            else:
+                row = bench_target(target, size, world, measure_append)
             row["stages"]["generate"] = m.seconds
             results["rows"].append(row)
             print(f"[bench] {target} {size}: {json.dumps(row, default=str)}", flush=True)
