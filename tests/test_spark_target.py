@@ -1,4 +1,5 @@
-"""The Spark target's settings and SQL bridge, without starting a JVM."""
+"""The Spark target's settings and SQL bridge, without starting a JVM; the identity graph's Spark algorithm in a JVM
+of its own (marker spark)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from warehouse.target import PROJECT_ROOT, TARGETS, resolve_target, target_env
@@ -81,3 +84,142 @@ def test_the_ui_shows_the_same_graph_checks_partitions_and_jobs_on_every_target(
     assert set(summaries) == {"duckdb", "postgres", "spark"}
     for name, summary in summaries.items():
         assert summary == summaries["duckdb"], name
+
+
+# The identity graph's Spark path, in a JVM of its own: a session of this process would be the one the end-to-end
+# module's run reuses (one session per process, its warehouse folder fixed at creation).
+_GRAPH_ON_SPARK = """
+import json, sys
+from pathlib import Path
+import pandas as pd, pyarrow as pa, pyarrow.parquet as pq
+from pyspark.sql import SparkSession
+from python_models.identity import CODED_EDGE_COLUMNS, IdentityLimits, resolve_identity_nodes
+from warehouse import spark_graph
+
+folder = Path(sys.argv[1])
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "4").config("spark.sql.session.timeZone", "UTC").getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+limits = IdentityLimits(**json.loads((folder / "limits.json").read_text()))
+out = {}
+for case in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+    nodes = spark.createDataFrame(pq.read_table(folder / case / "nodes.parquet"))
+    edges = spark.createDataFrame(pq.read_table(folder / case / "edges.parquet"))
+    components, rounds = spark_graph.connected_components(nodes.select("node"), edges.select("u", "v"))
+    result = spark_graph.resolve_graph(spark, nodes, edges, limits.as_array().tolist(),
+                                       lambda n, e, lookup: resolve_identity_nodes(n, e, limits, lookup),
+                                       CODED_EDGE_COLUMNS)
+    pq.write_table(result.representatives.toArrow(), folder / case / "representatives.parquet")
+    pq.write_table(components.toArrow(), folder / case / "components.parquet")
+    out[case] = {"stats": result.stats, "rounds": rounds}
+spark.stop()
+print(json.dumps(out))
+"""
+
+
+def _graph_cases(rng: np.random.Generator) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Integer graphs (node ids shuffled so that no shape is numbered in path order)."""
+    user_id, email, cookie, session = range(4)
+    types: list[int] = []
+    first: list[float] = []
+    pairs: list[tuple[int, int]] = []
+
+    def add(type_rank: int, seen: float) -> int:
+        types.append(type_rank)
+        first.append(seen)
+        return len(types) - 1
+
+    chain = [add(cookie if i % 2 else session, 10 + i) for i in range(6)]
+    pairs += list(zip(chain, chain[1:], strict=False))
+    hub = add(cookie, 50)
+    pairs += [(hub, add(session, 40 + i)) for i in range(8)]  # a star: the earliest session names it
+    path = [add(cookie if i % 3 else session, 1000 - i) for i in range(80)]  # long: several rounds
+    pairs += list(zip(path, path[1:], strict=False))
+    for _ in range(3):
+        add(session, 5)  # isolated nodes
+    u1, c1, u2 = add(user_id, 7), add(cookie, 3), add(user_id, 9)  # two user ids: breaks max_user_ids=1
+    tail = add(session, 2)
+    pairs += [(u1, c1), (c1, u2), (u2, tail), (u2, u2)]
+    e1, e2, c2 = add(email, 20), add(email, 20), add(cookie, np.nan)  # a tie on first_seen and type: values decide
+    pairs += [(c2, e1), (e2, c2), (e1, c2)]  # a duplicate edge, the other way round
+    n1, n2 = add(session, np.nan), add(cookie, np.nan)  # nothing dated: unknown sorts last, then type
+    pairs += [(n1, n2)]
+
+    n = len(types)
+    ids = rng.permutation(n)
+    shapes_nodes = pd.DataFrame({"node": ids, "type_rank": types, "first_seen_us": first})
+    shapes_nodes["identifier_value"] = [f"value-{(7919 * i) % 1009:04d}" for i in range(n)]
+    # e1's value sorts after e2's although e1 comes first: the tie is broken by the value.
+    shapes_nodes.loc[[e1, e2], "identifier_value"] = ["tie-b", "tie-a"]
+    shapes_edges = pd.DataFrame({"u": ids[[p[0] for p in pairs]], "v": ids[[p[1] for p in pairs]]})
+
+    m, k = 3000, 2500
+    random_nodes = pd.DataFrame(
+        {
+            "node": np.arange(m),
+            "type_rank": rng.choice(4, m, p=[0.02, 0.08, 0.3, 0.6]),
+            "first_seen_us": np.where(rng.random(m) < 0.05, np.nan, rng.integers(0, 30, m)),
+            "identifier_value": [f"r{i * 7 % m}" for i in range(m)],
+        }
+    )
+    random_edges = pd.DataFrame({"u": rng.integers(0, m, k), "v": rng.integers(0, m, k)})
+
+    cases = {}
+    graphs = {"shapes": (shapes_nodes, shapes_edges), "random": (random_nodes, random_edges)}
+    for name, (nodes, edges) in graphs.items():
+        nodes = nodes.assign(
+            type_rank=nodes["type_rank"].astype("int16"), first_seen_us=nodes["first_seen_us"].astype("Int64")
+        )
+        size = len(edges)
+        edges = edges.assign(
+            n_events=rng.integers(1, 4, size),
+            trust=rng.integers(0, 6, size),
+            first_seen_us=rng.integers(0, 40, size),
+            last_seen_us=rng.integers(40, 80, size),
+        )
+        cases[name] = (nodes.sample(frac=1, random_state=1), edges.sample(frac=1, random_state=2))
+    cases["no_edges"] = (cases["shapes"][0], cases["shapes"][1].iloc[:0])
+    return cases
+
+
+@pytest.mark.spark
+def test_identity_components_in_spark_equal_the_driver_resolution(tmp_path: Path) -> None:
+    """Large-star / small-star components, the limit-breaking components resolved on the driver and the others'
+    representatives in Spark: row for row what resolve_identity_nodes gives for the whole graph."""
+    pytest.importorskip("pyspark")
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+
+    from python_models.identity import IdentityLimits, resolve_identity_nodes
+
+    # The long path (53 cookies, 27 sessions) stays within them; two user ids in one component do not.
+    limits = {"max_user_ids": 1, "max_emails": 2, "max_cookies": 60, "max_sessions": 40}
+    (tmp_path / "limits.json").write_text(json.dumps(limits))
+    cases = _graph_cases(np.random.default_rng(24))
+    for name, (nodes, edges) in cases.items():
+        (tmp_path / name).mkdir()
+        nodes.to_parquet(tmp_path / name / "nodes.parquet", index=False)
+        edges.to_parquet(tmp_path / name / "edges.parquet", index=False)
+    proc = subprocess.run([sys.executable, "-c", _GRAPH_ON_SPARK, str(tmp_path)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    spark = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    for name, (nodes, edges) in cases.items():
+        expected, stats = resolve_identity_nodes(nodes, edges, IdentityLimits(**limits))
+        got = pd.read_parquet(tmp_path / name / "representatives.parquet").sort_values("node", ignore_index=True)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, obj=name)
+        assert {k: spark[name]["stats"][k] for k in stats} == stats, name
+        # Components: each node labelled with its component's smallest node, as scipy finds them.
+        n = len(nodes)
+        adjacency = coo_array((np.ones(len(edges)), (edges["u"].to_numpy(), edges["v"].to_numpy())), shape=(n, n))
+        _, scipy_labels = connected_components(adjacency, directed=False)
+        smallest = pd.Series(np.arange(n)).groupby(scipy_labels).transform("min").to_numpy()
+        components = pd.read_parquet(tmp_path / name / "components.parquet").sort_values("node")
+        assert np.array_equal(components["component"].to_numpy(), smallest), name
+
+    shapes, random = spark["shapes"], spark["random"]
+    assert shapes["rounds"] >= 3 and spark["no_edges"]["rounds"] == 0
+    # Only the components breaking a limit went to the driver: u1 - c1 - u2 - tail in the shapes.
+    assert shapes["stats"]["n_components_split"] == 1 and shapes["stats"]["driver_nodes"] == 4
+    assert random["stats"]["n_components_split"] >= 1 and 0 < random["stats"]["driver_nodes"] < len(cases["random"][0])
