@@ -108,9 +108,8 @@ def connected_components(nodes: DataFrame, edges: DataFrame) -> tuple[DataFrame,
     while not _is_star_forest(current):
         if rounds >= MAX_ROUNDS:
             raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
-        previous = current
+        # The previous round's blocks are freed by Spark's cleaner once nothing refers to them.
         current = _checkpoint(_small_star(_large_star(current)))
-        previous.unpersist()
         rounds += 1
     labels = current.select(F.col("hi").alias("node"), F.col("lo").alias("component"))
     components = (
@@ -118,9 +117,7 @@ def connected_components(nodes: DataFrame, edges: DataFrame) -> tuple[DataFrame,
         .join(labels, "node", "left")
         .select("node", F.coalesce("component", "node").alias("component"))
     )
-    result = _checkpoint(components)
-    current.unpersist()
-    return result, rounds
+    return _checkpoint(components), rounds
 
 
 def _from_pandas(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
