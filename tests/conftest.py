@@ -332,6 +332,7 @@ LONGEST_FIRST = (
     "tests/test_spark_e2e.py",
     "tests/test_reliability.py:duckdb",
     "tests/test_reliability.py:postgres",
+    "tests/test_spark_target.py",
     "tests/test_privacy.py:postgres",
     "tests/test_privacy.py:duckdb",
     "tests/test_recovery.py:postgres",

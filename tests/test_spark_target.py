@@ -1,4 +1,5 @@
-"""The Spark target's settings and SQL bridge, without starting a JVM."""
+"""The Spark target's settings, SQL bridge and code location, without a JVM; then, on the process's one session
+(marker spark), the per-day steps and the identity graph's Spark path against their driver-side results."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -122,6 +124,7 @@ def _attribution_inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
     return scored, conversions
 
 
+@pytest.mark.spark
 def test_steps_per_conversion_day_give_the_rows_of_the_whole_frame(spark_session: object) -> None:
     """Credits and facts computed per conversion day on Spark's executors (cogrouped, as Warehouse.map_groups
     does) equal the same steps on the whole frames read to the driver, nulls included; and a group reaches the
@@ -178,3 +181,115 @@ def test_steps_per_conversion_day_give_the_rows_of_the_whole_frame(spark_session
     assert {"boolean", "float64", "object"} <= set(driver["dtype"]) and driver["dtype"].str.startswith(
         "datetime64"
     ).any()
+
+
+def _graph_cases(rng: np.random.Generator) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Integer graphs (node ids shuffled so that no shape is numbered in path order)."""
+    user_id, email, cookie, session = range(4)
+    types: list[int] = []
+    first: list[float] = []
+    pairs: list[tuple[int, int]] = []
+
+    def add(type_rank: int, seen: float) -> int:
+        types.append(type_rank)
+        first.append(seen)
+        return len(types) - 1
+
+    chain = [add(cookie if i % 2 else session, 10 + i) for i in range(6)]
+    pairs += list(zip(chain, chain[1:], strict=False))
+    hub = add(cookie, 50)
+    pairs += [(hub, add(session, 40 + i)) for i in range(8)]  # a star: the earliest session names it
+    path = [add(cookie if i % 3 else session, 1000 - i) for i in range(80)]  # long: several rounds
+    pairs += list(zip(path, path[1:], strict=False))
+    for _ in range(3):
+        add(session, 5)  # isolated nodes
+    u1, c1, u2 = add(user_id, 7), add(cookie, 3), add(user_id, 9)  # two user ids: breaks max_user_ids=1
+    tail = add(session, 2)
+    pairs += [(u1, c1), (c1, u2), (u2, tail), (u2, u2)]
+    e1, e2, c2 = add(email, 20), add(email, 20), add(cookie, np.nan)  # a tie on first_seen and type: values decide
+    pairs += [(c2, e1), (e2, c2), (e1, c2)]  # a duplicate edge, the other way round
+    n1, n2 = add(session, np.nan), add(cookie, np.nan)  # nothing dated: unknown sorts last, then type
+    pairs += [(n1, n2)]
+
+    n = len(types)
+    ids = rng.permutation(n)
+    shapes_nodes = pd.DataFrame({"node": ids, "type_rank": types, "first_seen_us": first})
+    shapes_nodes["identifier_value"] = [f"value-{(7919 * i) % 1009:04d}" for i in range(n)]
+    # e1's value sorts after e2's although e1 comes first: the tie is broken by the value.
+    shapes_nodes.loc[[e1, e2], "identifier_value"] = ["tie-b", "tie-a"]
+    shapes_edges = pd.DataFrame({"u": ids[[p[0] for p in pairs]], "v": ids[[p[1] for p in pairs]]})
+
+    m, k = 3000, 2500
+    random_nodes = pd.DataFrame(
+        {
+            "node": np.arange(m),
+            "type_rank": rng.choice(4, m, p=[0.02, 0.08, 0.3, 0.6]),
+            "first_seen_us": np.where(rng.random(m) < 0.05, np.nan, rng.integers(0, 30, m)),
+            "identifier_value": [f"r{i * 7 % m}" for i in range(m)],
+        }
+    )
+    random_edges = pd.DataFrame({"u": rng.integers(0, m, k), "v": rng.integers(0, m, k)})
+
+    cases = {}
+    graphs = {"shapes": (shapes_nodes, shapes_edges), "random": (random_nodes, random_edges)}
+    for name, (nodes, edges) in graphs.items():
+        nodes = nodes.assign(
+            type_rank=nodes["type_rank"].astype("int16"), first_seen_us=nodes["first_seen_us"].astype("Int64")
+        )
+        size = len(edges)
+        edges = edges.assign(
+            n_events=rng.integers(1, 4, size),
+            trust=rng.integers(0, 6, size),
+            first_seen_us=rng.integers(0, 40, size),
+            last_seen_us=rng.integers(40, 80, size),
+        )
+        cases[name] = (nodes.sample(frac=1, random_state=1), edges.sample(frac=1, random_state=2))
+    cases["no_edges"] = (cases["shapes"][0], cases["shapes"][1].iloc[:0])
+    return cases
+
+
+@pytest.mark.spark
+def test_identity_components_in_spark_equal_the_driver_resolution(spark_session: object) -> None:
+    """Large-star / small-star components, the limit-breaking components resolved on the driver and the others'
+    representatives in Spark: row for row what resolve_identity_nodes gives for the whole graph."""
+    import pyarrow as pa
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+
+    from python_models.identity import CODED_EDGE_COLUMNS, IdentityLimits, resolve_identity_nodes
+    from warehouse import spark_graph
+
+    # The long path (53 cookies, 27 sessions) stays within them; two user ids in one component do not.
+    limits = IdentityLimits(max_user_ids=1, max_emails=2, max_cookies=60, max_sessions=40)
+    cases = _graph_cases(np.random.default_rng(24))
+    spark: dict[str, dict[str, object]] = {}
+    for name, (nodes, edges) in cases.items():
+        s_nodes = spark_session.createDataFrame(pa.Table.from_pandas(nodes, preserve_index=False))
+        s_edges = spark_session.createDataFrame(pa.Table.from_pandas(edges, preserve_index=False))
+        components, rounds = spark_graph.connected_components(s_nodes.select("node"), s_edges.select("u", "v"))
+        result = spark_graph.resolve_graph(
+            spark_session,
+            s_nodes,
+            s_edges,
+            limits.as_array().tolist(),
+            lambda n, e, lookup: resolve_identity_nodes(n, e, limits, lookup),
+            CODED_EDGE_COLUMNS,
+        )
+        spark[name] = {"stats": result.stats, "rounds": rounds}
+        expected, stats = resolve_identity_nodes(nodes, edges, limits)
+        got = result.representatives.toPandas().sort_values("node", ignore_index=True)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, obj=name)
+        assert {k: result.stats[k] for k in stats} == stats, name
+        # Components: each node labelled with its component's smallest node, as scipy finds them.
+        n = len(nodes)
+        adjacency = coo_array((np.ones(len(edges)), (edges["u"].to_numpy(), edges["v"].to_numpy())), shape=(n, n))
+        _, scipy_labels = connected_components(adjacency, directed=False)
+        smallest = pd.Series(np.arange(n)).groupby(scipy_labels).transform("min").to_numpy()
+        components = components.toPandas().sort_values("node")
+        assert np.array_equal(components["component"].to_numpy(), smallest), name
+
+    shapes, random = spark["shapes"], spark["random"]
+    assert shapes["rounds"] >= 3 and spark["no_edges"]["rounds"] == 0
+    # Only the components breaking a limit went to the driver: u1 - c1 - u2 - tail in the shapes.
+    assert shapes["stats"]["n_components_split"] == 1 and shapes["stats"]["driver_nodes"] == 4
+    assert random["stats"]["n_components_split"] >= 1 and 0 < random["stats"]["driver_nodes"] < len(cases["random"][0])

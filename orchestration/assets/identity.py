@@ -6,6 +6,10 @@ and int_event_identities name the identities and give every event its own (tag a
 their own). This asset keeps in Python only what needs Python: the components of the integer graph, split where they
 break a per-identity limit (:func:`python_models.identity.resolve_identity_nodes`). It writes one integer table,
 node -> representative node. Pulling 13M identifier strings into pandas cost more than the whole graph algorithm.
+
+On Spark the graph is not collected: :mod:`warehouse.spark_graph` finds the components in Spark (large-star /
+small-star rounds), hands only the components that break a limit to the same function on the driver, gives every
+other component its representative by the same rule in Spark, and writes the table from Spark.
 """
 
 import dagster as dg
@@ -19,6 +23,7 @@ from orchestration.resources import WarehouseResource
 from orchestration.settings import PipelineSettings
 from python_models.identity import (
     CODED_EDGE_COLUMNS,
+    IdentityLimits,
     ValueLookup,
     resolve_identity_nodes,
 )
@@ -53,6 +58,27 @@ def node_values(wh: Warehouse, conn: object) -> ValueLookup:
     return lookup
 
 
+def _resolve_in_spark(spark: object, limits: IdentityLimits, timer: PhaseTimer) -> tuple[int, dict[str, int]]:
+    """The Spark target's graph: components and representatives in Spark, only the components that break a limit
+    resolved on the driver by the same function (:mod:`warehouse.spark_graph`); the table is written from Spark."""
+    from warehouse import spark_graph
+
+    nodes = spark.table(".".join(INT_IDENTITY_NODES.path[-2:]))
+    edges = spark.table(".".join(INT_IDENTITY_NODE_EDGES.path[-2:]))
+    result = spark_graph.resolve_graph(
+        spark,
+        nodes.select("node", "type_rank", "identifier_value", "first_seen_us"),
+        edges.select(*CODED_EDGE_COLUMNS),
+        limits.as_array().tolist(),
+        lambda n, e, lookup: resolve_identity_nodes(n, e, limits, lookup),
+        CODED_EDGE_COLUMNS,
+        timer,
+    )
+    with timer("representatives_and_write"):
+        spark_graph.write_table(result.representatives, PYTHON_SCHEMA, IDENTITY_REPRESENTATIVES.path[-1])
+    return result.stats["n_identifiers"], result.stats
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -71,15 +97,20 @@ def identity_graph(
     wh = warehouse.get()
     limits = settings.identity_limits
     timer = PhaseTimer()
+    spark_stats: dict[str, int] = {}
     with wh.transaction(IDENTITY_DUCKDB_SETTINGS) as conn:
-        with timer("read_graph"):
-            nodes = wh.query_df(f"select node, type_rank, first_seen_us from {_NODES}", conn, arrow=True)
-            edges = wh.query_df(f"select {', '.join(CODED_EDGE_COLUMNS)} from {_NODE_EDGES}", conn, arrow=True)
-        with timer("resolve_graph"):
-            representatives, stats = resolve_identity_nodes(nodes, edges, limits, node_values(wh, conn))
-            del nodes, edges
-        with timer("write"):
-            n_rows = wh.replace_table(representatives, PYTHON_SCHEMA, IDENTITY_REPRESENTATIVES.path[-1], conn)
+        if wh.target.is_spark:
+            n_rows, stats = _resolve_in_spark(conn, limits, timer)
+            spark_stats = {"component_rounds": stats["component_rounds"], "driver_nodes": stats["driver_nodes"]}
+        else:
+            with timer("read_graph"):
+                nodes = wh.query_df(f"select node, type_rank, first_seen_us from {_NODES}", conn, arrow=True)
+                edges = wh.query_df(f"select {', '.join(CODED_EDGE_COLUMNS)} from {_NODE_EDGES}", conn, arrow=True)
+            with timer("resolve_graph"):
+                representatives, stats = resolve_identity_nodes(nodes, edges, limits, node_values(wh, conn))
+                del nodes, edges
+            with timer("write"):
+                n_rows = wh.replace_table(representatives, PYTHON_SCHEMA, IDENTITY_REPRESENTATIVES.path[-1], conn)
         colliding_nodes = int(wh.scalar(f"select count(*) from {_COLLISIONS}", conn) or 0)
     yield dg.MaterializeResult(
         asset_key=IDENTITY_REPRESENTATIVES,
@@ -94,5 +125,7 @@ def identity_graph(
             "colliding_nodes": colliding_nodes,
             "limits": dg.MetadataValue.json(limits.as_dict()),
             "seconds_by_phase": dg.MetadataValue.json(timer.seconds),
+            # Spark only: large-star / small-star rounds to the components, nodes of the components split on the driver.
+            **spark_stats,
         },
     )
