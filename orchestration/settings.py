@@ -110,6 +110,12 @@ def identity_limits_from_env(environ: Mapping[str, str] | None = None) -> Identi
     return IdentityLimits(blocked_values=frozenset(blocked), edge_type_trust=trust, **kwargs)  # type: ignore[arg-type]
 
 
+# The match model's fit reads at most this many candidate pairs (whole days, newest first), so its memory is bounded
+# whatever the traffic: ~0.6 GB per million pairs (~330 bytes a pair read, ~250 more while fitting; README,
+# Configuration). About 30 pairs per conversion in the generated worlds: M (16k conversions) fits on all its days.
+DEFAULT_FIT_MAX_PAIRS = 2_000_000
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     """Every knob of the pipeline that is not the warehouse connection (that is :class:`warehouse.target.Target`)."""
@@ -120,6 +126,7 @@ class PipelineSettings:
     half_life_days: float
     confidence_threshold: float
     fit_window_days: int
+    fit_max_pairs: int
     max_label_ece: float
     weak_pair_model: str
     partitions_start: str
@@ -143,6 +150,7 @@ class PipelineSettings:
             half_life_days=_number(env, "ATTRIBUTION_HALF_LIFE_DAYS", 7.0),
             confidence_threshold=_number(env, "ATTRIBUTION_CONFIDENCE_THRESHOLD", 0.5),
             fit_window_days=int(_number(env, "ATTRIBUTION_FIT_WINDOW_DAYS", 90)),
+            fit_max_pairs=int(_number(env, "ATTRIBUTION_FIT_MAX_PAIRS", DEFAULT_FIT_MAX_PAIRS)),
             max_label_ece=_number(env, "ATTRIBUTION_MAX_LABEL_ECE", 0.10),
             # Priors by default: with the k most recent clicks per weak value as candidates, the EM fitted on 20,000+
             # weak-only pairs scores strangers' clicks as likely (demo world: pair ECE 0.307, last-touch precision

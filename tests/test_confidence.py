@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from python_models.confidence import (
     MatchModelConfig,
     fit_match_model,
     fit_unseen_later_click,
+    fit_window_start,
     labelled_pairs,
     linked_pairs,
     model_from_frame,
@@ -613,3 +615,18 @@ def test_weak_pair_em_recovers_a_known_mixture() -> None:
     p = _score_weak(weak, rows)
     assert np.mean(p[match]) > 0.7 and np.mean(p[~match]) < 0.1
     assert auc(p, match) > 0.95
+
+
+def test_the_fit_reads_the_newest_days_up_to_its_pair_bound_and_always_the_newest_day() -> None:
+    days = pd.DataFrame(
+        {
+            # Unsorted, as a GROUP BY returns them.
+            "conversion_date": [date(2026, 3, d) for d in (3, 1, 4, 2)],
+            "pairs": [300, 100, 400, 200],
+        }
+    )
+    assert fit_window_start(days, 10_000) == date(2026, 3, 1)  # everything fits: the whole window
+    assert fit_window_start(days, 700) == date(2026, 3, 3)  # 400 + 300 = 700, one more day would pass it
+    assert fit_window_start(days, 699) == date(2026, 3, 4)
+    assert fit_window_start(days, 10) == date(2026, 3, 4)  # the newest day even when it alone is over the bound
+    assert fit_window_start(days.iloc[:0], 10) is None

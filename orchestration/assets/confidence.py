@@ -23,6 +23,7 @@ from python_models.confidence import (
     MatchModel,
     MatchModelConfig,
     fit_match_model,
+    fit_window_start,
     model_from_frame,
     model_to_frame,
     score_candidates,
@@ -121,6 +122,15 @@ def match_model(
         if last is not None:
             start = pd.Timestamp(last) - pd.Timedelta(days=settings.fit_window_days)
             where = f"conversion_date > cast('{start.date().isoformat()}' as date)"
+        # Bounded whatever the traffic: the newest days of the window up to fit_max_pairs candidate pairs.
+        pairs_per_day = wh.query_df(
+            "select conversion_date, count(*) as pairs from intermediate.int_match_candidates "
+            f"where {where} group by conversion_date",
+            conn,
+        )
+        first_day = fit_window_start(pairs_per_day, settings.fit_max_pairs)
+        if first_day is not None:
+            where = f"conversion_date >= cast('{pd.Timestamp(first_day).date().isoformat()}' as date)"
         candidates = wh.query_df(f"select * from intermediate.int_match_candidates where {where}", conn)
     config = settings.match_model_config()
     model = fit_match_model(candidates, config)
@@ -141,6 +151,9 @@ def match_model(
         )
     metadata: dict[str, object] = {
         "candidate_pairs": len(candidates),
+        "fit_days": int(candidates["conversion_date"].nunique()) if len(candidates) else 0,
+        "fit_window_days": settings.fit_window_days,
+        "fit_max_pairs": settings.fit_max_pairs,
         "labelled_conversions": int(model.n_labelled_conversions),
         "fitted_from": "priors (too few labels)" if model.used_priors else "direct-click labels",
         "weak_only_pairs": int(model.metrics.get("weak_pairs", 0)),

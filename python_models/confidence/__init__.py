@@ -58,7 +58,7 @@ Everything here is vectorised numpy; there is no I/O.
 """
 
 from python_models.confidence.features import labelled_pairs, linked_pairs
-from python_models.confidence.fit import fit_match_model
+from python_models.confidence.fit import fit_match_model, fit_window_start
 from python_models.confidence.model import DEFAULT_PRIORS, SIGNALS, MatchModel, MatchModelConfig, WeakModel, prior_model
 from python_models.confidence.persistence import SIGNAL_WEIGHT_COLUMNS, model_from_frame, model_to_frame, signal_weights
 from python_models.confidence.scoring import score_candidates
@@ -77,6 +77,7 @@ __all__ = [
     "WeakModel",
     "fit_match_model",
     "fit_unseen_later_click",
+    "fit_window_start",
     "labelled_pairs",
     "linked_pairs",
     "model_from_frame",

@@ -164,3 +164,18 @@ def fit_match_model(candidates: pd.DataFrame, config: MatchModelConfig | None = 
         survival_hours=survival_hours,
         survival=survival,
     )
+
+
+def fit_window_start(pairs_per_day: pd.DataFrame, max_pairs: int) -> object | None:
+    """The first conversion date the fit reads: the newest days whose candidate pairs add up to at most
+    ``max_pairs``, and always the newest day. ``pairs_per_day``: conversion_date, pairs (the fit window's days).
+
+    This bounds what the fit holds in memory (on Spark, the driver's share of the run) whatever the traffic; whole
+    days rather than a sample of pairs, so the fit sees every candidate of the conversions it reads. None when there
+    is no day."""
+    if pairs_per_day.empty:
+        return None
+    newest_first = pairs_per_day.sort_values("conversion_date", ascending=False)
+    cumulative = newest_first["pairs"].astype("int64").cumsum().to_numpy()
+    kept = max(1, int((cumulative <= max_pairs).sum()))
+    return newest_first["conversion_date"].iloc[kept - 1]
