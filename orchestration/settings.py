@@ -112,7 +112,7 @@ def identity_limits_from_env(environ: Mapping[str, str] | None = None) -> Identi
 
 # The match model's fit reads at most this many candidate pairs (whole days, newest first), so its memory is bounded
 # whatever the traffic: ~0.6 GB per million pairs (~330 bytes a pair read, ~250 more while fitting; README,
-# Configuration). About 30 pairs per conversion in the generated worlds: M (16k conversions) fits on all its days.
+# Configuration). M has 158,134 pairs (10 per conversion), so even L (~1.6M) fits on all its days.
 DEFAULT_FIT_MAX_PAIRS = 2_000_000
 
 
