@@ -8,6 +8,7 @@ one JVM at a time: a second process on the same folder fails with ``XSDB6``.
 
 from __future__ import annotations
 
+import atexit
 import re
 import threading
 from typing import Any
@@ -45,6 +46,8 @@ def session(settings: SparkSettings) -> Any:
                 builder = builder.config(key, value)
             _SESSION = builder.getOrCreate()
             _SESSION.sparkContext.setLogLevel("ERROR")
+            # The run's process owns the session: stopped (its metastore released cleanly) when the process ends.
+            atexit.register(stop)
         return _SESSION
 
 
