@@ -496,6 +496,16 @@ def restore_raw(wh: Warehouse, folder: Path, force: bool = False, chunk_rows: in
                 cur.execute("set local timezone to 'UTC'")
                 cur.execute("set local datestyle to 'ISO, YMD'")
         try:
+            # Before any table is created: a refused restore leaves even Spark (no transactions) as it was.
+            present = raw_tables(wh, conn, strict=False)
+            counts = {t: int(wh.scalar(f"select count(*) from {qualified(RAW_SCHEMA, t)}", conn)) for t in present}
+            occupied = {t: n for t, n in counts.items() if n}
+            if occupied and not force:
+                held = ", ".join(f"{RAW_SCHEMA}.{t} ({n:,} rows)" for t, n in occupied.items())
+                raise RestoreError(
+                    f"{wh.target.describe()}: schema {RAW_SCHEMA} already holds rows: {held}; restore needs an empty "
+                    "warehouse (or --force to empty schema raw first)"
+                )
             ensure_raw_tables(wh, conn)
             for table, entry in manifest.tables.items():
                 if wh.target.is_spark:
@@ -506,14 +516,6 @@ def restore_raw(wh: Warehouse, folder: Path, force: bool = False, chunk_rows: in
                 wh.execute(f"create table if not exists {qualified(RAW_SCHEMA, table)} ({ddl})", conn)
             existing = raw_tables(wh, conn, strict=False)
             _check_compatible(manifest, existing)
-            counts = {t: int(wh.scalar(f"select count(*) from {qualified(RAW_SCHEMA, t)}", conn)) for t in existing}
-            occupied = {t: n for t, n in counts.items() if n}
-            if occupied and not force:
-                held = ", ".join(f"{RAW_SCHEMA}.{t} ({n:,} rows)" for t, n in occupied.items())
-                raise RestoreError(
-                    f"{wh.target.describe()}: schema {RAW_SCHEMA} already holds rows: {held}; restore needs an empty "
-                    "warehouse (or --force to empty schema raw first)"
-                )
             for table in occupied:
                 if wh.target.is_spark:
                     if table not in manifest.tables:  # the others are overwritten by their file
