@@ -95,9 +95,6 @@
     {%- for kind in ['user_id', 'cookie'] if given[kind] -%}
         {%- do given_rows.append("select '" ~ kind ~ "' as identifier_type, '" ~ given[kind].replace("'", "''") ~ "' as identifier_value") -%}
     {%- endfor -%}
-    {%- if not execute -%}
-        {{- return('') -}}
-    {%- endif -%}
     {#- The rows to erase are fixed in scratch tables before anything changes (on Spark real tables: a view would be
         read again after raw is rewritten, and find nothing); a scratch table left by an interrupted erasure goes. -#}
     {%- do link_attribution.drop_scratch_tables() -%}
