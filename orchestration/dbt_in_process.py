@@ -39,6 +39,10 @@ _PARSED: tuple[str, Any] | None = None
 # per-invocation folders change every run without changing what dbt parses.
 _PARSE_ENV_PREFIXES = ("ATTRIBUTION_", "PG", "DBT_")
 _PER_INVOCATION_ENV = {"DBT_TARGET_PATH", "DBT_LOG_PATH", "ATTRIBUTION_RUN_ID", "DBT_INDIRECT_SELECTION"}
+# The person `attribution forget` erases (cli/privacy.py): read by the operation only, never by a parse, and kept
+# out of the fingerprint so that an erasure reuses the parsed manifest rather than parsing under a key derived from
+# the person's identifiers.
+_PER_INVOCATION_ENV_PREFIXES = ("ATTRIBUTION_FORGET_",)
 # Sources whose change invalidates a parsed manifest.
 _DBT_SOURCE_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md"}
 
@@ -70,7 +74,11 @@ def _option(args: Sequence[str], name: str) -> str | None:
 
 def _fingerprint(args: Sequence[str], env: Mapping[str, str], project_dir: Path) -> str:
     parse_env = sorted(
-        (k, v) for k, v in env.items() if k.startswith(_PARSE_ENV_PREFIXES) and k not in _PER_INVOCATION_ENV
+        (k, v)
+        for k, v in env.items()
+        if k.startswith(_PARSE_ENV_PREFIXES)
+        and k not in _PER_INVOCATION_ENV
+        and not k.startswith(_PER_INVOCATION_ENV_PREFIXES)
     )
     text = repr((_option(args, "--target"), _option(args, "--profile"), parse_env, newest_source_mtime(project_dir)))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -319,7 +319,8 @@ def serving(
 # targets' scenarios can run on both workers at once. Scopes are handed out in collection order
 # (`--no-loadscope-reorder`), which pytest_collection_modifyitems makes longest first (LONGEST_FIRST, by the
 # --durations of a full run on 2 cores; scopes not listed take seconds): the Spark run (one JVM, the longest)
-# starts at once, and the two workers finish together.
+# starts at once, and the two workers finish together. A Spark module is one scope, so its tests share one JVM in
+# one worker; test_spark_privacy.py starts a session of its own (stopping one an earlier module left) and stops it.
 SPLIT_BY_TARGET = (
     "tests/test_reliability.py",
     "tests/test_privacy.py",
@@ -331,6 +332,7 @@ SPLIT_BY_TARGET = (
 LONGEST_FIRST = (
     "tests/test_spark_e2e.py",
     "tests/test_reliability.py:duckdb",
+    "tests/test_spark_privacy.py",
     "tests/test_reliability.py:postgres",
     "tests/test_spark_target.py",
     "tests/test_privacy.py:postgres",

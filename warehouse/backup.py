@@ -13,6 +13,15 @@ Column types use portable names (``text``, ``timestamptz``, ``bigint``, …) so 
 restores into the other; values keep their exact type (text stays text, NULL stays NULL, '' stays '',
 timestamptz stays a UTC instant with microseconds). Both directions stream in bounded memory: DuckDB reads and
 writes Parquet natively, PostgreSQL goes through ``COPY`` in chunks and pyarrow.
+
+On Spark the session reads each table and writes Parquet files into a hidden folder beside the backup file, which
+pyarrow then copies into the one file (``raw.<table>.parquet``, the portable schema) in batches of
+``SPARK_BATCH_ROWS`` rows: the driver holds about one row group of Spark's files (``parquet.block.size``, 128 MB)
+and one batch, never the table. Restore has Spark read the verified file and overwrite each table (executors read
+it: on a cluster, the backup folder must be on storage they share). Spark has no transactions and no snapshot:
+nothing else may write the warehouse during a backup (the embedded metastore admits this process alone), and a
+restore that fails part-way leaves the tables it reached restored (every check that can refuse a restore runs
+before the first write; run it again with ``--force``).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +47,8 @@ MANIFEST_VERSION = 1
 CHUNK_BYTES = 64 * 1024 * 1024
 # PostgreSQL restore: Parquet rows sent per COPY FROM STDIN.
 CHUNK_ROWS = 100_000
+# Spark backup: rows per batch copied from Spark's Parquet files into the backup file.
+SPARK_BATCH_ROWS = 10_000
 
 # Portable type name → DDL accepted by both engines. Only types whose values survive both engines and Parquet
 # exactly are listed; anything else is refused rather than silently turned into something else.
@@ -50,6 +62,19 @@ TYPE_DDL: dict[str, str] = {
     "bigint": "bigint",
     "real": "real",
     "double": "double precision",
+    "boolean": "boolean",
+}
+# Portable type name → Spark's (its timestamp is an instant; timestamp_ntz the wall-clock time).
+SPARK_DDL: dict[str, str] = {
+    "text": "string",
+    "timestamptz": "timestamp",
+    "timestamp": "timestamp_ntz",
+    "date": "date",
+    "smallint": "smallint",
+    "integer": "int",
+    "bigint": "bigint",
+    "real": "float",
+    "double": "double",
     "boolean": "boolean",
 }
 # information_schema.columns.data_type on either engine (lower-cased) → portable type name.
@@ -70,6 +95,8 @@ _ENGINE_TYPES: dict[str, str] = {
     "double": "double",
     "boolean": "boolean",
 }
+# Spark's simpleString of a column type → portable type name.
+_SPARK_TYPES: dict[str, str] = {spark: portable for portable, spark in SPARK_DDL.items()}
 
 
 class BackupError(Exception):
@@ -152,6 +179,8 @@ def raw_tables(wh: Warehouse, conn: Any, strict: bool = True) -> dict[str, tuple
 
     ``strict`` refuses a column whose type has no portable name; otherwise the engine's own name is kept.
     """
+    if wh.target.is_spark:
+        return _spark_raw_tables(conn, strict)
     df = wh.query_df(
         "select c.table_name, c.column_name, c.data_type from information_schema.columns c "
         "join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name "
@@ -171,22 +200,33 @@ def raw_tables(wh: Warehouse, conn: Any, strict: bool = True) -> dict[str, tuple
     return {t: tuple(cols) for t, cols in sorted(tables.items())}
 
 
+def _spark_raw_tables(spark: Any, strict: bool) -> dict[str, tuple[Column, ...]]:
+    if not spark.catalog.databaseExists(RAW_SCHEMA):
+        return {}
+    tables: dict[str, tuple[Column, ...]] = {}
+    listed = spark.catalog.listTables(RAW_SCHEMA)
+    for table in sorted(t.name for t in listed if t.tableType != "VIEW" and not t.isTemporary):
+        columns = []
+        for f in spark.table(f"{RAW_SCHEMA}.{table}").schema.fields:
+            engine = f.dataType.simpleString()
+            portable = _SPARK_TYPES.get(engine)
+            if portable is None and strict:
+                raise BackupError(
+                    f"{RAW_SCHEMA}.{table}.{f.name}: type {engine} cannot be backed up exactly "
+                    f"(supported: {', '.join(TYPE_DDL)})"
+                )
+            columns.append(Column(f.name, portable or engine))
+        tables[table] = tuple(columns)
+    return tables
+
+
 # -- backup -----------------------------------------------------------------------------------------------
-def _refuse_spark(wh: Warehouse, what: str) -> None:
-    if wh.target.is_spark:
-        raise BackupError(
-            f"{what} is not supported on the spark target yet: schema raw is the Parquet folder "
-            f"{wh.target.spark.warehouse_dir / (RAW_SCHEMA + '.db')}; copy it (and the metastore) while nothing runs"
-        )
-
-
 def backup_raw(wh: Warehouse, folder: Path, chunk_bytes: int = CHUNK_BYTES) -> Manifest:
     """Write every table of schema ``raw`` to ``folder`` as Parquet plus ``manifest.json``.
 
     All tables are read from one snapshot, so ``load_log`` always agrees with the rows it describes even when a
     load runs concurrently.
     """
-    _refuse_spark(wh, "backup")
     folder = Path(folder)
     if (folder / MANIFEST_NAME).exists():
         raise BackupError(f"{folder / MANIFEST_NAME}: folder already holds a backup; choose an empty folder")
@@ -201,7 +241,7 @@ def backup_raw(wh: Warehouse, folder: Path, chunk_bytes: int = CHUNK_BYTES) -> M
         with wh.connect() as conn:
             if wh.target.is_duckdb:
                 conn.execute("begin transaction")
-            else:
+            elif not wh.target.is_spark:  # PostgreSQL
                 conn.set_client_encoding("UTF8")
                 with conn.cursor() as cur:
                     # One consistent snapshot for every table; nothing in a backup writes.
@@ -217,6 +257,8 @@ def backup_raw(wh: Warehouse, folder: Path, chunk_bytes: int = CHUNK_BYTES) -> M
                 expected = int(wh.scalar(f"select count(*) from {qualified(RAW_SCHEMA, table)}", conn))
                 if wh.target.is_duckdb:
                     _duckdb_copy_out(conn, table, columns, path)
+                elif wh.target.is_spark:
+                    _spark_copy_out(conn, table, columns, path)
                 else:
                     _postgres_copy_out(conn, table, columns, path, chunk_bytes)
                 rows = _parquet_rows(path)
@@ -248,6 +290,28 @@ def _duckdb_copy_out(conn: Any, table: str, columns: tuple[Column, ...], path: P
         f"copy (select {select} from {qualified(RAW_SCHEMA, table)}) "
         f"to '{_sql_str(str(path))}' (format parquet, compression zstd)"
     )
+
+
+def _spark_copy_out(spark: Any, table: str, columns: tuple[Column, ...], path: Path) -> None:
+    """Spark writes the table's Parquet files into a hidden folder beside ``path``; they are copied into ``path``
+    batch by batch with the portable schema, and the folder is removed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([pa.field(c.name, _arrow_type(c.type)) for c in columns])
+    parts = path.with_name(f".{path.name}.spark")
+    shutil.rmtree(parts, ignore_errors=True)
+    try:
+        select = ", ".join(f"`{c.name}`" for c in columns)
+        spark.sql(f"select {select} from `{RAW_SCHEMA}`.`{table}`").write.mode("overwrite").parquet(str(parts))
+        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            for part in sorted(parts.glob("part-*")):
+                # Spark may write timestamps as INT96 (nanoseconds): read at its own precision, microseconds.
+                source = pq.ParquetFile(part, coerce_int96_timestamp_unit="us")
+                for batch in source.iter_batches(batch_size=SPARK_BATCH_ROWS, columns=schema.names):
+                    writer.write_table(pa.Table.from_batches([batch]).select(schema.names).cast(schema))
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
 
 
 def _arrow_type(portable: str) -> Any:
@@ -420,26 +484,21 @@ def restore_raw(wh: Warehouse, folder: Path, force: bool = False, chunk_rows: in
     With ``force`` every raw table is emptied first (in the same transaction); without it a warehouse whose raw
     schema holds any row is refused, naming the tables.
     """
-    _refuse_spark(wh, "restore")
     folder = Path(folder)
     manifest = verify_backup(folder)
     result = RestoreResult(manifest=manifest)
     with wh.connect() as conn:
         if wh.target.is_duckdb:
             conn.execute("begin transaction")
-        else:
+        elif not wh.target.is_spark:  # PostgreSQL
             conn.set_client_encoding("UTF8")
             with conn.cursor() as cur:
                 cur.execute("set local timezone to 'UTC'")
                 cur.execute("set local datestyle to 'ISO, YMD'")
         try:
-            ensure_raw_tables(wh, conn)
-            for table, entry in manifest.tables.items():
-                ddl = ", ".join(f"{quote_ident(c.name)} {TYPE_DDL[c.type]}" for c in entry.columns)
-                wh.execute(f"create table if not exists {qualified(RAW_SCHEMA, table)} ({ddl})", conn)
-            existing = raw_tables(wh, conn, strict=False)
-            _check_compatible(manifest, existing)
-            counts = {t: int(wh.scalar(f"select count(*) from {qualified(RAW_SCHEMA, t)}", conn)) for t in existing}
+            # Before any table is created: a refused restore leaves even Spark (no transactions) as it was.
+            present = raw_tables(wh, conn, strict=False)
+            counts = {t: int(wh.scalar(f"select count(*) from {qualified(RAW_SCHEMA, t)}", conn)) for t in present}
             occupied = {t: n for t, n in counts.items() if n}
             if occupied and not force:
                 held = ", ".join(f"{RAW_SCHEMA}.{t} ({n:,} rows)" for t, n in occupied.items())
@@ -447,13 +506,29 @@ def restore_raw(wh: Warehouse, folder: Path, force: bool = False, chunk_rows: in
                     f"{wh.target.describe()}: schema {RAW_SCHEMA} already holds rows: {held}; restore needs an empty "
                     "warehouse (or --force to empty schema raw first)"
                 )
+            ensure_raw_tables(wh, conn)
+            for table, entry in manifest.tables.items():
+                if wh.target.is_spark:
+                    ddl = ", ".join(f"`{c.name}` {SPARK_DDL[c.type]}" for c in entry.columns)
+                    conn.sql(f"create table if not exists `{RAW_SCHEMA}`.`{table}` ({ddl}) using parquet")
+                    continue
+                ddl = ", ".join(f"{quote_ident(c.name)} {TYPE_DDL[c.type]}" for c in entry.columns)
+                wh.execute(f"create table if not exists {qualified(RAW_SCHEMA, table)} ({ddl})", conn)
+            existing = raw_tables(wh, conn, strict=False)
+            _check_compatible(manifest, existing)
             for table in occupied:
+                if wh.target.is_spark:
+                    if table not in manifest.tables:  # the others are overwritten by their file
+                        conn.sql(f"truncate table `{RAW_SCHEMA}`.`{table}`")
+                    continue
                 wh.execute(f"delete from {qualified(RAW_SCHEMA, table)}", conn)
             result.truncated = occupied
             for table, entry in manifest.tables.items():
                 path = folder / entry.file
                 if wh.target.is_duckdb:
                     _duckdb_copy_in(conn, table, entry, path)
+                elif wh.target.is_spark:
+                    _spark_copy_in(conn, table, entry, path, existing[table])
                 else:
                     _postgres_copy_in(conn, table, entry, path, chunk_rows)
                 n = int(wh.scalar(f"select count(*) from {qualified(RAW_SCHEMA, table)}", conn))
@@ -487,6 +562,21 @@ def _duckdb_copy_in(conn: Any, table: str, entry: TableEntry, path: Path) -> Non
     select = ", ".join(f"cast({quote_ident(c.name)} as {TYPE_DDL[c.type]})" for c in entry.columns)
     source = f"read_parquet('{_sql_str(str(path))}')"
     conn.execute(f"insert into {qualified(RAW_SCHEMA, table)} ({names}) select {select} from {source}")
+
+
+def _spark_copy_in(spark: Any, table: str, entry: TableEntry, path: Path, columns: tuple[Column, ...]) -> None:
+    """Overwrite ``raw.<table>`` with the file's rows: every column of the table in its order, those the backup
+    lacks as NULL. The overwrite is static: the table is replaced whole even if it is partitioned (the session
+    overwrites partitions dynamically otherwise)."""
+    backed_up = {c.name for c in entry.columns}
+    select = [
+        f"cast(`{c.name}` as {SPARK_DDL.get(c.type, c.type)}) as `{c.name}`"
+        if c.name in backed_up
+        else f"cast(null as {SPARK_DDL.get(c.type, c.type)}) as `{c.name}`"
+        for c in columns
+    ]
+    rows = spark.read.parquet(str(path)).selectExpr(*select)
+    rows.write.option("partitionOverwriteMode", "static").insertInto(f"`{RAW_SCHEMA}`.`{table}`", overwrite=True)
 
 
 def _postgres_copy_in(conn: Any, table: str, entry: TableEntry, path: Path, chunk_rows: int) -> None:

@@ -95,8 +95,10 @@
     {%- for kind in ['user_id', 'cookie'] if given[kind] -%}
         {%- do given_rows.append("select '" ~ kind ~ "' as identifier_type, '" ~ given[kind].replace("'", "''") ~ "' as identifier_value") -%}
     {%- endfor -%}
-    {% call statement('forget_identifiers') %}
-        create temporary table forget_identifiers as
+    {#- The rows to erase are fixed in scratch tables before anything changes (on Spark real tables: a view would be
+        read again after raw is rewritten, and find nothing); a scratch table left by an interrupted erasure goes. -#}
+    {%- do link_attribution.drop_scratch_tables() -%}
+    {%- set identifiers_sql -%}
         with given as (
             {{ given_rows | join('\n            union all\n            ') }}
         )
@@ -117,13 +119,14 @@
         {%- else %}
         select identifier_type, identifier_value from given
         {%- endif %}
-    {% endcall %}
+    {%- endset -%}
+    {%- set forget_identifiers = link_attribution.create_scratch_table('forget_identifiers', identifiers_sql) -%}
 
     {#- Events: those carrying an identifier of the person (raw rows too, so rejected and unstaged rows go as well),
         and those the identity graph gave to the person's identities. -#}
+    {%- set events = {} -%}
     {%- for kind, raw, key in [('click', raw_clicks, 'click_id'), ('conversion', raw_conversions, 'conversion_id')] %}
-    {% call statement('forget_' ~ kind ~ 's') %}
-        create temporary table forget_{{ kind }}s as
+    {%- set events_sql -%}
         with raw_rows as (
             select
                 {{ link_attribution.clean_identifier(key) }} as event_id,
@@ -141,65 +144,61 @@
             from raw_rows
         )
         select event_id from raw_hashed
-        where email_hash in (select identifier_value from forget_identifiers where identifier_type = 'email')
-            or user_id in (select identifier_value from forget_identifiers where identifier_type = 'user_id')
-            or cookie_id in (select identifier_value from forget_identifiers where identifier_type = 'cookie')
+        where email_hash in (select identifier_value from {{ forget_identifiers }} where identifier_type = 'email')
+            or user_id in (select identifier_value from {{ forget_identifiers }} where identifier_type = 'user_id')
+            or cookie_id in (select identifier_value from {{ forget_identifiers }} where identifier_type = 'cookie')
         {%- if event_identities is not none and identity_map is not none %}
         union
         select event_identities.event_id
         from {{ event_identities }} as event_identities
         inner join {{ identity_map }} as identity_map on identity_map.identity_id = event_identities.identity_id
-        inner join forget_identifiers
+        inner join {{ forget_identifiers }} as forget_identifiers
             on forget_identifiers.identifier_type = identity_map.identifier_type
             and forget_identifiers.identifier_value = identity_map.identifier_value
         where event_identities.event_kind = '{{ kind }}'
         {%- endif %}
-    {% endcall %}
+    {%- endset -%}
+    {%- do events.update({kind: link_attribution.create_scratch_table('forget_' ~ kind ~ 's', events_sql)}) -%}
     {%- endfor %}
 
     {%- set counts = [] -%}
-    {%- set identifiers = link_attribution.forget_count("select count(*) from forget_identifiers") -%}
-    {%- set click_filter = "in (select event_id from forget_clicks)" -%}
-    {%- set conversion_filter = "in (select event_id from forget_conversions)" -%}
+    {%- set identifiers = link_attribution.forget_count("select count(*) from " ~ forget_identifiers) -%}
+    {%- set click_filter = "in (select event_id from " ~ events['click'] ~ ")" -%}
+    {%- set conversion_filter = "in (select event_id from " ~ events['conversion'] ~ ")" -%}
     {%- set raw_click_match = link_attribution.clean_identifier('click_id') ~ " " ~ click_filter -%}
     {%- set raw_conversion_match = link_attribution.clean_identifier('conversion_id') ~ " " ~ conversion_filter -%}
 
-    {#- Raw: clicks deleted, conversions anonymised. -#}
-    {%- do counts.append(("raw.clicks", "deleted", link_attribution.forget_count("select count(*) from " ~ raw_clicks ~ " where " ~ raw_click_match))) -%}
-    {% call statement('forget_raw_clicks') %}
-        delete from {{ raw_clicks }} where {{ raw_click_match }}
-    {% endcall %}
-    {%- do counts.append(("raw.conversions", "anonymised", link_attribution.forget_count("select count(*) from " ~ raw_conversions ~ " where " ~ raw_conversion_match))) -%}
-    {% call statement('forget_raw_conversions') %}
-        update {{ raw_conversions }}
-        set user_id = '', email = '', cookie_id = '', session_id = '', device_fingerprint = '', ip = '',
-            user_agent = '', click_id = ''
-        where {{ raw_conversion_match }}
-    {% endcall %}
-
-    {#- Staging: the incremental models never re-read those raw rows, so they are erased here too. -#}
+    {#- Staging first, then raw, then the suppression list: one transaction on DuckDB and PostgreSQL, where the order
+        does not matter; on Spark (no transactions) an erasure interrupted part-way finds the same rows when run
+        again, because raw, which it finds them by, changes after the staged tables. Staging is erased too because
+        the incremental models never re-read those raw rows. -#}
     {%- if staged['stg_raw__clicks'] is not none %}
     {%- do counts.append(("staging.stg_raw__clicks", "deleted", link_attribution.forget_count("select count(*) from " ~ staged['stg_raw__clicks'] ~ " where click_id " ~ click_filter))) -%}
-    {% call statement('forget_staged_clicks') %}
-        delete from {{ staged['stg_raw__clicks'] }} where click_id {{ click_filter }}
-    {% endcall %}
+    {%- do link_attribution.erase_rows(staged['stg_raw__clicks'], "click_id " ~ click_filter) -%}
     {%- endif %}
     {%- if staged['stg_raw__conversions'] is not none %}
     {%- do counts.append(("staging.stg_raw__conversions", "anonymised", link_attribution.forget_count("select count(*) from " ~ staged['stg_raw__conversions'] ~ " where conversion_id " ~ conversion_filter))) -%}
-    {% call statement('forget_staged_conversions') %}
-        update {{ staged['stg_raw__conversions'] }}
-        set user_id = null, email_hash = null, cookie_id = null, session_id = null, device_fingerprint = null,
-            ip_hash = null, ip_network_hash = null, user_agent = null, direct_click_id = null
-        where conversion_id {{ conversion_filter }}
-    {% endcall %}
+    {%- set blanked = {} -%}
+    {%- for column in ['user_id', 'email_hash', 'cookie_id', 'session_id', 'device_fingerprint', 'ip_hash', 'ip_network_hash', 'user_agent', 'direct_click_id'] -%}
+        {%- do blanked.update({column: 'null'}) -%}
+    {%- endfor -%}
+    {%- do link_attribution.update_rows(staged['stg_raw__conversions'], blanked, "conversion_id " ~ conversion_filter) -%}
     {%- endif %}
     {%- for name in ['rejected_rows', 'rejected_values'] if staged[name] is not none %}
     {%- set match = "(source_table = 'clicks' and record_key " ~ click_filter ~ ") or (source_table = 'conversions' and record_key " ~ conversion_filter ~ ")" %}
     {%- do counts.append(("staging." ~ name, "deleted", link_attribution.forget_count("select count(*) from " ~ staged[name] ~ " where " ~ match))) -%}
-    {% call statement('forget_' ~ name) %}
-        delete from {{ staged[name] }} where {{ match }}
-    {% endcall %}
+    {%- do link_attribution.erase_rows(staged[name], match) -%}
     {%- endfor %}
+
+    {#- Raw: clicks deleted, conversions anonymised (blanked: raw's columns are the delivered text). -#}
+    {%- do counts.insert(0, ("raw.clicks", "deleted", link_attribution.forget_count("select count(*) from " ~ raw_clicks ~ " where " ~ raw_click_match))) -%}
+    {%- do link_attribution.erase_rows(raw_clicks, raw_click_match) -%}
+    {%- do counts.insert(1, ("raw.conversions", "anonymised", link_attribution.forget_count("select count(*) from " ~ raw_conversions ~ " where " ~ raw_conversion_match))) -%}
+    {%- set emptied = {} -%}
+    {%- for column in ['user_id', 'email', 'cookie_id', 'session_id', 'device_fingerprint', 'ip', 'user_agent', 'click_id'] -%}
+        {%- do emptied.update({column: "''"}) -%}
+    {%- endfor -%}
+    {%- do link_attribution.update_rows(raw_conversions, emptied, raw_conversion_match) -%}
 
     {#- The suppression entries: keys derived from the hashes only, once per identifier. -#}
     {%- set suppressions = link_attribution.suppressions_relation() -%}
@@ -213,7 +212,7 @@
                     when identifier_type = 'email' then {{ link_attribution.suppression_key('identifier_value') }}
                     else {{ link_attribution.suppression_key(link_attribution.hash_pii('identifier_value')) }}
                 end as identifier_hash
-            from forget_identifiers
+            from {{ forget_identifiers }}
         ) as hashed
         where not exists (
             select 1 from {{ suppressions }} as existing
@@ -221,6 +220,7 @@
                 and existing.identifier_hash = hashed.identifier_hash
         )
     {% endcall %}
+    {%- do link_attribution.drop_scratch_tables() -%}
     {%- do adapter.commit() -%}
     {%- do log("forget: identifiers suppressed (hash only): " ~ identifiers, info=True) -%}
     {%- for table, verb, n in counts -%}

@@ -36,9 +36,22 @@
 {%- endmacro %}
 
 {#- apply_raw_retention(): per raw table, the rows in retention_scope that still hold a clear value get the
-    hashes of their identifiers (dispatched: Parquet tables on Spark cannot be updated in place). -#}
+    hashes of their identifiers (update_rows: an update on DuckDB and PostgreSQL, a rewrite through a copy on Spark,
+    whose Parquet tables cannot be updated in place). Runs its statements itself, in the hook's transaction where
+    the engine has one; the hook's own SQL is a no-op. -#}
 {% macro apply_raw_retention() %}
-    {{- return(adapter.dispatch('apply_raw_retention', 'link_attribution')()) -}}
+    {%- if execute %}
+    {%- for table, columns in link_attribution.retention_columns().items() %}
+    {%- set raw = api.Relation.create(database=link_attribution.target_database(), schema='raw', identifier=table) %}
+    {%- set assignments = {} %}
+    {%- for column, kind in columns.items() %}
+    {%- do assignments.update({column: link_attribution.retained_value(column, kind)}) %}
+    {%- endfor %}
+    {%- do link_attribution.update_rows(raw, assignments,
+            link_attribution.retention_scope(table) ~ ' and ' ~ link_attribution.retention_pending(columns)) %}
+    {%- endfor %}
+    {%- endif %}
+    select 1
 {% endmacro %}
 
 {% macro retention_pending(columns) -%}
@@ -48,46 +61,3 @@
         {%- endfor %}
     )
 {%- endmacro %}
-
-{% macro default__apply_raw_retention() %}
-    {%- for table, columns in link_attribution.retention_columns().items() %}
-    {%- set raw = api.Relation.create(database=link_attribution.target_database(), schema='raw', identifier=table) %}
-    update {{ raw }}
-    set
-        {%- for column, kind in columns.items() %}
-        {{ column }} = {{ link_attribution.retained_value(column, kind) }}{{ "," if not loop.last }}
-        {%- endfor %}
-    where {{ link_attribution.retention_scope(table) }}
-        and {{ link_attribution.retention_pending(columns) }};
-    {%- endfor %}
-{% endmacro %}
-
-{#- Spark: the table is rewritten through a copy (a Parquet table cannot be overwritten while it is read), with
-    the retained value where the row is in scope and the original elsewhere. -#}
-{% macro spark__apply_raw_retention() %}
-    {%- if execute %}
-    {%- for table, columns in link_attribution.retention_columns().items() %}
-    {%- set raw = api.Relation.create(schema='raw', identifier=table) %}
-    {%- set copy = api.Relation.create(schema='raw', identifier=table ~ '__retention') %}
-    {%- set in_scope = link_attribution.retention_scope(table) ~ ' and ' ~ link_attribution.retention_pending(columns) %}
-    {%- set select_sql -%}
-    select
-        {%- for column in adapter.get_columns_in_relation(raw) %}
-        {%- if column.name in columns %}
-        case when {{ in_scope }} then {{ link_attribution.retained_value(column.name, columns[column.name]) }}
-            else {{ column.name }} end as {{ column.name }}
-        {%- else %}
-        {{ column.name }}
-        {%- endif %}{{ "," if not loop.last }}
-        {%- endfor %}
-    from {{ raw }}
-    {%- endset %}
-    {#- One statement per call: Spark runs a single statement at a time. #}
-    {%- do run_query('drop table if exists ' ~ copy) %}
-    {%- do run_query('create table ' ~ copy ~ ' using parquet as ' ~ select_sql) %}
-    {%- do run_query('insert overwrite table ' ~ raw ~ ' select * from ' ~ copy) %}
-    {%- do run_query('drop table ' ~ copy) %}
-    {%- endfor %}
-    {%- endif %}
-    select 1
-{% endmacro %}
