@@ -119,16 +119,21 @@ def split_last_day(world: Path) -> tuple[Path, Path]:
     return base, inc
 
 
-def fresh_target_env(target_name: str, size: str, overrides: dict[str, str] | None = None) -> dict[str, str]:
+def fresh_target_env(
+    target_name: str, size: str, overrides: dict[str, str] | None = None, label: str | None = None
+) -> dict[str, str]:
+    """The environment of a fresh warehouse on ``target_name``; ``label`` (default the target's name) names its
+    folders, so two rows on one target (Spark local and standalone) keep their Dagster history apart."""
     env = {**os.environ, **(overrides or {})}
-    env["DAGSTER_HOME"] = str(BENCH_DIR / f"dagster_home_{target_name}_{size}")
+    label = label or target_name
+    env["DAGSTER_HOME"] = str(BENCH_DIR / f"dagster_home_{label}_{size}")
     if target_name == "duckdb":
         path = BENCH_DIR / f"{size}.duckdb"
         path.unlink(missing_ok=True)
         Path(str(path) + ".wal").unlink(missing_ok=True)
         env["ATTRIBUTION_DUCKDB_PATH"] = str(path)
     elif target_name == "spark":
-        folder = BENCH_DIR / f"spark_{size}"
+        folder = BENCH_DIR / f"{label}_{size}"
         shutil.rmtree(folder, ignore_errors=True)
         env["ATTRIBUTION_SPARK_DIR"] = str(folder)
     else:
@@ -202,13 +207,18 @@ def stage_times(dagster_home: str) -> dict[str, float]:
 
 
 def bench_target(
-    target_name: str, size: str, world: Path, measure_append: bool, overrides: dict[str, str] | None = None
+    target_name: str,
+    size: str,
+    world: Path,
+    measure_append: bool,
+    overrides: dict[str, str] | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    env = fresh_target_env(target_name, size, overrides)
-    row: dict[str, Any] = {"target": target_name, "size": size}
+    env = fresh_target_env(target_name, size, overrides, label)
+    row: dict[str, Any] = {"target": label or target_name, "size": size}
     bare = run_measured([_python(), "-c", BARE_LOAD, str(world)], env)
     row["bare_load_s"] = bare.seconds
-    env = fresh_target_env(target_name, size, overrides)
+    env = fresh_target_env(target_name, size, overrides, label)
     base, inc = split_last_day(world) if measure_append else (world, None)
     load = run_measured(_attribution("load", str(base)), env)
     run = run_measured(_attribution("run", "--log-level", "WARNING"), env)
@@ -480,8 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             measure_append = size == sizes[-1] and not args.skip_append
             if target == STANDALONE:
                 with standalone_cluster() as cluster_env:
-                    row = bench_target("spark", size, world, measure_append, cluster_env)
-                row["target"] = STANDALONE
+                    row = bench_target("spark", size, world, measure_append, cluster_env, label=STANDALONE)
             else:
                 row = bench_target(target, size, world, measure_append)
             row["stages"]["generate"] = m.seconds
