@@ -26,6 +26,9 @@ DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
 DEFAULT_SPARK_DIR = DATA_DIR / "spark"
 # Two local cores: Spark's own default (every core) starves the dbt and Python work sharing the machine.
 DEFAULT_SPARK_MASTER = "local[2]"
+# The driver's heap. At local[2] every task runs in it too; Spark's default of 1 GB failed the demo world, where a
+# small table broadcast into each branch of int_match_candidates' union outgrew it.
+DEFAULT_SPARK_DRIVER_MEMORY = "4g"
 # PostgreSQL's per-operation memory for the warehouse's own sessions (dbt models and Python assets); the server
 # default of 4MB splits the hash tables of 1M-row joins into batches written to temporary files.
 DEFAULT_PG_WORK_MEM = "256MB"
@@ -71,6 +74,7 @@ class SparkSettings:
 
     folder: Path
     master: str = DEFAULT_SPARK_MASTER
+    driver_memory: str = DEFAULT_SPARK_DRIVER_MEMORY
 
     @property
     def warehouse_dir(self) -> Path:
@@ -84,6 +88,7 @@ class SparkSettings:
         """The session's settings; dbt's profile (``dbt_project/profiles.yml``) builds the same from ``target_env``."""
         return {
             "spark.master": self.master,
+            "spark.driver.memory": self.driver_memory,
             "spark.sql.warehouse.dir": str(self.warehouse_dir),
             "spark.hadoop.javax.jdo.option.ConnectionURL": self.metastore_url,
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={self.folder}",
@@ -168,7 +173,9 @@ def resolve_target(cli_target: str | None = None, environ: dict[str, str] | None
     if not spark_dir.is_absolute():
         spark_dir = (PROJECT_ROOT / spark_dir).resolve()
     spark = SparkSettings(
-        folder=spark_dir, master=(env.get("ATTRIBUTION_SPARK_MASTER") or DEFAULT_SPARK_MASTER).strip()
+        folder=spark_dir,
+        master=(env.get("ATTRIBUTION_SPARK_MASTER") or DEFAULT_SPARK_MASTER).strip(),
+        driver_memory=(env.get("ATTRIBUTION_SPARK_DRIVER_MEMORY") or DEFAULT_SPARK_DRIVER_MEMORY).strip(),
     )
     return Target(
         name=name,  # type: ignore[arg-type]
@@ -201,6 +208,7 @@ def target_env(target: Target) -> dict[str, str]:
         "ATTRIBUTION_PG_WORK_MEM": pg.work_mem,
         "ATTRIBUTION_SPARK_DIR": str(target.spark.folder),
         "ATTRIBUTION_SPARK_MASTER": target.spark.master,
+        "ATTRIBUTION_SPARK_DRIVER_MEMORY": target.spark.driver_memory,
         # Spark's Python workers (the per-group steps) run this interpreter, whoever creates the session (dbt or
         # the warehouse client), not whatever `python3` is first on PATH.
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
