@@ -55,6 +55,11 @@ def prepare_dagster_home(target: Target, home: Path | None = None) -> Path:
     return home
 
 
+def project_instance(target: Target, home: Path | None = None) -> dg.DagsterInstance:
+    """The instance `attribution` runs on (the storage its dagster.yaml names), under ``home``."""
+    return dg.DagsterInstance.from_config(str(prepare_dagster_home(target, home)))
+
+
 def load_definitions(target: Target) -> dg.Definitions:
     """Import (or re-import) the code location after the target has been exported to the environment."""
     export_target(target)
@@ -151,8 +156,7 @@ def run_job(
         covered = newest_load(Warehouse(target))
         run_tags = {**data_partition_range(target, job), **coverage_tags(covered)}
     if instance is None:
-        prepare_dagster_home(target)
-        instance = dg.DagsterInstance.get()
+        instance = project_instance(target)
     run_id = run_id or str(uuid.uuid4())
     install_interruptible_slot_wait()
     # The run records its process, and the processes it starts (dbt) inherit its id: if this process dies, the

@@ -35,7 +35,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cli.runner import data_partition_range, load_definitions, run_job
+from cli.runner import data_partition_range, load_definitions, project_instance, run_job
 from lab.evaluate import evaluate_warehouse
 from lab.synthetic import WorldConfig, generate_world
 from lab.world_files import write_world
@@ -896,8 +896,7 @@ def run_scenario(name: str, work: Path, factory: pytest.TempPathFactory) -> Iter
     with module_target(name, work / "main", prefix="attr_rel") as target:
         wh = Warehouse(target)
         # Persistent: the schedule reads the run history (which loads the previous runs covered).
-        (work / "dagster_instance").mkdir()
-        instance = dg.DagsterInstance.local_temp(str(work / "dagster_instance"))
+        instance = project_instance(target, work / "dagster_instance")
         s = Scenario(target, late)
 
         load_folder(wh, world_dir)

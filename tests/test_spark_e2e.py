@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from cli.runner import run_job
+from cli.runner import project_instance, run_job
 from orchestration.assets.keys import PUBLISHED_MARTS
 from orchestration.dbt_in_process import InProcessDbt
 from orchestration.settings import dbt_var
@@ -79,8 +78,7 @@ def _run(name: str, world_dir: Path, work: Path) -> dict[str, object]:
     with module_target(name, work) as target, pytest.MonkeyPatch.context() as mp:
         wh = Warehouse(target)
         load_folder(wh, world_dir)
-        (work / "dagster_instance").mkdir()
-        instance = dg.DagsterInstance.local_temp(str(work / "dagster_instance"))
+        instance = project_instance(target, work / "dagster_instance")
         result = run_job(target, instance=instance, log_level="WARNING")
         assert_run_ok(result)
         out: dict[str, object] = {
