@@ -33,6 +33,7 @@ from python_models.confidence.features import _design
 from python_models.confidence.model import RANK_COLUMNS, TERMS
 from python_models.confidence.scoring import _score_weak
 from python_models.confidence.shift import label_shift, standardised_mean_difference
+from python_models.confidence.survival import stale_share_bound
 from python_models.confidence.weak_pairs import _fit_weak_model
 
 SIGNAL_COLUMNS = [f"sig_{s}" for s in SIGNALS]
@@ -505,6 +506,46 @@ def test_stated_unseen_later_click_factor_keeps_part_of_the_estimate_and_never_r
     assert stated_no_unseen_later_click(prior_model(), age).tolist() == [1.0] * 4  # no estimate: no factor
     with pytest.raises(ValueError, match="stale_weight"):
         stated_no_unseen_later_click(model, age, 1.5)
+
+
+def test_stale_share_bound_is_the_smallest_density_ratio_with_each_count_at_its_upper_bound() -> None:
+    # f_direct = (0.4, 0.3, 0.2, 0.1), f_stale = (0.1, 0.1, 0.4, 0.4): ratios 4, 3, 0.5, 0.25.
+    n_direct, n_placebo = np.array([40.0, 30.0, 20.0, 10.0]), np.array([10.0, 10.0, 40.0, 40.0])
+    assert stale_share_bound(n_direct, n_placebo, z=0.0) == pytest.approx(0.25)
+    # The Poisson score interval's upper end of the oldest bin: 10 + z^2 / 2 + z * sqrt(10 + z^2 / 4).
+    upper = 10 + 0.5 + np.sqrt(10.25)
+    assert stale_share_bound(n_direct, n_placebo, z=1.0) == pytest.approx(upper / 100 / 0.4)
+    # More of the same data: the bound tightens towards the ratio, from above.
+    bounds = [stale_share_bound(k * n_direct, n_placebo, z=1.645) for k in (1, 10, 100, 10_000)]
+    assert (np.diff(bounds) < 0).all() and bounds[-1] == pytest.approx(0.25, abs=2e-3)
+
+
+def test_stale_share_bound_lets_empty_bins_speak_and_no_sparse_bin_decide() -> None:
+    # No direct click where 99 % of placebo ages fall: at most z^2 / (N * 0.99) of the direct clicks can be stale.
+    assert stale_share_bound(np.array([100.0, 0.0]), np.array([1.0, 99.0]), z=1.645) == pytest.approx(
+        1.645**2 / 100 / 0.99
+    )
+    # Five direct clicks where half the placebo ages fall: the raw ratio says 0.1, the bound does not trust it.
+    assert stale_share_bound(np.array([95.0, 5.0]), np.array([50.0, 50.0]), z=1.645) > 0.2
+    # Bins without placebo ages cap nothing; without any, or without direct clicks, there is no bound.
+    assert stale_share_bound(np.array([90.0, 10.0]), np.array([0.0, 10.0]), z=0.0) == pytest.approx(0.1)
+    assert stale_share_bound(np.array([5.0, 5.0]), np.zeros(2)) == 1.0
+    assert stale_share_bound(np.zeros(2), np.array([1.0, 1.0])) == 1.0
+    with pytest.raises(ValueError, match="non-negative"):
+        stale_share_bound(np.array([1.0, -1.0]), np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="z must"):
+        stale_share_bound(np.array([1.0, 1.0]), np.array([1.0, 1.0]), z=-1.0)
+
+
+def test_unseen_later_click_share_stays_near_the_truth_with_few_labelled_conversions() -> None:
+    """250 labelled conversions, 10 % stale: the old ages hold few direct clicks each. Keeping only bins of 15+
+    direct clicks left the young bins alone to decide, where direct clicks outnumber placebo ages, and the share
+    came out 1 (every old touch stated overtaken); every bin's count at its upper bound keeps it near 0.1."""
+    frame = jar_world(250, stale_share=0.1)
+    labelled, label = labelled_pairs(frame)
+    *_, stats = fit_unseen_later_click(frame, labelled, label)
+    assert stats["survival_used"] == 1.0
+    assert 0.02 < stats["survival_stale_share"] < 0.3
 
 
 def test_unseen_later_click_needs_enough_labelled_conversions() -> None:
