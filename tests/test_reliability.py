@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import json
 import os
 import subprocess
@@ -1112,6 +1113,19 @@ def mf(target: Target, *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+@contextlib.contextmanager
+def semantic_manifest_lock() -> Iterator[None]:
+    """Held by one process at a time (an advisory lock on a file beside the manifest)."""
+    lock = PROJECT_ROOT / "target" / ".semantic_manifest.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def cents(value: Any) -> Decimal:
     return Decimal(0) if pd.isna(value) else Decimal(str(value)).quantize(Decimal("0.01"))
 
@@ -1123,13 +1137,15 @@ def test_metricflow_answers_equal_the_channel_report_to_the_cent(scenario: Scena
     day equals one model's channel rows summed; credited revenue, spend and return on spend per day, channel and
     model equal rpt_channel_attribution's row (money to the cent, the ratio to its 6 decimals)."""
     target = scenario.target
-    run_dbt(target, "parse", target_path=PROJECT_ROOT / "target")  # the semantic manifest mf reads
-    assert "ERRORS: 0" in mf(target, "validate-configs").stdout
-    by_channel = tmp_path / "by_channel.csv"
-    mf(target, "query", "--metrics", "credited_revenue,spend,return_on_spend",
-       "--group-by", "metric_time__day,channel,channel_day__model", "--csv", str(by_channel))  # fmt: skip
-    by_day = tmp_path / "by_day.csv"
-    mf(target, "query", "--metrics", "revenue", "--group-by", "metric_time__day", "--csv", str(by_day))
+    by_channel, by_day = tmp_path / "by_channel.csv", tmp_path / "by_day.csv"
+    # mf reads <project>/target/semantic_manifest.json, one file for every target: the other target's worker must
+    # not parse over it between this parse and these queries.
+    with semantic_manifest_lock():
+        run_dbt(target, "parse", target_path=PROJECT_ROOT / "target")
+        assert "ERRORS: 0" in mf(target, "validate-configs").stdout
+        mf(target, "query", "--metrics", "credited_revenue,spend,return_on_spend",
+           "--group-by", "metric_time__day,channel,channel_day__model", "--csv", str(by_channel))  # fmt: skip
+        mf(target, "query", "--metrics", "revenue", "--group-by", "metric_time__day", "--csv", str(by_day))
     answer = pd.read_csv(by_channel, dtype={"channel": str})
     daily = pd.read_csv(by_day)
     wh = Warehouse(target)
