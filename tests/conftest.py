@@ -178,28 +178,6 @@ def run_dbt(target: Target, *args: str, target_path: Path | None = None) -> subp
     return proc
 
 
-# ------------------------------------------------------------------------- results shared by the workers ---
-def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder every pytest-xdist worker of this session shares (the pytest-xdist docs' recipe: the session's base
-    temporary folder is the parent of each worker's); without xdist, the session's own."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-def share_result(tmp_path_factory: pytest.TempPathFactory, name: str, value: object) -> None:
-    """Publish a JSON result for the other workers of this session (written whole, then renamed into place)."""
-    path = shared_folder(tmp_path_factory) / f"shared_{name}.json"
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    partial.write_text(json.dumps(value, sort_keys=True))
-    partial.replace(path)
-
-
-def shared_result(tmp_path_factory: pytest.TempPathFactory, name: str) -> object | None:
-    """A result another test of this session published with :func:`share_result`, or None if none did (yet)."""
-    path = shared_folder(tmp_path_factory) / f"shared_{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 # --------------------------------------------------------------------------------------- pipeline helpers ---
 MARTS = (
     "fct_attribution_credits",
@@ -320,7 +298,7 @@ def serving(
 # (`--no-loadscope-reorder`), which pytest_collection_modifyitems makes longest first (LONGEST_FIRST, by the
 # --durations of a full run on 2 cores; scopes not listed take seconds): the Spark run (one JVM, the longest)
 # starts at once, and the two workers finish together. A Spark module is one scope, so its tests share one JVM in
-# one worker; test_spark_privacy.py starts a session of its own (stopping one an earlier module left) and stops it.
+# one worker.
 SPLIT_BY_TARGET = (
     "tests/test_reliability.py",
     "tests/test_privacy.py",
@@ -332,7 +310,6 @@ SPLIT_BY_TARGET = (
 LONGEST_FIRST = (
     "tests/test_spark_e2e.py",
     "tests/test_reliability.py:duckdb",
-    "tests/test_spark_privacy.py",
     "tests/test_reliability.py:postgres",
     "tests/test_spark_target.py",
     "tests/test_privacy.py:postgres",

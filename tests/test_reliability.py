@@ -51,7 +51,6 @@ from tests.conftest import (
     mart_row_checksums,
     module_target,
     run_dbt,
-    share_result,
 )
 from tests.money import MoneyCheck, check_report_money
 from tests.published_reader import duckdb_signature, postgres_signature
@@ -886,13 +885,7 @@ def raw_checksums(wh: Warehouse) -> dict[str, str]:
 FULL_REFRESH, HOURLY = "full refresh after the crash", "hourly run picking up a late click"
 
 
-def clean_marts_result(name: str) -> str:
-    """The name under which the clean run of WORLD on target ``name`` shares its marts' row checksums with the
-    other workers (tests/test_spark_e2e.py compares the Spark run's with DuckDB's)."""
-    return f"reliability_world_clean_marts_{name}"
-
-
-def run_scenario(name: str, work: Path, factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
     world_dir, late_dir, late = write_worlds(work)
     with module_target(name, work / "main", prefix="attr_rel") as target:
         wh = Warehouse(target)
@@ -904,7 +897,6 @@ def run_scenario(name: str, work: Path, factory: pytest.TempPathFactory) -> Iter
         assert_run_ok(run_job(target, instance=instance, log_level="WARNING"))
         s.clean, s.python_before, s.conversions = mart_checksums(wh), python_checksums(wh), conversions_count(wh)
         s.golden = mart_row_checksums(wh)
-        share_result(factory, clean_marts_result(name), s.golden)
         s.late_before = late_credits(wh, late)
         s.end_to_end = end_to_end_facts(wh, world_dir)
         s.money = check_report_money(wh)
@@ -951,7 +943,7 @@ def run_scenario(name: str, work: Path, factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def scenario(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    yield from run_scenario(request.param, tmp_path_factory.mktemp(f"reliability_{request.param}"), tmp_path_factory)
+    yield from run_scenario(request.param, tmp_path_factory.mktemp(f"reliability_{request.param}"))
 
 
 BOTH_TARGETS = pytest.mark.parametrize("scenario", ["duckdb", "postgres"], indirect=True)
