@@ -1,6 +1,7 @@
 """The Spark target end to end: the reliability scenario's world, run on DuckDB and on Spark, gives the same marts
-(row checksums, floats rounded to 1e-9); then, on both warehouses as the run left them, `attribution forget`
-erases one person and the two engines erase the same rows. One module, one JVM.
+(row checksums, floats rounded to 1e-9); a click that arrived late, picked up by the hourly schedule's next run,
+moves its conversion's credit and leaves the same marts on both; then `attribution forget` erases one person from
+both warehouses as the runs left them, and the two engines erase the same rows. One module, one JVM.
 
 On Spark the run's last step publishes the marts (database marts_published, equal to the marts). After the
 erasure, raw retention at a zero-day window (dbt in this process: the embedded metastore admits one JVM) leaves raw
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -21,11 +23,12 @@ from cli.privacy import forget_person
 from cli.runner import project_instance, run_job
 from orchestration.assets.keys import PUBLISHED_MARTS
 from orchestration.dbt_in_process import InProcessDbt
+from orchestration.schedules import hourly_refresh_schedule
 from orchestration.settings import dbt_var
 from tests.conftest import MARTS, assert_run_ok, make_target, mart_row_checksums, module_target, rounded_checksum
 from tests.test_backup import RAW_TABLES, load_dataset, row_counts, snapshot
 from tests.test_privacy import Person, pick_person
-from tests.test_reliability import write_worlds
+from tests.test_reliability import WORLD_DAYS, WORLD_NOW, LateClick, late_credits, write_worlds
 from warehouse.backup import RestoreError, backup_raw, raw_tables, restore_raw
 from warehouse.client import Warehouse, frame_checksum
 from warehouse.loader import load_folder
@@ -186,11 +189,13 @@ def _forget(target: Target, wh: Warehouse, person: Person) -> Erasure:
 
 
 # ---------------------------------------------------------------------------------------------------- the run ---
-def _run(name: str, world_dir: Path, work: Path, person: Person) -> dict[str, object]:
+def _run(name: str, world: tuple[Path, Path, LateClick], work: Path, person: Person) -> dict[str, object]:
+    world_dir, late_dir, late = world
     with module_target(name, work) as target, pytest.MonkeyPatch.context() as mp:
         wh = Warehouse(target)
         load_folder(wh, world_dir)
-        result = run_job(target, instance=project_instance(target, work / "dagster_instance"), log_level="WARNING")
+        instance = project_instance(target, work / "dagster_instance")
+        result = run_job(target, instance=instance, log_level="WARNING")
         assert_run_ok(result)
         out: dict[str, object] = {
             "wh": wh,
@@ -202,6 +207,17 @@ def _run(name: str, world_dir: Path, work: Path, person: Person) -> dict[str, ob
                 out["published"] = {
                     m: rounded_checksum(wh.query_df(f"select * from {PUBLISHED_SCHEMA}.{m}", conn)) for m in MARTS
                 }
+        # A click that arrived late, picked up by the hourly schedule's next run over the days it changes.
+        out["late_before"] = late_credits(wh, late)
+        load_folder(wh, late_dir)
+        tick = dg.build_schedule_context(instance=instance, scheduled_execution_time=WORLD_NOW)
+        request = hourly_refresh_schedule(tick)
+        assert isinstance(request, dg.RunRequest)
+        hourly = run_job(target, "hourly_refresh", tags=request.tags, instance=instance, log_level="WARNING")
+        assert_run_ok(hourly)
+        partitions = {e.partition for e in hourly.get_asset_materialization_events()} - {None}
+        out["hourly"] = {"tags": dict(request.tags), "partitions": sorted(partitions), "marts": mart_row_checksums(wh)}
+        out["late"] = (late.click_id, late_credits(wh, late))
         out["erasure"] = _forget(target, wh, person)
         if target.is_spark:
             out["retention"] = _retention(target, wh, work, mp)
@@ -212,12 +228,11 @@ def _run(name: str, world_dir: Path, work: Path, person: Person) -> dict[str, ob
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, object]]]:
     pytest.importorskip("pyspark")
     work = tmp_path_factory.mktemp("spark_e2e")
-    world_dir, _, _ = write_worlds(work)
-    world = {
-        t: pd.read_csv(world_dir / f"{t}.csv", dtype=str, keep_default_na=False) for t in ("clicks", "conversions")
-    }
-    person = pick_person(world)
-    yield {name: _run(name, world_dir, work / name, person) for name in ("spark", "duckdb")}
+    world = write_worlds(work)
+    person = pick_person(
+        {t: pd.read_csv(world[0] / f"{t}.csv", dtype=str, keep_default_na=False) for t in ("clicks", "conversions")}
+    )
+    yield {name: _run(name, world, work / name, person) for name in ("spark", "duckdb")}
 
 
 def test_spark_marts_equal_duckdb_marts(runs: dict[str, dict[str, object]]) -> None:
@@ -230,6 +245,23 @@ def test_spark_run_publishes_the_marts(runs: dict[str, dict[str, object]]) -> No
     spark = runs["spark"]
     assert PUBLISHED_MARTS in spark["materialized"]
     assert spark["published"] == spark["marts"]
+
+
+def test_the_hourly_job_on_spark_moves_the_late_click_credit_as_on_duckdb(
+    runs: dict[str, dict[str, object]],
+) -> None:
+    spark, duckdb = runs["spark"]["hourly"], runs["duckdb"]["hourly"]
+    window = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+    assert [spark["tags"][k] for k in window] == [duckdb["tags"][k] for k in window]
+    assert spark["partitions"] == duckdb["partitions"]
+    assert 0 < len(spark["partitions"]) < WORLD_DAYS  # the days the late click changes, not every day
+    changed = {m: (c, spark["marts"].get(m)) for m, c in duckdb["marts"].items() if spark["marts"].get(m) != c}
+    assert not changed, f"after the hourly run, Spark marts differ from DuckDB's (duckdb, spark): {changed}"
+    assert spark["marts"] != runs["spark"]["marts"]
+    before, (late, after) = runs["spark"]["late_before"], runs["spark"]["late"]
+    assert late not in set(before["click_id"]) and set(after["candidate_click_id"]) == {late}
+    last_touch = after[after["model"] == "last_touch"].set_index("click_id")["credit_share"]
+    assert last_touch.get(late, 0) > 0.5, last_touch
 
 
 def test_forget_after_a_run_on_spark_erases_the_person_and_leaves_everyone_else(
