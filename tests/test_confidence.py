@@ -31,9 +31,9 @@ from python_models.confidence import (
 )
 from python_models.confidence.features import _design
 from python_models.confidence.model import RANK_COLUMNS, TERMS
-from python_models.confidence.scoring import _score_weak
+from python_models.confidence.scoring import _score_weak, weak_prior
 from python_models.confidence.shift import label_shift, standardised_mean_difference
-from python_models.confidence.survival import stale_share_bound
+from python_models.confidence.survival import SURVIVAL_MIN_CONVERSIONS, stale_share_bound
 from python_models.confidence.weak_pairs import _fit_weak_model
 
 SIGNAL_COLUMNS = [f"sig_{s}" for s in SIGNALS]
@@ -242,6 +242,46 @@ def test_fallback_to_priors_under_the_minimum_of_labels() -> None:
     assert set(signal_weights(fitted)["source"]) == {"prior"}
     # The same data learns once the documented minimum is lowered.
     assert fit_match_model(small, MatchModelConfig(min_labelled_conversions=50)).source == "learned"
+
+
+def test_weak_prior_is_the_prior_in_odds_scaled_by_popularity_and_gap() -> None:
+    model = MatchModel(
+        source="prior",
+        coefficients={},
+        calibration="none",
+        prior_popularity_exponent=1.0,
+        prior_reference_popularity=100.0,
+        prior_half_life_hours=0.5,
+    )
+    popularity = np.array([100.0, 200.0, 100.0, 25.0, 1.0])
+    gap_hours = np.array([0.0, 0.0, 0.5, 0.0, 0.0])
+    odds = 3.0 * np.array([1.0, 0.5, 0.5, 4.0, 100.0])  # prior 0.75: odds 3 at the reference and a gap of 0
+    np.testing.assert_allclose(weak_prior(model, 0.75, popularity, gap_hours), odds / (1 + odds))
+    # Falls with popularity and with the gap, never reaches 1 however rare the value, 0 for a prior of 0.
+    p = weak_prior(model, 0.75, np.array([1.0, 10.0, 1000.0]), np.zeros(3))
+    assert (np.diff(p) < 0).all() and p[0] < 1.0
+    assert (np.diff(weak_prior(model, 0.75, np.full(3, 50.0), np.array([0.0, 1.0, 24.0]))) < 0).all()
+    assert weak_prior(model, 0.0, popularity, gap_hours).tolist() == [0.0] * 5
+    # The prior model scores a fingerprint-only pair with it; the noisy-or keeps the strong signals' priors.
+    frame = pd.DataFrame([pair(sig_fingerprint=True, fingerprint_popularity=25.0, gap_seconds=0.0)])
+    assert score_candidates(frame, model)[0] == pytest.approx(12.0 / 13.0)
+    with pytest.raises(ValueError, match="prior_reference_popularity"):
+        MatchModelConfig(prior_reference_popularity=0.0)
+
+
+def test_the_priors_model_gets_the_unseen_later_click_estimate_when_labels_allow_it() -> None:
+    # 120 labelled conversions: too few to learn weights, enough to say how often a direct click was overtaken.
+    frame = jar_world(120, stale_share=0.3)
+    fitted = fit_match_model(frame)
+    assert fitted.used_priors and fitted.n_labelled_conversions < MatchModelConfig().min_labelled_conversions
+    assert fitted.metrics["survival_used"] == 1.0 and len(fitted.survival) > 3
+    age = np.array([0.1, 500.0])
+    assert no_unseen_later_click(fitted, age)[0] > no_unseen_later_click(fitted, age)[1]
+    # Pair scores stay the priors'; only the last-touch statement reads the estimate.
+    np.testing.assert_allclose(score_candidates(frame, fitted), score_candidates(frame, prior_model()))
+    # Fewer labelled conversions than the estimate needs: the plain priors.
+    few = fit_match_model(jar_world(SURVIVAL_MIN_CONVERSIONS - 10, stale_share=0.3))
+    assert few.used_priors and few.survival == ()
 
 
 def test_single_class_labels_fall_back_to_priors() -> None:
@@ -549,7 +589,7 @@ def test_unseen_later_click_share_stays_near_the_truth_with_few_labelled_convers
 
 
 def test_unseen_later_click_needs_enough_labelled_conversions() -> None:
-    frame = jar_world(50, stale_share=0.3)
+    frame = jar_world(SURVIVAL_MIN_CONVERSIONS - 10, stale_share=0.3)
     labelled, label = labelled_pairs(frame)
     assert fit_unseen_later_click(frame, labelled, label)[:2] == ((), ())
 

@@ -22,8 +22,9 @@ The candidate pairs fall in two regions that need different evidence:
   the longest gaps and most crowded IPs are at most neutral evidence.
   Unsupervised EM needs volume. With fewer than ``weak_min_pairs`` (20,000) weak-only pairs or
   ``weak_min_anchors`` anchors, or an implausible fit, the weak-only pairs get the priors (below) instead:
-  shrunk by the popularity of the shared fingerprint or IP and decaying with the gap.
-  The 20,000 is measured on generated worlds, by pair-probability ECE against the truth:
+  odds falling with the popularity of the shared fingerprint or IP and with the gap (``scoring.weak_prior``).
+  The 20,000 is measured on generated worlds, by pair-probability ECE against the truth (against the priors of
+  the time, ``prior * popularity ** -0.5`` with a 72 h half-life; not measured again since their odds form):
   - 10,000 people (4.6k-5.4k weak-only pairs; seeds 1, 2, 3): EM 0.089 / 0.071 / 0.093, priors 0.029 / 0.028 /
     0.042. Every weak-only pair shares a fingerprint or an IP, because that is how candidates are blocked, so
     the two comparisons are dependent. EM's classes followed "shares a fingerprint" against "shares an IP": on
@@ -40,13 +41,15 @@ The candidate pairs fall in two regions that need different evidence:
 
 Direct-click pairs are then combined by noisy-or with ``direct_confidence`` (0.995). With fewer labelled
 conversions than ``min_labelled_conversions`` (or a single-class split) the model is the old fixed priors,
-combined instead of maxed (strongest prior per family by noisy-or, fingerprint / IP priors shrunk by popularity
-and decaying with the gap), and ``MatchModel.source`` is ``'prior'``.
+combined instead of maxed (strongest prior per family by noisy-or, fingerprint / IP priors in odds falling with
+popularity and the gap), and ``MatchModel.source`` is ``'prior'``. It still carries the unseen-later-click
+estimate when 50 or more labelled conversions allow it (``survival.SURVIVAL_MIN_CONVERSIONS``).
 
 Weak evidence gets its recency: ``fingerprint_recency_rank`` / ``ip_recency_rank`` / ``ip_ua_recency_rank`` (the
 click's rank, newest first, among the conversion's candidates sharing the value; the candidates keep the k most
 recent clicks of every value however popular) enter the label model as ``sig * log(rank)`` terms. The priors keep
-the popularity-based chance agreement: a popular value's most recent click is still often a stranger's.
+the popularity-based chance agreement: a popular value's most recent click is still often a stranger's (its odds
+fall as 1 / popularity), a rare value's click minutes before the conversion is usually the converter's.
 
 The labels are not representative: conversions with a direct click id are mostly same-browser ones.
 ``shift.label_shift`` measures how far they are from the rest (standardised mean difference per feature of each

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
@@ -70,6 +72,24 @@ def _auc(p: np.ndarray, y: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _prior_fallback(
+    config: MatchModelConfig,
+    candidates: pd.DataFrame,
+    labelled: np.ndarray,
+    label: np.ndarray,
+    counts: dict[str, tuple[int, int, int]],
+    metrics: dict[str, float],
+) -> MatchModel:
+    """The priors, with the unseen-later-click estimate when the labelled conversions suffice for it.
+
+    Too few labels to learn weights can still say how often a direct click was overtaken by one no candidate
+    shows: without it, picks of a direct click or a cookie more than 72 h old were stated 0.69-0.76 and right
+    6-25 % of the time on the `transfer` family's low-label worlds (seed 7)."""
+    survival_hours, survival, survival_stats = fit_unseen_later_click(candidates, labelled, label)
+    model = prior_model(config, counts, {**metrics, **survival_stats})
+    return replace(model, survival_hours=survival_hours, survival=survival)
+
+
 def fit_match_model(candidates: pd.DataFrame, config: MatchModelConfig | None = None) -> MatchModel:
     """Learn P(click made by the converter | signals, features); see the module docstring for the design.
 
@@ -93,7 +113,7 @@ def fit_match_model(candidates: pd.DataFrame, config: MatchModelConfig | None = 
         "weak_pairs": float((~linked_pairs(candidates)).sum()),
     }
     if n_labelled < config.min_labelled_conversions:
-        return prior_model(config, counts, metrics)
+        return _prior_fallback(config, candidates, labelled, label, counts, metrics)
 
     rows = np.flatnonzero(labelled)
     sub = candidates.iloc[rows]
@@ -106,7 +126,7 @@ def fit_match_model(candidates: pd.DataFrame, config: MatchModelConfig | None = 
     train, held = fold == 0, fold > 0
     if any(len(np.unique(y[mask])) < 2 for mask in (train, fold == 1, fold == 2)):
         metrics["single_class_split"] = 1.0
-        return prior_model(config, counts, metrics)
+        return _prior_fallback(config, candidates, labelled, label, counts, metrics)
 
     w = _fit_logistic(x[train], y[train], config.l2, np.array(list(TERMS.values())))
     z = x @ w
@@ -157,6 +177,7 @@ def fit_match_model(candidates: pd.DataFrame, config: MatchModelConfig | None = 
         priors=dict(config.priors),
         direct_confidence=config.direct_confidence,
         prior_popularity_exponent=config.prior_popularity_exponent,
+        prior_reference_popularity=config.prior_reference_popularity,
         prior_half_life_hours=config.prior_half_life_hours,
         signal_counts=counts,
         metrics=metrics,

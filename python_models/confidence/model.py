@@ -58,7 +58,8 @@ POPULARITY_LEVELS_IP: tuple[str, ...] = ("none", "1", "2-3", "4-10", "11-50", ">
 POPULARITY_LEVELS_FP: tuple[str, ...] = ("none", "1", "2-3", "4-10", "11-100", ">100")
 COMPARISONS: tuple[str, ...] = ("gap", "network", "fingerprint")
 
-FORMAT_VERSION = 2
+# 3: the fingerprint / IP priors are odds scaled by a reference popularity (a version-2 frame meant another formula).
+FORMAT_VERSION = 3
 _EPS = 1e-6
 _CALIBRATION_CODES = {"none": 0.0, "platt": 1.0, "isotonic": 2.0}
 
@@ -74,9 +75,18 @@ class MatchModelConfig:
     seed: int = 20240601
     direct_confidence: float = 0.995
     priors: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRIORS))
-    # Prior fallback only: fingerprint/IP priors * popularity**-exponent * 0.5**(gap_hours / half_life).
-    prior_popularity_exponent: float = 0.5
-    prior_half_life_hours: float = 72.0
+    # Fingerprint / IP priors (the prior model, and the label model's weak-only pairs when EM cannot run), in odds:
+    # odds(prior) * (reference_popularity / popularity) ** exponent * 0.5 ** (gap_hours / half_life). A stranger's
+    # click carrying a value is the newest one before a conversion about as often as the value is common (odds
+    # falling as 1 / popularity), and the converter's own weak-only clicks (an in-app click, then the main browser)
+    # come minutes before the conversion: on the `transfer` family's tune worlds (seed 7) weak-only pairs were the
+    # converter's 42-65 % of the time under 10 minutes, 27-44 % at 10-60 minutes and 2-3 % at 1-6 hours, and
+    # weak-only picks under an hour old were right ~0.9 where the old prior (prior * popularity ** -0.5, 72 h
+    # half-life) stated them ~0.3. Reference and half-life were chosen on the tune worlds (BENCHMARKS.md, issue 18,
+    # "Weak evidence in odds").
+    prior_popularity_exponent: float = 1.0
+    prior_reference_popularity: float = 128.0
+    prior_half_life_hours: float = 0.25
     # Weak-only Fellegi-Sunter model (EM). Unsupervised EM needs volume: below these sizes (or when the fit is
     # implausible) the priors are used; the module docstring gives the measurements behind weak_min_pairs.
     weak_model: bool = True
@@ -98,6 +108,11 @@ class MatchModelConfig:
             raise ValueError(f"calibration must be 'platt' or 'isotonic', got {self.calibration!r}")
         if not 0 <= self.weak_shrinkage < 1:
             raise ValueError(f"weak_shrinkage must be in [0, 1), got {self.weak_shrinkage}")
+        if self.prior_reference_popularity <= 0 or self.prior_half_life_hours <= 0:
+            raise ValueError(
+                "prior_reference_popularity and prior_half_life_hours must be > 0, got "
+                f"{self.prior_reference_popularity} and {self.prior_half_life_hours}"
+            )
         if not 0 < self.direct_confidence < 1:
             raise ValueError(f"direct_confidence must be in (0, 1), got {self.direct_confidence}")
         missing = sorted(set(SIGNALS) - set(self.priors))
@@ -129,8 +144,9 @@ class MatchModel:
     weak: WeakModel | None = None
     priors: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     direct_confidence: float = 0.995
-    prior_popularity_exponent: float = 0.5
-    prior_half_life_hours: float = 72.0
+    prior_popularity_exponent: float = 1.0
+    prior_reference_popularity: float = 128.0
+    prior_half_life_hours: float = 0.25
     # signal -> (labelled pairs with the signal, positives, negatives)
     signal_counts: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
@@ -169,6 +185,7 @@ def prior_model(
         priors=dict(config.priors),
         direct_confidence=config.direct_confidence,
         prior_popularity_exponent=config.prior_popularity_exponent,
+        prior_reference_popularity=config.prior_reference_popularity,
         prior_half_life_hours=config.prior_half_life_hours,
         signal_counts=dict(signal_counts or {}),
         metrics=dict(metrics or {}),

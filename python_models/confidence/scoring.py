@@ -23,24 +23,37 @@ from python_models.confidence.model import COMPARISONS, TERMS, MatchModel, WeakM
 # --------------------------------------------------------------------------------------------------------------
 
 
+def weak_prior(model: MatchModel, prior: float, popularity: np.ndarray, gap_hours: np.ndarray) -> np.ndarray:
+    """A fingerprint / IP prior at a value's popularity and a pair's gap, in odds:
+    odds(prior) * (reference / popularity) ** exponent * 0.5 ** (gap / half_life) (``MatchModelConfig`` says why).
+
+    Odds, not probability: the prior holds at the reference popularity and the gap of 0, and a value rarer than the
+    reference raises it towards 1 rather than past it."""
+    prior = min(max(float(prior), 0.0), 1.0 - 1e-9)
+    scale = (model.prior_reference_popularity / np.asarray(popularity, dtype=float)) ** model.prior_popularity_exponent
+    odds = prior / (1.0 - prior) * scale * 0.5 ** (np.asarray(gap_hours, dtype=float) / model.prior_half_life_hours)
+    return odds / (1.0 + odds)
+
+
 def _score_priors(model: MatchModel, candidates: pd.DataFrame, withhold_direct: bool = False) -> np.ndarray:
-    """Noisy-or of the strongest prior per family; weak priors shrink with popularity and decay with the gap."""
+    """Noisy-or of the strongest prior per family; weak priors fall with popularity and the gap (weak_prior)."""
     sig = _signals(candidates)
     pri = model.priors
     gap_hours = _number(candidates, "gap_seconds", 0.0, 0.0) / 3600.0
-    decay = 0.5 ** (gap_hours / model.prior_half_life_hours)
-    k = model.prior_popularity_exponent
-    fp_tf = _number(candidates, "fingerprint_popularity", 1.0, 1.0) ** -k
-    ip_tf = _number(candidates, "ip_popularity", 1.0, 1.0) ** -k
+    fp_popularity = _number(candidates, "fingerprint_popularity", 1.0, 1.0)
+    ip_popularity = _number(candidates, "ip_popularity", 1.0, 1.0)
     device = np.maximum.reduce(
         [
             sig["session"] * pri["session"],
             sig["cookie"] * pri["cookie"],
-            sig["fingerprint"] * pri["fingerprint"] * fp_tf * decay,
+            sig["fingerprint"] * weak_prior(model, pri["fingerprint"], fp_popularity, gap_hours),
         ]
     )
     account = np.maximum(sig["user_id"] * pri["user_id"], sig["email"] * pri["email"])
-    network = np.maximum(sig["ip_ua"] * pri["ip_ua"], sig["ip"] * pri["ip"]) * ip_tf * decay
+    network = np.maximum(
+        sig["ip_ua"] * weak_prior(model, pri["ip_ua"], ip_popularity, gap_hours),
+        sig["ip"] * weak_prior(model, pri["ip"], ip_popularity, gap_hours),
+    )
     identity = sig["identity"] * pri["identity"]
     miss = (1 - device) * (1 - account) * (1 - network) * (1 - identity)
     if not withhold_direct:

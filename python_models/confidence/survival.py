@@ -17,7 +17,10 @@ from python_models.confidence.model import MatchModel
 SURVIVAL_EDGES_HOURS: tuple[float, ...] = (0.0, 1 / 6, 1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0, 120.0, 240.0)
 # Placebo conversion times per labelled conversion (an even grid over the first half of the lookback).
 SURVIVAL_PLACEBOS = 48
-SURVIVAL_MIN_CONVERSIONS = 200
+# Labelled conversions the estimate needs. The label model has 200 or more (min_labelled_conversions); with
+# 50-199 the priors' model gets the estimate too (without it, old carried direct clicks and cookies were
+# stated ~0.7 and right ~0.13 on the `transfer` family's low-label worlds; BENCHMARKS.md, issue 18).
+SURVIVAL_MIN_CONVERSIONS = 50
 # Standard deviations of the Poisson score bound on each bin's direct-click count (stale_share_bound). With
 # STATED_STALE_WEIGHT it was chosen on the `transfer` family's tune worlds (3,000 persons, seeds 7 and 11) and the
 # 20,000-person demo world (seed 42; BENCHMARKS.md, issue 18) as the pair with the smallest worst ECE of
