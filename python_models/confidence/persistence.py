@@ -68,7 +68,10 @@ def model_from_frame(frame: pd.DataFrame) -> MatchModel:
     meta = groups.get("meta", {})
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise ValueError(f"match model frame has format_version {version!r}, expected {FORMAT_VERSION}")
+        raise ValueError(
+            f"match model frame has format_version {version!r}, expected {FORMAT_VERSION}: it was fitted by another "
+            "version of this project; the daily re-fit (job daily_refit, or attribution_all) fits a new one"
+        )
     calibration = {v: k for k, v in _CALIBRATION_CODES.items()}[meta["calibration"]]
     coefficients = groups.get("coefficient", {})
     if meta["is_learned"] and set(coefficients) != set(TERMS):
