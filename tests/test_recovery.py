@@ -129,12 +129,14 @@ def test_a_run_killed_mid_way_is_recovered_by_the_next_run_with_identical_marts(
 
     killed_out = tmp_path / "killed.out"
     killed = start("run", out=killed_out)
-    # Two steps done; the third (a dbt build, holding the pool's slot) is under way when the run is killed.
+    # Two steps done; the next (a dbt build) is killed while it holds the pool's slot.
     wait_for_line(killed, killed_out, "ok     identity_graph", timeout=RUN_TIMEOUT)
-    time.sleep(1)
+    dead = run_of(instance, killed.pid)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not claims(instance, dead.run_id) and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=30)
-    dead = run_of(instance, killed.pid)
     assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.STARTED  # what kill -9 leaves
     assert claims(instance, dead.run_id), "the killed run held no slot: the scenario did not reproduce the wedge"
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -800,30 +801,46 @@ def end_to_end_facts(wh: Warehouse, world_dir: Path) -> EndToEnd:
     return EndToEnd(conversions, facts, attributed, models, reconciliation, evaluation, text, n_columns, leaks)
 
 
-RECONCILIATION_SQL = """
-with credits as (
-    select c.model, coalesce(c.channel, '(unknown)') as grain_value, sum(c.credit_share) as credit
-    from marts.fct_attribution_credits c
-    cross join intermediate.int_channel_fit_window w
-    where not c.is_unattributed and c.model in ('markov', 'shapley')
-      and (w.starts_after is null or c.conversion_date > w.starts_after)
-    group by 1, 2
-)
-select w.model, w.grain_value, w.weight, coalesce(c.credit, 0) as credit
-from intermediate.channel_weights w
-left join credits c on c.model = w.model and c.grain_value = w.grain_value
+# Per conversion of the channel fit's window, each data-driven model's credit per channel.
+WINDOW_CREDITS_SQL = """
+select c.model, c.conversion_id, coalesce(c.channel, '(unknown)') as grain_value, sum(c.credit_share) as credit
+from marts.fct_attribution_credits c
+cross join intermediate.int_channel_fit_window w
+where not c.is_unattributed and c.model in ('markov', 'shapley')
+  and (w.starts_after is null or c.conversion_date > w.starts_after)
+group by 1, 2, 3
 """
 
 
 def reconciliation_gaps(wh: Warehouse, conn: object) -> dict[str, float]:
-    """Per data-driven model: credits per channel (fct_attribution_credits, conversions of the fit window) against
-    the fit's totals (channel_weights.weight x the conversions credited), largest relative gap."""
-    frame = wh.query_df(RECONCILIATION_SQL, conn)
-    frame["credit"] = frame["credit"].astype("float64")
+    """Per data-driven model, the largest relative gap between a channel's credits (fct_attribution_credits,
+    conversions of the fit window) and the fit's total (channel_weights.weight x the conversions credited).
+
+    Not every total can be reached (python_models/attribution/allocation.py): a channel whose credits sit at a
+    bound (everything of every conversion it is on, or only the conversions it is alone on) is as close to its
+    total as any split gets, and the other channels share the rest in proportion to their totals; the gap is
+    measured against that proportion."""
+    credits = wh.query_df(WINDOW_CREDITS_SQL, conn).astype({"credit": "float64"})
+    weights = wh.query_df("select model, grain_value, weight from intermediate.channel_weights", conn)
     gaps = {}
-    for model, rows in frame.groupby("model"):
-        fitted = rows["weight"].astype("float64") * rows["credit"].sum()
-        gaps[str(model)] = float(((rows["credit"] - fitted).abs() / fitted).max())
+    for model, rows in credits.groupby("model"):
+        mass = rows.groupby("conversion_id")["credit"].sum()
+        sizes = rows.groupby("conversion_id")["grain_value"].nunique()
+        on = rows.assign(mass=rows["conversion_id"].map(mass), alone=rows["conversion_id"].map(sizes) == 1)
+        reached = on.groupby("grain_value")["credit"].sum()
+        upper = on.groupby("grain_value")["mass"].sum()
+        lower = on[on["alone"]].groupby("grain_value")["mass"].sum().reindex(reached.index, fill_value=0.0)
+        fitted = weights[weights["model"] == model].set_index("grain_value")["weight"].astype("float64") * mass.sum()
+        reached, upper, lower = (x.reindex(fitted.index, fill_value=0.0) for x in (reached, upper, lower))
+        at_bound = np.isclose(reached, upper, rtol=1e-6) & (fitted > upper) | np.isclose(reached, lower, rtol=1e-6) & (
+            fitted < lower
+        )
+        # The others share what the bound ones leave: each at its fitted total times one common factor (1 when
+        # no channel is at a bound, as the totals and the credits add up to the same conversions).
+        free = ~at_bound
+        common = reached[free].sum() / fitted[free].sum()
+        gap = (reached[free] / (fitted[free] * common) - 1).abs()
+        gaps[str(model)] = float(gap.max()) if len(gap) else 0.0
     return gaps
 
 
@@ -1177,11 +1194,12 @@ def test_metricflow_answers_equal_the_channel_report_to_the_cent(scenario: Scena
 @pytest.mark.e2e
 @BOTH_TARGETS
 def test_data_driven_credits_add_up_to_their_fit(scenario: Scenario) -> None:
-    """Markov and Shapley credits per channel in fct_attribution_credits equal the fit's totals within 1 %."""
+    """Markov and Shapley credits per channel in fct_attribution_credits equal the fit's totals (to 1e-6), as
+    far as a split of the conversions reaches them (reconciliation_gaps)."""
     e2e = scenario.end_to_end
     assert e2e is not None
     assert set(e2e.reconciliation) == {"markov", "shapley"}
-    assert max(e2e.reconciliation.values()) < 0.01, e2e.reconciliation
+    assert max(e2e.reconciliation.values()) < 1e-6, e2e.reconciliation
 
 
 @pytest.mark.e2e
