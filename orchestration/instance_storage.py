@@ -7,8 +7,11 @@ log (another fsync): 15-30 ms per event on this machine's disk, 30 s of a small 
 at ``synchronous=NORMAL``, which in WAL mode keeps the database consistent through a crash of the process or the
 machine (the newest events may be lost on a power cut, never the database), and each process keeps one idle
 connection to the databases it used most recently, so closing Dagster's connections does not checkpoint each time.
-About 3 ms per event. The run, the webserver and the daemon all construct their instance from the ``dagster.yaml``
-that `attribution` writes (``cli/runner.py``), which names this class.
+The event log also keeps one SQLAlchemy engine per database for its lifetime: Dagster's builds an engine for every
+connection (two or three per event) and so compiles every statement afresh, half of what an event still cost (a
+300-person run: 955 events, 5.6 s -> 3.1 s; the run 16.1 s -> 13.7 s). The run, the webserver and the daemon all
+construct their instance from the ``dagster.yaml`` that `attribution` writes (``cli/runner.py``), which names this
+class.
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
 # Databases a process keeps one idle connection to: a run writes its own event shard, the index, runs and
 # schedules; the webserver reads many runs, so the set is bounded (the oldest is closed and checkpointed).
@@ -68,12 +76,42 @@ def install() -> None:
             _installed = True
 
 
+class LocalSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's SQLite event log, with one engine per database (the most recent HELD_DATABASES) kept."""
+
+    def __init__(self, base_dir: str, inst_data: Any = None):
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        super().__init__(base_dir, inst_data=inst_data)
+
+    def _engine(self, shard: str) -> Engine:
+        url = self.conn_string_for_shard(shard)
+        engine = self._engines.pop(url, None) or create_engine(
+            url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+        )
+        self._engines[url] = engine
+        while len(self._engines) > HELD_DATABASES:
+            self._engines.popitem(last=False)[1].dispose()
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        # As Dagster's, under the storage's lock, but over the shard's kept engine.
+        with self._db_lock:
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+
 class LocalSqliteStorage(DagsterSqliteStorage):
     """Dagster's default storage (runs, event logs and schedules in SQLite under ``base_dir``), tuned as above."""
 
     def __init__(self, base_dir: str, inst_data: Any = None):
         install()
         super().__init__(base_dir, inst_data=inst_data)
+        self._event_log_storage = LocalSqliteEventLogStorage(_event_logs_directory(base_dir))
 
     @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> LocalSqliteStorage:

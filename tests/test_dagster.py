@@ -161,10 +161,11 @@ def test_the_instance_commits_events_without_an_fsync_each_and_a_new_process_rea
     duckdb_target: Target, tmp_path: Path
 ) -> None:
     """The dagster.yaml that `attribution` writes names the tuned SQLite storage: its connections commit at
-    synchronous=NORMAL in WAL mode (1), and the events it stored are there for another process (the UI's)."""
+    synchronous=NORMAL in WAL mode (1) over an engine kept per database, and the events it stored are there for
+    another process (the UI's)."""
     from dagster._core.events.log import EventLogEntry
 
-    from orchestration.instance_storage import LocalSqliteStorage
+    from orchestration.instance_storage import HELD_DATABASES, LocalSqliteStorage
 
     home = prepare_dagster_home(duckdb_target, tmp_path / "dagster_home")
     instance = dg.DagsterInstance.get()
@@ -181,6 +182,14 @@ def test_the_instance_commits_events_without_an_fsync_each_and_a_new_process_rea
     with events.run_connection("run-a") as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        engine = conn.engine
+    # One engine per database for the storage's lifetime, the most recent HELD_DATABASES of them.
+    with events.run_connection("run-a") as conn:
+        assert conn.engine is engine
+    for i in range(HELD_DATABASES + 2):
+        entry = EventLogEntry(None, 20, "other", f"run-{i}", time.time(), job_name="job", dagster_event=None)
+        events.store_event(entry)
+    assert len(events._engines) == HELD_DATABASES
     reader = subprocess.run(
         [sys.executable, "-c", "import dagster as dg; print(len(dg.DagsterInstance.get().all_logs('run-a')))"],
         capture_output=True,
