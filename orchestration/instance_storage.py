@@ -7,9 +7,9 @@ log (another fsync): 15-30 ms per event on this machine's disk, 30 s of a small 
 at ``synchronous=NORMAL``, which in WAL mode keeps the database consistent through a crash of the process or the
 machine (the newest events may be lost on a power cut, never the database), and each process keeps one idle
 connection to the databases it used most recently, so closing Dagster's connections does not checkpoint each time.
-The event log also keeps one SQLAlchemy engine per database for its lifetime: Dagster's builds an engine for every
+The event log also keeps one SQLAlchemy engine per database for its lifetime: Dagster's own builds one for every
 connection (two or three per event) and so compiles every statement afresh, half of what an event still cost (a
-300-person run: 955 events, 5.6 s -> 3.1 s; the run 16.1 s -> 13.7 s). The run, the webserver and the daemon all
+300-person run: 955 events, 5.6 s -> 3.1 s; the run 16.1 s -> 13.4 s). The run, the webserver and the daemon all
 construct their instance from the ``dagster.yaml`` that `attribution` writes (``cli/runner.py``), which names this
 class.
 """
