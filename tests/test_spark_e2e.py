@@ -29,6 +29,7 @@ from tests.conftest import MARTS, assert_run_ok, make_target, mart_row_checksums
 from tests.test_backup import RAW_TABLES, load_dataset, row_counts, snapshot
 from tests.test_privacy import Person, pick_person
 from tests.test_reliability import WORLD_DAYS, WORLD_NOW, LateClick, late_credits, write_worlds
+from tests.test_synthetic import normalise_email
 from warehouse.backup import RestoreError, backup_raw, raw_tables, restore_raw
 from warehouse.client import Warehouse, frame_checksum
 from warehouse.loader import load_folder
@@ -100,20 +101,13 @@ def _rows(wh: Warehouse, table: str) -> list[tuple[object, ...]]:
     return sorted(rows, key=repr)
 
 
-def _normal_email(value: object) -> str:
-    """An email as staging matches it: lower case, +tag and Gmail dots removed."""
-    local, _, domain = str(value or "").strip().lower().partition("@")
-    local = local.split("+", 1)[0]
-    return f"{local.replace('.', '') if domain in ('gmail.com', 'googlemail.com') else local}@{domain}"
-
-
 def _carrying(frame: pd.DataFrame, key: str, person: Person) -> set[str]:
     """Ids of the rows holding one of the person's identifiers: erased whatever the identity graph says."""
     text = frame[["user_id", "cookie_id", "email"]].fillna("").astype(str)
     holds = (
         (text["user_id"].str.strip() == person.user_id)
         | (text["cookie_id"].str.strip() == person.cookie)
-        | (text["email"].map(_normal_email) == _normal_email(person.email))
+        | (normalise_email(text["email"]) == normalise_email(pd.Series([person.email]))[0])
     )
     return set(frame.loc[holds, key].str.strip())
 

@@ -95,10 +95,12 @@ def conversions(clean: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def normalise_email(values: pd.Series) -> pd.Series:
+    """Emails as staging matches them: trimmed, lower case, +tag dropped, and Gmail's dots (gmail.com and
+    googlemail.com) removed."""
     email = values.str.strip().str.lower()
     local = email.str.split("@").str[0].str.split("+").str[0]
     domain = email.str.split("@").str[1]
-    local = local.where(domain != "gmail.com", local.str.replace(".", "", regex=False))
+    local = local.where(~domain.isin(["gmail.com", "googlemail.com"]), local.str.replace(".", "", regex=False))
     return local + "@" + domain
 
 

@@ -570,9 +570,7 @@ def _spark_copy_in(spark: Any, table: str, entry: TableEntry, path: Path, column
     overwrites partitions dynamically otherwise)."""
     backed_up = {c.name for c in entry.columns}
     select = [
-        f"cast(`{c.name}` as {SPARK_DDL.get(c.type, c.type)}) as `{c.name}`"
-        if c.name in backed_up
-        else f"cast(null as {SPARK_DDL.get(c.type, c.type)}) as `{c.name}`"
+        f"cast({f'`{c.name}`' if c.name in backed_up else 'null'} as {SPARK_DDL.get(c.type, c.type)}) as `{c.name}`"
         for c in columns
     ]
     rows = spark.read.parquet(str(path)).selectExpr(*select)

@@ -4,27 +4,15 @@
     their statements (one per call: Spark runs a single statement at a time) and return nothing; the caller's
     transaction, where the engine has one, holds them. -#}
 
-{#- rewrite_table(relation, select_sql): replace every row of `relation` by the rows of `select_sql`, which reads
-    `relation` and gives its columns in its order. -#}
+{#- rewrite_table(relation, select_sql), Spark's: replace every row of `relation` by the rows of `select_sql`, which
+    reads `relation` and gives its columns in its order. The copy is a real table beside the original (a view would
+    be read lazily, after the original is emptied). The original is emptied with TRUNCATE and refilled with INSERT
+    INTO rather than INSERT OVERWRITE: the session runs with partitionOverwriteMode=dynamic, under which an overwrite
+    of a partitioned table would keep every partition the copy has no row for (a partition whose rows were all erased
+    would survive); TRUNCATE empties every partition, whatever the setting. Not atomic (Spark's Parquet tables have
+    no transactions): a failure between the two leaves the rows in the copy `<table>__copy`, which the next rewrite
+    replaces. DuckDB and PostgreSQL never need it: they delete and update in place. -#}
 {% macro rewrite_table(relation, select_sql) %}
-    {%- do adapter.dispatch('rewrite_table', 'link_attribution')(relation, select_sql) -%}
-{% endmacro %}
-
-{% macro default__rewrite_table(relation, select_sql) %}
-    {%- set copy = adapter.quote(relation.identifier ~ '__copy') -%}
-    {%- do run_query('create temporary table ' ~ copy ~ ' as ' ~ select_sql) -%}
-    {%- do run_query('delete from ' ~ relation) -%}
-    {%- do run_query('insert into ' ~ relation ~ ' select * from ' ~ copy) -%}
-    {%- do run_query('drop table ' ~ copy) -%}
-{% endmacro %}
-
-{#- Spark: the copy is a real table beside the original (a view would be read lazily, after the original is
-    emptied). The original is emptied with TRUNCATE and refilled with INSERT INTO rather than INSERT OVERWRITE: the
-    session runs with partitionOverwriteMode=dynamic, under which an overwrite of a partitioned table would keep
-    every partition the copy has no row for (a partition whose rows were all erased would survive); TRUNCATE
-    empties every partition, whatever the setting. Not atomic (Spark's Parquet tables have no transactions): a
-    failure between the two leaves the rows in the copy `<table>__copy`, which the next rewrite replaces. -#}
-{% macro spark__rewrite_table(relation, select_sql) %}
     {%- set copy = api.Relation.create(schema=relation.schema, identifier=relation.identifier ~ '__copy') -%}
     {%- do run_query('drop table if exists ' ~ copy) -%}
     {%- do run_query('create table ' ~ copy ~ ' using parquet as ' ~ select_sql) -%}
