@@ -111,6 +111,8 @@ class LocalSqliteStorage(DagsterSqliteStorage):
     def __init__(self, base_dir: str, inst_data: Any = None):
         install()
         super().__init__(base_dir, inst_data=inst_data)
+        # Dagster's constructor builds its own event log and has no hook to choose the class: replaced here (the
+        # first one only created the folder and the index database, which this one then finds).
         self._event_log_storage = LocalSqliteEventLogStorage(_event_logs_directory(base_dir))
 
     @classmethod
