@@ -26,7 +26,7 @@ from dagster_dbt import (
 from orchestration.assets.common import OWNERS
 from orchestration.assets.keys import PUBLISHED_MARTS
 from orchestration.dbt_in_process import newest_source_mtime
-from orchestration.partitions import DAILY_PARTITIONS
+from orchestration.partitions import DAILY_PARTITIONS, REPORTS_BY_WINDOW, REPORTS_TAG, run_partition_window
 from orchestration.resources import WarehouseResource, dbt_cli
 from warehouse.client import Warehouse, qualified
 from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, resolve_target
@@ -78,22 +78,27 @@ def _folder(props: Mapping[str, Any]) -> str:
 
 TRANSLATOR = LayerTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
-# (name, select, exclude, partitioned) — positions in the pipeline, selected by folder and tag only.
+# How a stage's models get the dbt vars partition_start / partition_end: from the stage's own daily partitions
+# (PARTITIONS), from the run's partition window when the run's job asks for it (RUN_WINDOW: the reports' days,
+# tag REPORTS_TAG, see orchestration/jobs.py), or never (None).
+PARTITIONS, RUN_WINDOW = "partitions", "run_window"
+
+# (name, select, exclude, window) — positions in the pipeline, selected by folder and tag only.
 # The identity graph runs between the first two: its inputs (tag identity_graph) are built with staging, its naming
 # and event assignment (tag after_identity_graph) read the Python asset's output and feed the partitioned candidates.
 # Intermediate models that read the attribution facts (tag after_attribution: the reports' shared numbers) run in
 # the last stage, with the marts that read them: dbt orders them within one invocation.
-DBT_STAGES: tuple[tuple[str, str, str, bool], ...] = (
+DBT_STAGES: tuple[tuple[str, str, str, str | None], ...] = (
     (
         "dbt_staging_intermediate",
         "staging intermediate",
         "tag:partitioned tag:after_identity_graph tag:after_attribution",
-        False,
+        None,
     ),
-    ("dbt_after_identity_graph", "intermediate,tag:after_identity_graph", "tag:partitioned", False),
-    ("dbt_intermediate_partitioned", "intermediate,tag:partitioned", "", True),
-    ("dbt_marts_partitioned", "marts,tag:partitioned", "", True),
-    ("dbt_marts", "marts intermediate,tag:after_attribution", "tag:partitioned", False),
+    ("dbt_after_identity_graph", "intermediate,tag:after_identity_graph", "tag:partitioned", None),
+    ("dbt_intermediate_partitioned", "intermediate,tag:partitioned", "", PARTITIONS),
+    ("dbt_marts_partitioned", "marts,tag:partitioned", "", PARTITIONS),
+    ("dbt_marts", "marts intermediate,tag:after_attribution", "tag:partitioned", RUN_WINDOW),
 )
 
 
@@ -117,21 +122,25 @@ def _selected_models(manifest: Mapping[str, Any], select: str, exclude: str) -> 
     return out
 
 
-def dbt_vars_for(context: dg.AssetExecutionContext) -> dict[str, str]:
-    if not context.has_partition_key_range and not context.has_partition_key:
-        return {}
-    window = context.partition_time_window
-    return {"partition_start": window.start.isoformat(), "partition_end": window.end.isoformat()}
+def dbt_vars_for(context: dg.AssetExecutionContext, window: str | None) -> dict[str, str]:
+    if window == PARTITIONS and (context.has_partition_key_range or context.has_partition_key):
+        bounds = context.partition_time_window
+        return {"partition_start": bounds.start.isoformat(), "partition_end": bounds.end.isoformat()}
+    if window == RUN_WINDOW and context.run.tags.get(REPORTS_TAG) == REPORTS_BY_WINDOW:
+        run_window = run_partition_window(context.run.tags)
+        if run_window is not None:
+            return {"partition_start": run_window.start.isoformat(), "partition_end": run_window.end.isoformat()}
+    return {}
 
 
 def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
     manifest_path = ensure_manifest(project)
     manifest = json.loads(manifest_path.read_text())
     defs: list[dg.AssetsDefinition] = []
-    for name, select, exclude, partitioned in DBT_STAGES:
+    for name, select, exclude, window in DBT_STAGES:
         if not _selected_models(manifest, select, exclude):
             continue
-        defs.append(_dbt_stage(project, manifest, name, select, exclude, partitioned))
+        defs.append(_dbt_stage(project, manifest, name, select, exclude, window))
     marts = [TRANSLATOR.get_asset_key(manifest["nodes"][uid]) for uid in _selected_models(manifest, "marts", "")]
     if marts:
         defs.append(_publish_asset(project, manifest, marts))
@@ -185,8 +194,10 @@ def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list
 
 
 def _dbt_stage(
-    project: DbtProject, manifest: Mapping[str, Any], name: str, select: str, exclude: str, partitioned: bool
+    project: DbtProject, manifest: Mapping[str, Any], name: str, select: str, exclude: str, window: str | None
 ) -> dg.AssetsDefinition:
+    partitioned = window == PARTITIONS
+
     @dbt_assets(
         manifest=manifest,
         select=select,
@@ -202,7 +213,7 @@ def _dbt_stage(
     def _assets(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
         # Unit tests check SQL logic on fixed inputs: they run in CI (pytest), not on every production build.
         args = ["build", "--exclude-resource-type", "unit_test"]
-        dbt_vars = dbt_vars_for(context) if partitioned else {}
+        dbt_vars = dbt_vars_for(context, window)
         if dbt_vars:
             args += ["--vars", json.dumps(dbt_vars)]
         if os.environ.get("ATTRIBUTION_DBT_FULL_REFRESH") == "1":

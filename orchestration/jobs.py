@@ -14,11 +14,13 @@ from orchestration.assets.keys import (
     INT_IDENTITY_MAP,
     INT_IDENTITY_NODE_EDGES,
     INT_IDENTITY_NODES,
+    INT_MATCH_CANDIDATES,
     INT_NON_CONVERTING_PATHS,
     MATCH_MODEL,
     RAW_TABLES,
     SIGNAL_WEIGHTS,
 )
+from orchestration.partitions import REPORTS_BY_WINDOW, REPORTS_TAG
 
 # Fitted once a day: identities (the graph and its naming and event assignment), the confidence model and the
 # data-driven channel weights.
@@ -36,6 +38,13 @@ IDENTITY_COMPANIONS = dg.AssetSelection.assets(
 # instead of adding that to every refresh; a stale feed is worth a look, never a reason to stop attributing.
 RAW_FRESHNESS = dg.AssetSelection.checks_for_assets(*RAW_TABLES.values())
 EVERYTHING = dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks() - RAW_FRESHNESS
+# dbt's data tests on staging and the unpartitioned intermediate models read whole tables: they guard history, so
+# the daily job and full runs run them. The hourly job keeps the checks of what it writes: the partitioned
+# candidates and facts, the Python steps' scores and credits, and the marts BI reads.
+_WHOLE_TABLE_MODELS = dg.AssetSelection.groups("staging", "intermediate") - dg.AssetSelection.assets(
+    INT_MATCH_CANDIDATES
+)
+HISTORY_CHECKS = _WHOLE_TABLE_MODELS - _WHOLE_TABLE_MODELS.without_checks()
 
 ALL_ASSETS_JOB = dg.define_asset_job(
     "attribution_all",
@@ -44,9 +53,13 @@ ALL_ASSETS_JOB = dg.define_asset_job(
 )
 HOURLY_JOB = dg.define_asset_job(
     "hourly_refresh",
-    selection=EVERYTHING - DAILY_FITTED - IDENTITY_COMPANIONS,
+    selection=EVERYTHING - DAILY_FITTED - IDENTITY_COMPANIONS - HISTORY_CHECKS,
     description="New raw rows through staging, then candidates, scores, credits and marts of recent days, "
-    "with the identities (and their profiles) and models fitted by the daily job.",
+    "with the identities (and their profiles) and models fitted by the daily job. The reports' shared numbers "
+    "are rebuilt for the run's days only: older days keep the identities (unique_identities) of the last "
+    "daily job, which rebuilds them all. Staging's and the intermediate tables' data tests run daily.",
+    # The run's days hold every day its loads can change (orchestration/schedules.py widens them for late data).
+    tags={REPORTS_TAG: REPORTS_BY_WINDOW},
 )
 DAILY_JOB = dg.define_asset_job(
     "daily_refit",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from orchestration.settings import SETTINGS
@@ -11,3 +13,20 @@ PARTITIONS_START = SETTINGS.partitions_start
 
 # end_offset=1 makes today's (still growing) day a partition, which the hourly job refreshes.
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1, timezone="UTC")
+
+# The run tag by which a job has the reports' shared numbers rebuilt for the run's partition window only, and its
+# value (orchestration/dbt.py passes that window to the reports' dbt stage).
+REPORTS_TAG, REPORTS_BY_WINDOW = "attribution/reports", "run_window"
+
+
+def run_partition_window(tags: Mapping[str, str]) -> dg.TimeWindow | None:
+    """The time window of the daily partitions a run covers, from its range or single-partition tags; None for a
+    run over no partitions."""
+    first = tags.get("dagster/asset_partition_range_start") or tags.get("dagster/partition")
+    last = tags.get("dagster/asset_partition_range_end") or tags.get("dagster/partition")
+    if not first or not last:
+        return None
+    return dg.TimeWindow(
+        DAILY_PARTITIONS.time_window_for_partition_key(first).start,
+        DAILY_PARTITIONS.time_window_for_partition_key(last).end,
+    )

@@ -24,6 +24,7 @@ from lab.synthetic import WorldConfig, generate_world
 from lab.world_files import write_world
 from orchestration.assets.confidence import weak_pair_scorer
 from orchestration.assets.keys import (
+    ATTRIBUTION_CREDITS,
     IDENTITY_REPRESENTATIVES,
     INT_EVENT_IDENTITIES,
     INT_IDENTITIES,
@@ -34,6 +35,7 @@ from orchestration.assets.keys import (
     INT_IDENTITY_NODES,
     INT_MATCH_CANDIDATES,
     MATCH_MODEL,
+    MATCH_SCORES,
     PUBLISHED_MARTS,
     RAW_TABLES,
 )
@@ -143,6 +145,20 @@ def test_identity_step_sits_between_its_dbt_stages_and_only_the_daily_job_rebuil
     assert not hourly & identity, sorted(k.to_user_string() for k in hourly & identity)
     assert INT_MATCH_CANDIDATES in hourly
     assert identity <= DAILY_JOB.selection.resolve(graph)
+
+
+def test_hourly_job_checks_what_it_writes_and_leaves_whole_table_tests_to_the_daily_job(
+    duckdb_target: Target,
+) -> None:
+    graph = load_definitions(duckdb_target).resolve_asset_graph()
+    hourly = HOURLY_JOB.selection.resolve_checks(graph)
+    daily = DAILY_JOB.selection.resolve_checks(graph)
+    assert "staging" not in {k.asset_key.path[0] for k in hourly}
+    # Of the dbt intermediate models only the partitioned candidates; the Python steps' and the marts' checks stay.
+    assert {k.asset_key for k in hourly if k.asset_key.path[-1].startswith("int_")} == {INT_MATCH_CANDIDATES}
+    assert {MATCH_SCORES, ATTRIBUTION_CREDITS} <= {k.asset_key for k in hourly}
+    assert any(k.asset_key.path[0] == "marts" for k in hourly)
+    assert hourly < daily and {k.asset_key.path[0] for k in daily} >= {"staging", "intermediate", "marts"}
 
 
 def test_dagster_definitions_validate(duckdb_target: Target) -> None:

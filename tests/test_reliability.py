@@ -43,6 +43,7 @@ from lab.synthetic import WorldConfig, generate_world
 from lab.world_files import write_world
 from orchestration.assets import PYTHON_ASSETS
 from orchestration.assets.keys import ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTION
+from orchestration.partitions import REPORTS_BY_WINDOW, REPORTS_TAG
 from orchestration.schedules import COVERS_TAG, first_affected_day, hourly_refresh_schedule, refresh_range
 from python_models.attribution import MODELS
 from tests.conftest import (
@@ -863,11 +864,13 @@ class Scenario:
     rebuilt: dict[str, str] = field(default_factory=dict)
     readers: dict[str, ReaderLog] = field(default_factory=dict)  # phase -> what the reader saw (PostgreSQL)
     published: dict[str, PublishedLog] = field(default_factory=dict)  # phase -> what a BI process saw
-    hourly_tags: dict[str, str] = field(default_factory=dict)
+    hourly_tags: dict[str, str] = field(default_factory=dict)  # what the schedule requested
+    hourly_run_tags: dict[str, str] = field(default_factory=dict)  # the run's, with its job's
     late_before: pd.DataFrame | None = None
     late_after: pd.DataFrame | None = None
     late_violations: list[str] = field(default_factory=list)
     money: MoneyCheck | None = None
+    incremental_vs_full: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def late_credits(wh: Warehouse, late: LateClick) -> pd.DataFrame:
@@ -900,6 +903,23 @@ def raw_checksums(wh: Warehouse) -> dict[str, str]:
 
 
 FULL_REFRESH, HOURLY = "full refresh after the crash", "hourly run picking up a late click"
+# The intermediate models an hourly run updates in place rather than rebuilding (their days or their new clicks).
+INCREMENTAL_MODELS = ("int_clicks", "int_report_entity_days")
+
+
+def incremental_vs_full(target: Target, wh: Warehouse, work: Path) -> dict[str, tuple[str, str]]:
+    """Per incremental model: the checksum of its table and of what a full build over the same data selects (its SQL
+    compiled with --full-refresh, queried without writing anything)."""
+    dbt_target = work / "dbt_full_build"
+    run_dbt(target, "compile", "--select", *INCREMENTAL_MODELS, "--full-refresh", target_path=dbt_target)
+    out = {}
+    for model in INCREMENTAL_MODELS:
+        sql = next((dbt_target / "compiled").rglob(f"{model}.sql")).read_text()
+        out[model] = (
+            frame_checksum(wh.query_df(f"select * from intermediate.{model}")),
+            frame_checksum(wh.query_df(sql)),
+        )
+    return out
 
 
 def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
@@ -950,11 +970,14 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         assert isinstance(request, dg.RunRequest)
         s.hourly_tags = dict(request.tags)
         with watching(target, s, HOURLY, work / "reader_hourly"):
-            assert_run_ok(run_job(target, "hourly_refresh", tags=request.tags, instance=instance, log_level="WARNING"))
+            hourly = run_job(target, "hourly_refresh", tags=request.tags, instance=instance, log_level="WARNING")
+        assert_run_ok(hourly)
+        s.hourly_run_tags = dict(instance.get_run_by_id(hourly.run_id).tags)
         s.late_after = late_credits(wh, late)
         s.late_violations = conservation_violations(
             wh, "marts.fct_conversion_attribution", "marts.fct_attribution_credits"
         )
+        s.incremental_vs_full = incremental_vs_full(target, wh, work)
         yield s
 
 
@@ -1225,6 +1248,16 @@ JAN_1 = date(2026, 1, 1)
 TICK = datetime(2026, 6, 15, 3, 15, tzinfo=UTC)
 
 
+@BOTH_TARGETS
+def test_hourly_run_leaves_its_incremental_models_as_a_full_build_would(scenario: Scenario) -> None:
+    """The hourly run rebuilt the late click (and its IP's neighbours) in int_clicks and its window's days in
+    int_report_entity_days; every row equals a full build's over the same data (identities unchanged since)."""
+    assert scenario.hourly_run_tags[REPORTS_TAG] == REPORTS_BY_WINDOW
+    assert set(scenario.incremental_vs_full) == set(INCREMENTAL_MODELS)
+    for model, (incremental, full) in scenario.incremental_vs_full.items():
+        assert incremental == full, model
+
+
 def test_late_clicks_and_conversions_widen_the_refresh_window() -> None:
     # Nothing new: the recent days only.
     assert refresh_range(TICK, 1, first_affected_day(LoadedEventDays(), 30, JAN_1)) == (date(2026, 6, 14), TICK.date())
@@ -1260,7 +1293,7 @@ def test_a_full_refresh_of_a_partition_range_is_refused(tmp_path: Path, monkeypa
 
 def test_event_days_of_new_loads_are_read_from_raw_text(target: Target, tmp_path: Path) -> None:
     """The days late data can change, per engine: only loads after the stamp count, offsets and junk included,
-    and a new version of a link brings back the days of every click on it."""
+    a new version of a link brings back the days of every click on it, and spend its own day."""
     wh = Warehouse(target)
 
     def load(name: str, **tables: list[dict[str, str]]) -> datetime:
@@ -1286,12 +1319,13 @@ def test_event_days_of_new_loads_are_read_from_raw_text(target: Target, tmp_path
         clicks=[{"click_id": "c3", "link_id": "L9", "clicked_at": " 2026-02-20T10:00:00+01:00"},
                 {"click_id": "c4", "link_id": "L9", "clicked_at": "garbage"}],
         conversions=[{"conversion_id": "v2", "converted_at": "2026-02-25 08:00:00"}],
+        spend=[{"spend_date": "2026-01-15", "link_id": "L1", "amount": "10", "currency": "USD"}],  # that day's reports
     )  # fmt: skip
     everything = event_days_loaded_after(wh, None)
-    assert everything.conversions == {date(2026, 3, 3), date(2026, 2, 25)}
+    assert everything.conversions == {date(2026, 3, 3), date(2026, 2, 25), date(2026, 1, 15)}
     assert everything.clicks == {date(2026, 3, 1), date(2026, 3, 2), date(2026, 2, 20)}
     since_first = event_days_loaded_after(wh, first)
-    assert since_first.conversions == {date(2026, 2, 25)}
+    assert since_first.conversions == {date(2026, 2, 25), date(2026, 1, 15)}
     assert since_first.clicks == {date(2026, 2, 20), date(2026, 3, 1)}  # c3, and c1 through its relinked L1
     assert newest_load(wh) > first
     assert event_days_loaded_after(wh, newest_load(wh)) == LoadedEventDays()

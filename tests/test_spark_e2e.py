@@ -116,6 +116,7 @@ def _carrying(frame: pd.DataFrame, key: str, person: Person) -> set[str]:
 ERASED_IN = {
     "raw.clicks": ("click_id", True),
     "staging.stg_raw__clicks": ("click_id", True),
+    "intermediate.int_clicks": ("click_id", True),
     "raw.conversions": ("conversion_id", False),
     "staging.stg_raw__conversions": ("conversion_id", False),
 }

@@ -476,6 +476,7 @@ def newest_load(wh: Warehouse, conn: Any = None) -> datetime | None:
 class LoadedEventDays:
     """Calendar days (as written in the raw text, before any UTC shift) of the events in a set of loads."""
 
+    # Days whose conversions or reports change: new conversions, exchange rates (from their day on), spend.
     conversions: frozenset[date] = frozenset()
     clicks: frozenset[date] = frozenset()  # new clicks, and every click on a link that got a new version
 
@@ -516,8 +517,10 @@ def event_days_loaded_after(wh: Warehouse, after: datetime | None, conn: Any = N
     # A rate of day d converts the revenue of conversions from d on: counting it as a conversion day makes every
     # later day part of the refresh too.
     rate_days = days("rate_date", "fx_rates", newer) if wh.table_exists(RAW_SCHEMA, "fx_rates", conn) else frozenset()
+    # Spend of day d changes that day's reports alone (the hourly job rebuilds the reports of its days only).
+    spend_days = days("spend_date", "spend", newer) if wh.table_exists(RAW_SCHEMA, "spend", conn) else frozenset()
     return LoadedEventDays(
-        conversions=days("converted_at", "conversions", newer) | rate_days,
+        conversions=days("converted_at", "conversions", newer) | rate_days | spend_days,
         clicks=days("clicked_at", "clicks", f"{newer} or {relinked}"),
     )
 

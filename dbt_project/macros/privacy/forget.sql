@@ -62,7 +62,7 @@
 {%- endmacro %}
 
 
-{#- forget_person(): erase one person from raw and staging and suppress their identifiers. The person is given by
+{#- forget_person(): erase one person from raw, staging and int_clicks and suppress their identifiers. The person is given by
     ATTRIBUTION_FORGET_EMAIL / _USER_ID / _COOKIE (any of them) and grows to every email, user id and cookie of the
     identities holding one of them (int_identity_map, when the pipeline has run). Their clicks are deleted;
     their conversions stay as anonymous revenue (every identifier, the user agent and the direct click id
@@ -81,6 +81,7 @@
     {%- set raw_conversions = api.Relation.create(database=link_attribution.target_database(), schema='raw', identifier='conversions') -%}
     {%- set identity_map = adapter.get_relation(database=link_attribution.target_database(), schema='intermediate', identifier='int_identity_map') -%}
     {%- set event_identities = adapter.get_relation(database=link_attribution.target_database(), schema='intermediate', identifier='int_event_identities') -%}
+    {%- set int_clicks = adapter.get_relation(database=link_attribution.target_database(), schema='intermediate', identifier='int_clicks') -%}
     {%- set staged = {} -%}
     {%- for name in ['stg_raw__clicks', 'stg_raw__conversions', 'rejected_rows', 'rejected_values'] -%}
         {%- do staged.update({name: adapter.get_relation(database=link_attribution.target_database(), schema='staging', identifier=name)}) -%}
@@ -170,8 +171,13 @@
 
     {#- Staging first, then raw, then the suppression list: one transaction on DuckDB and PostgreSQL, where the order
         does not matter; on Spark (no transactions) an erasure interrupted part-way finds the same rows when run
-        again, because raw, which it finds them by, changes after the staged tables. Staging is erased too because
-        the incremental models never re-read those raw rows. -#}
+        again, because raw, which it finds them by, changes after the staged tables. Staging and int_clicks are
+        erased too because the incremental models never re-read those rows (the other clicks' bot flags stay as
+        they were decided, the person's clicks included). -#}
+    {%- if int_clicks is not none %}
+    {%- do counts.append(("intermediate.int_clicks", "deleted", link_attribution.forget_count("select count(*) from " ~ int_clicks ~ " where click_id " ~ click_filter))) -%}
+    {%- do link_attribution.erase_rows(int_clicks, "click_id " ~ click_filter) -%}
+    {%- endif %}
     {%- if staged['stg_raw__clicks'] is not none %}
     {%- do counts.append(("staging.stg_raw__clicks", "deleted", link_attribution.forget_count("select count(*) from " ~ staged['stg_raw__clicks'] ~ " where click_id " ~ click_filter))) -%}
     {%- do link_attribution.erase_rows(staged['stg_raw__clicks'], "click_id " ~ click_filter) -%}

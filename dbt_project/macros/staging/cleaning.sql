@@ -102,7 +102,13 @@
     rows are all rejected does not move the watermark, so it is re-read (harmlessly: same result) by the next run. -#}
 {% macro loaded_after_watermark(relation) -%}
     _loaded_at > (
-        select coalesce(max(_loaded_at), cast('1900-01-01 00:00:00+00:00' as timestamp with time zone))
+        select {{ loaded_watermark('_loaded_at') }}
         from {{ relation }}
     )
+{%- endmacro %}
+
+
+{#- The newest load stamp in `column` over the rows aggregated, or a time before every load when there are none. -#}
+{% macro loaded_watermark(column) -%}
+    coalesce(max({{ column }}), cast('1900-01-01 00:00:00+00:00' as timestamp with time zone))
 {%- endmacro %}

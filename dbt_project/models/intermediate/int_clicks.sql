@@ -3,10 +3,20 @@
     at a time) cannot apply:
       burst               bot_burst_clicks or more clicks from one IP within bot_burst_window_seconds;
       preview_after_post  a click within bot_preview_seconds of the link's creation (link unfurlers, previews).
-    A row-level reason from staging wins over the behavioural ones. -#}
+    A row-level reason from staging wins over the behavioural ones.
+
+    Incremental (delete+insert on click_id; a table on Spark, which rebuilds it): a run recomputes the clicks staged
+    since the previous build, the clicks of links staged since then (their attributes and the preview rule), and
+    the clicks of the same IPs whose burst flags those can change (within bot_burst_window_seconds of them); every
+    other row is already what a full build gives. -#}
+{{ config(**incremental_config('click_id', 'append_new_columns')) }}
 {%- set burst_clicks = var('bot_burst_clicks') | int %}
 {%- set burst_window_seconds = var('bot_burst_window_seconds') | float %}
 {%- set preview_seconds = var('bot_preview_seconds') | float %}
+{#- A table built before int_clicks kept its load times has no watermark: that run rebuilds every row (and adds
+    the columns), as a full refresh would. (A unit test's `this` is its given rows, named by a string.) #}
+{%- set incremental = is_incremental() and (this is string
+    or '_link_loaded_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list)) %}
 
 with
 
@@ -21,6 +31,71 @@ links as (
     select * from {{ ref('stg_raw__links') }}
 
 ),
+{%- if incremental %}
+
+previous_build as (
+
+    select
+        {{ loaded_watermark('_loaded_at') }} as clicks_loaded_at,
+        {{ loaded_watermark('_link_loaded_at') }} as links_loaded_at
+    from {{ this }}
+
+),
+
+-- What changed since the previous build: clicks staged since, and the clicks of links staged since.
+seeds as (
+
+    select
+        clicks.click_id,
+        clicks.ip_hash,
+        {{ epoch_seconds('clicks.clicked_at') }} as clicked_epoch
+    from clicks
+    cross join previous_build
+    left join links
+        on clicks.link_id = links.link_id
+    where clicks._loaded_at > previous_build.clicks_loaded_at
+        or links._loaded_at > previous_build.links_loaded_at
+
+),
+
+seed_ip_spans as (
+
+    select
+        ip_hash,
+        min(clicked_epoch) as first_epoch,
+        max(clicked_epoch) as last_epoch
+    from seeds
+    where ip_hash is not null
+    group by ip_hash
+
+),
+
+-- A click's burst flag reads its IP's clicks within one window on either side, so a seed can change the flags of
+-- its IP's clicks within one window of it (rebuilt), and those read the clicks within two windows (context).
+burst_context as (
+
+    select
+        clicks.click_id,
+        {{ epoch_seconds('clicks.clicked_at') }}
+            between seed_ip_spans.first_epoch - {{ burst_window_seconds }}
+            and seed_ip_spans.last_epoch + {{ burst_window_seconds }} as is_rebuilt
+    from clicks
+    inner join seed_ip_spans
+        on clicks.ip_hash = seed_ip_spans.ip_hash
+    where {{ epoch_seconds('clicks.clicked_at') }}
+        between seed_ip_spans.first_epoch - 2 * {{ burst_window_seconds }}
+        and seed_ip_spans.last_epoch + 2 * {{ burst_window_seconds }}
+
+),
+
+rebuilt as (
+
+    select click_id from burst_context where is_rebuilt
+    union
+    select click_id from seeds
+
+),
+{%- endif %}
 
 clicks_with_links as (
 
@@ -49,10 +124,15 @@ clicks_with_links as (
         links.created_at as link_created_at,
         links.link_id is not null as is_known_link,
         coalesce(clicks.is_bot, false) as is_bot_row_rule,
-        case when coalesce(clicks.is_bot, false) then clicks.bot_reason end as row_bot_reason
+        case when coalesce(clicks.is_bot, false) then clicks.bot_reason end as row_bot_reason,
+        clicks._loaded_at,
+        links._loaded_at as _link_loaded_at
     from clicks
     left join links
         on clicks.link_id = links.link_id
+    {%- if incremental %}
+    where clicks.click_id in (select click_id from rebuilt)
+    {%- endif %}
 
 ),
 
@@ -69,6 +149,9 @@ click_times as (
     from clicks
     left join links
         on clicks.link_id = links.link_id
+    {%- if incremental %}
+    where clicks.click_id in (select click_id from burst_context union all select click_id from seeds)
+    {%- endif %}
 
 ),
 
@@ -165,7 +248,9 @@ final as (
             when is_bot_row_rule then coalesce(row_bot_reason, 'row_rule')
             when is_burst_bot then 'burst'
             when is_preview_bot then 'preview_after_post'
-        end as bot_reason
+        end as bot_reason,
+        _loaded_at,
+        _link_loaded_at
     from flagged
 
 )

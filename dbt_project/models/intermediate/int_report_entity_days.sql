@@ -7,8 +7,18 @@
     fee is no channel's cost). Spend without a usable exchange rate is left out (int_spend counts it).
 
     It reads the credits fact (a mart) because the credited money is defined there, once, to the cent; so it runs
-    after attribution (tag after_attribution, a dbt stage of its own between the facts and the reports). -#}
-{{ config(tags=['after_attribution']) }}
+    after attribution (tag after_attribution, a dbt stage of its own between the facts and the reports).
+
+    Incremental by report_date: with partition_start / partition_end set (the hourly job passes its run's window,
+    which holds every day its loads can change) only those days are rebuilt; without them (the daily job, full runs)
+    every day is, so days before the window take the daily re-fit's identities there. -#}
+{{
+    config(
+        tags=['after_attribution'],
+        pre_hook="{{ marts_delete_partition_window('report_date') }}",
+        **incremental_config('report_date', 'fail', partition_by='report_date')
+    )
+}}
 
 {%- set currency = var('reporting_currency') | string | trim | upper %}
 
@@ -25,12 +35,14 @@ clicks as (
         cast(channel as text) as channel,
         coalesce(is_bot, false) as is_bot
     from {{ ref('int_clicks') }}
+    where {{ marts_partition_filter('cast(clicked_date as date)') }}
 
 ),
 
 credits as (
 
     select * from {{ ref('fct_attribution_credits') }}
+    where {{ marts_partition_filter('conversion_date') }}
 
 ),
 
@@ -69,6 +81,7 @@ spend as (
     left join links
         on cast(int_spend.link_id as text) = links.link_id
     where int_spend.reporting_amount is not null
+        and {{ marts_partition_filter('cast(int_spend.spend_date as date)') }}
 
 ),
 
