@@ -333,16 +333,31 @@ recent_{{ name }}_numbered as materialized (
 
 ),
 
-recent_{{ name }}_pairs as (
+-- Each conversion's wanted click numbers as a column of their own (materialised), so that the engine joins the
+-- clicks on the value and the number together: PostgreSQL, misjudging these CTEs' sizes, joined on the value alone
+-- and filtered the numbers afterwards, pairing every conversion with every click of a popular fingerprint (40 GB of
+-- temporary files at 10M clicks).
+recent_{{ name }}_wanted as materialized (
 
-    select conv.event_id as conversion_id, clicks.event_id as click_id
+    select
+        {% for c in columns %}conv.{{ c }}, {% endfor %}
+        conv.event_id as conversion_id,
+        conv.converted_at,
+        conv.click_number - recent_offsets.n as wanted_number
     from recent_{{ name }}_numbered as conv
     cross join recent_offsets
-    inner join recent_{{ name }}_numbered as clicks
-        on {% for c in columns %}conv.{{ c }} = clicks.{{ c }} and {% endfor %}clicks.click_number = conv.click_number - recent_offsets.n
-        and clicks.is_conversion = 0
-        and {{ int_within_lookback('clicks.event_at', 'conv.converted_at') }}
     where conv.is_conversion = 1
+
+),
+
+recent_{{ name }}_pairs as (
+
+    select wanted.conversion_id, clicks.event_id as click_id
+    from recent_{{ name }}_wanted as wanted
+    inner join recent_{{ name }}_numbered as clicks
+        on {% for c in columns %}wanted.{{ c }} = clicks.{{ c }} and {% endfor %}clicks.click_number = wanted.wanted_number
+        and clicks.is_conversion = 0
+        and {{ int_within_lookback('clicks.event_at', 'wanted.converted_at') }}
 
 ),
 {%- endfor %}
