@@ -55,9 +55,10 @@ HOURLY_JOB = dg.define_asset_job(
     "hourly_refresh",
     selection=EVERYTHING - DAILY_FITTED - IDENTITY_COMPANIONS - HISTORY_CHECKS,
     description="New raw rows through staging, then candidates, scores, credits and marts of recent days, "
-    "with the identities (and their profiles) and models fitted by the daily job. The reports' shared numbers "
-    "are rebuilt for the run's days only: older days keep the identities (unique_identities) of the last "
-    "daily job, which rebuilds them all. Staging's and the intermediate tables' data tests run daily.",
+    "with the identities (and their profiles) and models fitted by the daily job. The reports (and their shared "
+    "numbers) are rebuilt for the run's days only: older days keep the identities (unique_identities) and link "
+    "attributes of the last daily job, which rebuilds them all. Staging's and the intermediate tables' data "
+    "tests run daily.",
     # The run's days hold every day its loads can change (orchestration/schedules.py widens them for late data).
     tags={REPORTS_TAG: REPORTS_BY_WINDOW},
 )

@@ -14,8 +14,8 @@ PARTITIONS_START = SETTINGS.partitions_start
 # end_offset=1 makes today's (still growing) day a partition, which the hourly job refreshes.
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1, timezone="UTC")
 
-# The run tag by which a job has the reports' shared numbers rebuilt for the run's partition window only, and its
-# value (orchestration/dbt.py passes that window to the reports' dbt stage).
+# The run tag by which a job has the reports (and their shared numbers) rebuilt for the run's partition window only,
+# and its value (orchestration/dbt.py passes that window to the reports' dbt stage).
 REPORTS_TAG, REPORTS_BY_WINDOW = "attribution/reports", "run_window"
 
 

@@ -152,7 +152,7 @@ CLICKS_A = [
     click("c15", cookie_id="ck15a"),  # valid now, corrupt re-delivery in load B
     click("c16", link_id="L999"),  # unknown link: kept
     click("c17", "L2", clicked_at=iso(at(2))),  # 2 s after L2's creation: a preview fetch
-    click("c18", user_agent="okhttp/4.9.0"),
+    click("c18", user_agent="okhttp/4.9.0", ip="not an ip"),  # kept, its IP counted in rejected_values
     click("c19", user_agent=UA_APP_OKHTTP),
     click("c20", user_agent=UA_TWITTERBOT),
     *[click(f"b{i:02d}", ip="192.0.2.50", clicked_at=iso(at(600 + i))) for i in range(1, 10)],  # a burst
@@ -183,10 +183,10 @@ CLICKS_B = [
         device_fingerprint="fp1",
         user_id="u1",
     ),  # identical again
-    click("c13", cookie_id="ck13b"),  # later version wins
+    click("c13", cookie_id="ck13b", ip="999.1.1.1"),  # later version wins, its IP counted
     click("c14", clicked_at=iso(at(120), -3)),  # now valid: leaves the quarantine
     click("c15", cookie_id="ck15b", clicked_at="corrupt"),  # invalid later version: the valid one stays
-    click("c21", "L5"),
+    click("c21", "L5", ip="1::2::3"),
 ]
 CONVERSIONS_B = [conversion("v09", revenue="15.00", email=RAW_EMAILS[3])]
 
@@ -218,9 +218,10 @@ class StagingRun:
 
 def snapshot(wh: Warehouse) -> dict[str, pd.DataFrame]:
     frames = {}
-    for table, key in {**STAGED, "rejected_rows": "source_table"}.items():
+    quarantine = {"rejected_rows": ["source_table", "record_key", "reason", "raw_payload"],
+                  "rejected_values": ["source_table", "record_key", "column_name"]}  # fmt: skip
+    for table, order in {**{t: [k] for t, k in STAGED.items()}, **quarantine}.items():
         df = wh.query_df(f'select * from "staging"."{table}"')
-        order = [key] if table in STAGED else ["source_table", "record_key", "reason", "raw_payload"]
         frames[table] = df.sort_values(order, na_position="last").reset_index(drop=True)
     return frames
 
@@ -450,6 +451,17 @@ def test_later_versions_and_late_valid_rows(staging_run: StagingRun) -> None:
     assert float(convs["v09"]["revenue"]) == 15 and "L5" in set(frames["stg_raw__links"]["link_id"])
 
 
+def test_unusable_values_of_every_load_are_counted(staging_run: StagingRun) -> None:
+    def counted(frames: dict[str, pd.DataFrame]) -> set[tuple[str, str, str]]:
+        values = frames["rejected_values"]
+        return set(zip(values["source_table"], values["record_key"], values["reason"], strict=True))
+
+    assert counted(staging_run.after_load_a) == {("clicks", "c18", "invalid_ip")}
+    assert counted(staging_run.incremental_b) == {("clicks", k, "invalid_ip") for k in ("c13", "c18", "c21")}
+    staged = by_key(staging_run.incremental_b, "stg_raw__clicks")
+    assert all(is_null(staged[k]["ip_hash"]) for k in ("c13", "c18", "c21"))
+
+
 def test_loading_the_same_files_twice_changes_no_staged_content(staging_run: StagingRun) -> None:
     before, after = staging_run.after_load_a, staging_run.after_reload_a
     for table in STAGED:
@@ -467,7 +479,7 @@ def test_loading_the_same_files_twice_changes_no_staged_content(staging_run: Sta
 
 
 def test_incremental_run_equals_full_refresh(staging_run: StagingRun) -> None:
-    for table in (*STAGED, "rejected_rows"):
+    for table in (*STAGED, "rejected_rows", "rejected_values"):
         pd.testing.assert_frame_equal(
             comparable(staging_run.incremental_b[table]), comparable(staging_run.full_refresh_b[table]), obj=table
         )

@@ -50,6 +50,27 @@
 {%- endmacro %}
 
 
+{#- marts_report_days_config(): the config of the tables by report_date (int_report_entity_days and the rpt_*
+    reports built from it). Updating in place with partition_start / partition_end set (the hourly job passes its
+    run's window, which holds every day its loads can change) rebuilds only those days; without them (the daily
+    job, full runs) every day. A first build, and every build on Spark (a table there), holds every day. -#}
+{% macro marts_report_days_config() -%}
+    {{- return(dict(pre_hook="{{ marts_delete_partition_window('report_date') }}",
+                    **incremental_config('report_date', 'fail'))) -}}
+{%- endmacro %}
+
+
+{#- marts_in_report_window(date_expr): the days a build of a report_days table writes (marts_report_days_config):
+    the run's window when it updates in place, every day otherwise. -#}
+{% macro marts_in_report_window(date_expr) -%}
+    {%- if is_incremental() -%}
+        {{ marts_partition_filter(date_expr) }}
+    {%- else -%}
+        1 = 1
+    {%- endif -%}
+{%- endmacro %}
+
+
 {#- marts_round(expr, digits): expr rounded to `digits` decimals, as double precision. Averages and ratios of
     floating-point values are rounded so that rebuilding a report from the same data gives identical values
     whatever order the engine summed in. -#}

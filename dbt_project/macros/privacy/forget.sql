@@ -174,14 +174,10 @@
         again, because raw, which it finds them by, changes after the staged tables. Staging and int_clicks are
         erased too because the incremental models never re-read those rows (the other clicks' bot flags stay as
         they were decided, the person's clicks included). -#}
-    {%- if int_clicks is not none %}
-    {%- do counts.append(("intermediate.int_clicks", "deleted", link_attribution.forget_count("select count(*) from " ~ int_clicks ~ " where click_id " ~ click_filter))) -%}
-    {%- do link_attribution.erase_rows(int_clicks, "click_id " ~ click_filter) -%}
-    {%- endif %}
-    {%- if staged['stg_raw__clicks'] is not none %}
-    {%- do counts.append(("staging.stg_raw__clicks", "deleted", link_attribution.forget_count("select count(*) from " ~ staged['stg_raw__clicks'] ~ " where click_id " ~ click_filter))) -%}
-    {%- do link_attribution.erase_rows(staged['stg_raw__clicks'], "click_id " ~ click_filter) -%}
-    {%- endif %}
+    {%- for name, clicks in [('intermediate.int_clicks', int_clicks), ('staging.stg_raw__clicks', staged['stg_raw__clicks'])] if clicks is not none %}
+    {%- do counts.append((name, "deleted", link_attribution.forget_count("select count(*) from " ~ clicks ~ " where click_id " ~ click_filter))) -%}
+    {%- do link_attribution.erase_rows(clicks, "click_id " ~ click_filter) -%}
+    {%- endfor %}
     {%- if staged['stg_raw__conversions'] is not none %}
     {%- do counts.append(("staging.stg_raw__conversions", "anonymised", link_attribution.forget_count("select count(*) from " ~ staged['stg_raw__conversions'] ~ " where conversion_id " ~ conversion_filter))) -%}
     {%- set blanked = {} -%}

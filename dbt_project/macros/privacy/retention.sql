@@ -29,7 +29,7 @@
 {%- endmacro %}
 
 {#- retention_scope(table): the raw rows retention applies to: loaded before the cut-off. Every such row has been
-    read by staging: retention runs after the staged models (and rejected_rows) in the same build, which read every
+    read by staging: retention runs after the staged models (and the quarantine) in the same build, which read every
     row loaded before it started, and a row loaded since is younger than any window. -#}
 {% macro retention_scope(table) -%}
     _loaded_at < {{ dbt.dateadd('day', -1 * (var('raw_retention_days') | int), dbt.current_timestamp()) }}

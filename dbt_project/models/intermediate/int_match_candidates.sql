@@ -1,7 +1,8 @@
 {{
     config(
         tags=['partitioned'],
-        pre_hook="{{ int_delete_partition_window('converted_at') }}",
+        pre_hook=["{{ int_delete_partition_window('converted_at') }}", "{{ single_threaded_session(true) }}"],
+        post_hook=["{{ single_threaded_session(false) }}"],
         **incremental_config('conversion_id', 'sync_all_columns', partition_by='conversion_date')
     )
 }}
@@ -473,6 +474,41 @@ ip_popularity as (
 
 ),
 
+-- Each pair's rank among the conversion's candidates sharing the value, newest first, on narrow rows of their own:
+-- a window holds every column of the rows it reads (over the wide output rows, 1.6M pairs at 10M clicks, the
+-- model took 48 s on DuckDB instead of 38 s).
+pair_values as (
+
+    select
+        pairs.conversion_id,
+        pairs.click_id,
+        clicks.clicked_at,
+        {%- for name, columns, skip_datacenter in recent_values %}
+        {{ int_true(name_condition[name]) }} as shares_{{ name }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from pairs_by_signal as pairs
+    inner join conversions
+        on pairs.conversion_id = conversions.conversion_id
+    inner join candidate_clicks as clicks
+        on pairs.click_id = clicks.click_id
+
+),
+
+pair_ranks as (
+
+    select
+        conversion_id,
+        click_id,
+        {%- for name, columns, skip_datacenter in recent_values %}
+        case when shares_{{ name }} then row_number() over (
+            partition by conversion_id, shares_{{ name }}
+            order by clicked_at desc, click_id
+        ) end as {{ name }}_recency_rank{{ ',' if not loop.last }}
+        {%- endfor %}
+    from pair_values
+
+),
+
 final as (
 
     select
@@ -507,10 +543,7 @@ final as (
             ~ ' and conversions.os_family = clicks.os_family'
         ) }} as inapp_to_main_switch,
         {%- for name, columns, skip_datacenter in recent_values %}
-        case when {{ int_true(name_condition[name]) }} then row_number() over (
-            partition by pairs.conversion_id, {{ int_true(name_condition[name]) }}
-            order by clicks.clicked_at desc, pairs.click_id
-        ) end as {{ name }}_recency_rank,
+        pair_ranks.{{ name }}_recency_rank,
         {%- endfor %}
         clicks.identity_id as click_identity_id,
         conversions.identity_id as conversion_identity_id,
@@ -527,6 +560,9 @@ final as (
         on clicks.device_fingerprint = fingerprint_popularity.device_fingerprint
     left join ip_popularity
         on clicks.ip_hash = ip_popularity.ip_hash
+    inner join pair_ranks
+        on pairs.conversion_id = pair_ranks.conversion_id
+        and pairs.click_id = pair_ranks.click_id
 
 )
 

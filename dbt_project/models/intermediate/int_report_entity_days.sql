@@ -9,18 +9,14 @@
     It reads the credits fact (a mart) because the credited money is defined there, once, to the cent; so it runs
     after attribution (tag after_attribution, a dbt stage of its own between the facts and the reports).
 
-    Incremental by report_date: updating the table in place with partition_start / partition_end set (the hourly
-    job passes its run's window, which holds every day its loads can change) rebuilds only those days; without them
-    (the daily job, full runs) every day, so days before the window take the daily re-fit's identities there. A
-    first build, and every build on Spark (a table there), holds every day. -#}
+    Incremental by report_date (macro marts_report_days_config): the hourly job rebuilds its run's days, the daily
+    job and full runs every day, so days before the window take the daily re-fit's identities there. -#}
 {{
     config(
         tags=['after_attribution'],
-        pre_hook="{{ marts_delete_partition_window('report_date') }}",
-        **incremental_config('report_date', 'fail')
+        **marts_report_days_config()
     )
 }}
-{%- set in_place = is_incremental() %}
 
 {%- set currency = var('reporting_currency') | string | trim | upper %}
 
@@ -37,18 +33,14 @@ clicks as (
         cast(channel as text) as channel,
         coalesce(is_bot, false) as is_bot
     from {{ ref('int_clicks') }}
-    {%- if in_place %}
-    where {{ marts_partition_filter('cast(clicked_date as date)') }}
-    {%- endif %}
+    where {{ marts_in_report_window('cast(clicked_date as date)') }}
 
 ),
 
 credits as (
 
     select * from {{ ref('fct_attribution_credits') }}
-    {%- if in_place %}
-    where {{ marts_partition_filter('conversion_date') }}
-    {%- endif %}
+    where {{ marts_in_report_window('conversion_date') }}
 
 ),
 
@@ -87,9 +79,7 @@ spend as (
     left join links
         on cast(int_spend.link_id as text) = links.link_id
     where int_spend.reporting_amount is not null
-        {%- if in_place %}
-        and {{ marts_partition_filter('cast(int_spend.spend_date as date)') }}
-        {%- endif %}
+        and {{ marts_in_report_window('cast(int_spend.spend_date as date)') }}
 
 ),
 

@@ -2,6 +2,7 @@
     (reporting currency) credited to them, the revenue of their touched conversions that stays unattributed, and
     what they cost (spend, cost per conversion, return on spend). The numbers come from int_report_entity_days,
     where every report's rules are written once. -#}
+{{ config(**marts_report_days_config()) }}
 
 with
 
@@ -9,6 +10,7 @@ campaign_days as (
 
     select * from {{ ref('int_report_entity_days') }}
     where entity_type = 'campaign_id'
+        and {{ marts_in_report_window('report_date') }}
 
 ),
 

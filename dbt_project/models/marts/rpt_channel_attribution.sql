@@ -1,6 +1,7 @@
 {#- One row per channel, UTC day and attribution model, plus an '(unattributed)' channel carrying the share no
     touch earns, so one model's rows add up to every conversion and all revenue (reporting currency). The numbers
     come from int_report_entity_days, where every report's rules are written once. -#}
+{{ config(**marts_report_days_config()) }}
 
 with
 
@@ -8,6 +9,7 @@ channel_days as (
 
     select * from {{ ref('int_report_entity_days') }}
     where entity_type = 'channel'
+        and {{ marts_in_report_window('report_date') }}
 
 ),
 

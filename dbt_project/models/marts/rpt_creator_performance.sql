@@ -1,6 +1,7 @@
 {#- One row per creator, UTC day and attribution model: clicks on the creator's links, conversions and revenue
     (reporting currency) credited to them, the revenue of their touched conversions that stays unattributed, and
     what they cost (spend, cost per conversion, return on spend). The numbers come from int_report_entity_days, where every report's rules are written once. -#}
+{{ config(**marts_report_days_config()) }}
 
 with
 
@@ -8,6 +9,7 @@ creator_days as (
 
     select * from {{ ref('int_report_entity_days') }}
     where entity_type = 'creator_id'
+        and {{ marts_in_report_window('report_date') }}
 
 ),
 

@@ -1,7 +1,9 @@
 {#- One row per link, UTC day and attribution model: clicks on the link that day (human / bot, distinct people)
     and the conversions and revenue (reporting currency) credited to the link on that conversion day under the
     model, with the link's creator, campaign and channel. The numbers come from int_report_entity_days, where every
-    report's rules are written once. -#}
+    report's rules are written once. Updated for the run's days by the hourly job (macro marts_report_days_config),
+    so older days show a re-delivered link's creator, campaign and channel from the next daily job on. -#}
+{{ config(**marts_report_days_config()) }}
 
 with
 
@@ -9,6 +11,7 @@ link_days as (
 
     select * from {{ ref('int_report_entity_days') }}
     where entity_type = 'link_id'
+        and {{ marts_in_report_window('report_date') }}
 
 ),
 

@@ -1,11 +1,12 @@
 {#- Raw retention, as a step of every run: its pre-hook (macro apply_raw_retention) replaces the identifiers of raw
     rows loaded more than var raw_retention_days ago by their salted hashes; the table it builds says how many raw
     rows are past the window and how many of them still hold a clear identifier (0 after the hook). It runs
-    after the staged models and rejected_rows (their refs below), which have read those rows already. #}
+    after the staged models and the quarantine (their refs below), which have read those rows already. #}
 {{ config(pre_hook=["{{ link_attribution.apply_raw_retention() }}"]) }}
 -- depends_on: {{ ref('stg_raw__clicks') }}
 -- depends_on: {{ ref('stg_raw__conversions') }}
 -- depends_on: {{ ref('rejected_rows') }}
+-- depends_on: {{ ref('rejected_values') }}
 
 with
 
