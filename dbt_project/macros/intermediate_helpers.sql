@@ -37,6 +37,18 @@
 {%- endmacro %}
 
 
+{#- int_partition_days(): the number of days in [partition_start, partition_end), none without both bounds. -#}
+{% macro int_partition_days() -%}
+    {%- set p_start = int_partition_bound('partition_start') -%}
+    {%- set p_end = int_partition_bound('partition_end') -%}
+    {%- if not (p_start and p_end) -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set day = modules.datetime.date -%}
+    {{- return((day.fromisoformat(p_end[:10]) - day.fromisoformat(p_start[:10])).days) -}}
+{%- endmacro %}
+
+
 {#- int_timestamptz_literal(text): an ISO 8601 text as a timestamp with time zone literal. -#}
 {% macro int_timestamptz_literal(value) -%}
     cast('{{ value | replace("'", "''") }}' as timestamp with time zone)

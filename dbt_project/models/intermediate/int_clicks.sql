@@ -72,19 +72,28 @@ seed_ip_spans as (
 
 -- A click's burst flag reads its IP's clicks within one window on either side, so a seed can change the flags of
 -- its IP's clicks within one window of it (rebuilt), and those read the clicks within two windows (context).
-burst_context as (
+seed_ip_clicks as (
 
     select
         clicks.click_id,
-        {{ epoch_seconds('clicks.clicked_at') }}
-            between seed_ip_spans.first_epoch - {{ burst_window_seconds }}
-            and seed_ip_spans.last_epoch + {{ burst_window_seconds }} as is_rebuilt
+        {{ epoch_seconds('clicks.clicked_at') }} as clicked_epoch,
+        seed_ip_spans.first_epoch,
+        seed_ip_spans.last_epoch
     from clicks
     inner join seed_ip_spans
         on clicks.ip_hash = seed_ip_spans.ip_hash
-    where {{ epoch_seconds('clicks.clicked_at') }}
-        between seed_ip_spans.first_epoch - 2 * {{ burst_window_seconds }}
-        and seed_ip_spans.last_epoch + 2 * {{ burst_window_seconds }}
+
+),
+
+burst_context as (
+
+    select
+        click_id,
+        clicked_epoch between first_epoch - {{ burst_window_seconds }}
+            and last_epoch + {{ burst_window_seconds }} as is_rebuilt
+    from seed_ip_clicks
+    where clicked_epoch between first_epoch - 2 * {{ burst_window_seconds }}
+        and last_epoch + 2 * {{ burst_window_seconds }}
 
 ),
 

@@ -1,7 +1,10 @@
 {{
     config(
         tags=['partitioned'],
-        pre_hook=["{{ int_delete_partition_window('converted_at') }}", "{{ single_threaded_session(true) }}"],
+        pre_hook=[
+            "{{ int_delete_partition_window('converted_at') }}",
+            "{{ single_threaded_session(int_partition_days() is none or int_partition_days() > 7) }}",
+        ],
         post_hook=["{{ single_threaded_session(false) }}"],
         **incremental_config('conversion_id', 'sync_all_columns', partition_by='conversion_date')
     )
