@@ -14,7 +14,7 @@
 {{
     config(
         tags=['after_attribution'],
-        **marts_report_days_config()
+        **marts_report_days_config(single_threaded=true)
     )
 }}
 
