@@ -53,18 +53,10 @@
 {#- marts_report_days_config(): the config of the tables by report_date (int_report_entity_days and the rpt_*
     reports built from it). Updating in place with partition_start / partition_end set (the hourly job passes its
     run's window, which holds every day its loads can change) rebuilds only those days; without them (the daily
-    job, full runs) every day. A first build, and every build on Spark (a table there), holds every day.
-    `single_threaded`: builds of every day run on one thread on DuckDB (macro single_threaded_session). -#}
-{% macro marts_report_days_config(single_threaded=false) -%}
-    {%- set pre_hook = ["{{ marts_delete_partition_window('report_date') }}"] -%}
-    {%- set post_hook = [] -%}
-    {%- if single_threaded -%}
-        {#- A build of every day holds every entity's day at once (see macro single_threaded_session). -#}
-        {%- do pre_hook.append(
-            "{{ single_threaded_session(not (is_incremental() and marts_partition_date('partition_start'))) }}") -%}
-        {%- do post_hook.append("{{ single_threaded_session(false) }}") -%}
-    {%- endif -%}
-    {{- return(dict(pre_hook=pre_hook, post_hook=post_hook, **incremental_config('report_date', 'fail'))) -}}
+    job, full runs) every day. A first build, and every build on Spark (a table there), holds every day. -#}
+{% macro marts_report_days_config() -%}
+    {{- return(dict(pre_hook="{{ marts_delete_partition_window('report_date') }}",
+                    **incremental_config('report_date', 'fail'))) -}}
 {%- endmacro %}
 
 

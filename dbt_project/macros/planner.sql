@@ -31,10 +31,8 @@
     of its own, and int_match_candidates holds its joins, aggregates and materialised CTEs at once: over a month of
     conversions at 10M clicks it needed more than the 2 GB memory_limit on two threads ("failed to pin block") and
     builds in 38 s on one; over the hourly job's two days it builds in 7 s on two threads against 13 s on one, so
-    it goes single-threaded only for windows of more than a week (full runs, backfills, the daily job). The same
-    for int_report_entity_days when it builds every day: 26 s on two threads alone, but in a full run at 10M clicks
-    it once ran out of the 2 GB as well; 45 s on one thread. Nothing on the other engines, which size their work
-    differently. -#}
+    it goes single-threaded only for windows of more than a week (full runs, backfills, the daily job). Nothing on
+    the other engines, which size their work differently. -#}
 {% macro single_threaded_session(enabled) -%}
     {{- return(adapter.dispatch('single_threaded_session', 'link_attribution')(enabled)) -}}
 {%- endmacro %}

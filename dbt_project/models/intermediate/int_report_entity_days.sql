@@ -14,7 +14,7 @@
 {{
     config(
         tags=['after_attribution'],
-        **marts_report_days_config(single_threaded=true)
+        **marts_report_days_config()
     )
 }}
 
@@ -113,8 +113,20 @@ attribution_models as (
 
 ),
 
+{#- Each click's identity, joined once per click rather than once per entity type. #}
+identified_clicks as (
+
+    select
+        clicks.*,
+        click_identities.identity_id
+    from clicks
+    left join click_identities
+        on clicks.click_id = click_identities.click_id
+
+),
+
 {#- Every click once per entity type it belongs to. #}
-entity_clicks as (
+entity_clicks as not materialized (
 
     select
         entity_types.entity_type,
@@ -125,9 +137,9 @@ entity_clicks as (
             else clicks.channel
         end as entity_value,
         clicks.report_date,
-        clicks.click_id,
-        clicks.is_bot
-    from clicks
+        clicks.is_bot,
+        clicks.identity_id
+    from identified_clicks as clicks
     cross join entity_types
 
 ),
@@ -179,20 +191,48 @@ entity_spend as (
 
 ),
 
+{#- Distinct people in two steps (the distinct rows, then their count) rather than count(distinct ...): DuckDB
+    holds a distinct aggregate's values per group in memory, and at 10M clicks that ran out of its 2 GB. #}
+identity_days as (
+
+    select
+        entity_type,
+        entity_value,
+        report_date,
+        count(*) as unique_identities
+    from (
+        select distinct entity_type, entity_value, report_date, identity_id
+        from entity_clicks
+        where not is_bot and identity_id is not null and entity_value is not null
+    ) as distinct_identities
+    group by entity_type, entity_value, report_date
+
+),
+
+click_counts as (
+
+    select
+        entity_type,
+        entity_value,
+        report_date,
+        sum(case when is_bot then 0 else 1 end) as human_clicks,
+        sum(case when is_bot then 1 else 0 end) as bot_clicks
+    from entity_clicks
+    where entity_value is not null
+    group by entity_type, entity_value, report_date
+
+),
+
 click_days as (
 
     select
-        entity_clicks.entity_type,
-        entity_clicks.entity_value,
-        entity_clicks.report_date,
-        sum(case when entity_clicks.is_bot then 0 else 1 end) as human_clicks,
-        sum(case when entity_clicks.is_bot then 1 else 0 end) as bot_clicks,
-        count(distinct case when not entity_clicks.is_bot then click_identities.identity_id end) as unique_identities
-    from entity_clicks
-    left join click_identities
-        on entity_clicks.click_id = click_identities.click_id
-    where entity_clicks.entity_value is not null
-    group by entity_clicks.entity_type, entity_clicks.entity_value, entity_clicks.report_date
+        click_counts.*,
+        coalesce(identity_days.unique_identities, 0) as unique_identities
+    from click_counts
+    left join identity_days
+        on click_counts.entity_type = identity_days.entity_type
+        and click_counts.entity_value = identity_days.entity_value
+        and click_counts.report_date = identity_days.report_date
 
 ),
 
