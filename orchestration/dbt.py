@@ -9,7 +9,6 @@ Splitting this way keeps the combined graph acyclic while the UI still shows one
 
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -148,30 +147,10 @@ def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
     return defs
 
 
-def marts_to_copy(
-    marts: list[dg.AssetKey], last_built: Mapping[dg.AssetKey, float | None], last_published: float | None
-) -> list[dg.AssetKey]:
-    """The marts a publish copies: every one built since the snapshot was last published (a run's own marts, and
-    those of runs whose publish failed), and every one when nothing was published yet or a mart's build is unknown.
-    The others are carried over from the published snapshot, which holds them as they are."""
-    if last_published is None:
-        return list(marts)
-    return [key for key in marts if (last_built.get(key) or float("inf")) > last_published]
-
-
-def _latest_timestamp(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
-    event = instance.get_latest_materialization_event(key)
-    return event.timestamp if event is not None else None
-
-
 def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list[dg.AssetKey]) -> dg.AssetsDefinition:
-    """The last step of every job: `dbt run-operation publish_marts` copies the marts into the snapshot BI reads
+    """The last step of every job: `dbt run-operation publish_marts` copies every mart into the snapshot BI reads
     (a DuckDB file swapped in by rename, or a PostgreSQL schema swapped in one transaction). It depends on every
-    mart, so a run whose marts failed publishes nothing and readers keep the previous complete snapshot.
-
-    On DuckDB the new file starts as a copy of the published one, and only the marts built since that was published
-    are copied from the warehouse (marts_to_copy): the hourly job leaves the identities' marts to the daily job, and
-    copying them again was most of its publishing time."""
+    mart, so a run whose marts failed publishes nothing and readers keep the previous complete snapshot."""
 
     @dg.asset(
         key=PUBLISHED_MARTS,
@@ -181,8 +160,7 @@ def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list
         owners=OWNERS,
         description=(
             "The marts as BI reads them: a consistent snapshot of every mart, replaced whole at the end of each "
-            "run (DuckDB: the .marts.duckdb file beside the warehouse, where the marts no run built since the last "
-            "publish are carried over; PostgreSQL: schema marts_published)."
+            "run (DuckDB: the .marts.duckdb file beside the warehouse; PostgreSQL: schema marts_published)."
         ),
         pool="warehouse",
     )
@@ -191,7 +169,6 @@ def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list
     ) -> dg.MaterializeResult:
         target = warehouse.get().target
         temporary = None
-        copied = marts
         if target.is_duckdb:
             published = target.published_duckdb_path
             # A new file per run under a temporary name: the published file is never opened for writing, so a
@@ -199,13 +176,7 @@ def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list
             temporary = published.with_name(f"{published.name}.{context.run.run_id[:8]}.tmp")
             for leftover in published.parent.glob(f"{published.name}.*.tmp*"):  # from runs that died mid-copy
                 leftover.unlink(missing_ok=True)
-            if published.exists():
-                last_built = {key: _latest_timestamp(context.instance, key) for key in marts}
-                copied = marts_to_copy(marts, last_built, _latest_timestamp(context.instance, PUBLISHED_MARTS))
-            if len(copied) < len(marts):
-                shutil.copyfile(published, temporary)
-            carried = sorted(key.path[-1] for key in set(marts) - set(copied))
-            args: dict[str, Any] = {"path": str(temporary), "carried": carried}
+            args = {"path": str(temporary)}
         else:
             args = {"schema": PUBLISHED_SCHEMA}
         target_path = invocation_target_path(project, "publish_marts", context.run.run_id)
@@ -216,12 +187,7 @@ def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list
         if temporary is not None:
             os.replace(temporary, target.published_duckdb_path)
         return dg.MaterializeResult(
-            metadata={
-                "published": target.describe_published(),
-                "marts": len(marts),
-                "copied": len(copied),
-                "carried over": ", ".join(sorted(key.path[-1] for key in set(marts) - set(copied))) or "none",
-            },
+            metadata={"published": target.describe_published(), "marts": len(marts)},
         )
 
     return published_marts

@@ -40,7 +40,6 @@ from orchestration.assets.keys import (
     RAW_TABLES,
 )
 from orchestration.assets.raw import FRESHNESS_CHECK, freshness_results
-from orchestration.dbt import marts_to_copy
 from orchestration.jobs import ALL_ASSETS_JOB, DAILY_JOB, HOURLY_JOB
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
 from orchestration.settings import WEAK_PAIR_MODELS, PipelineSettings, dbt_var
@@ -121,18 +120,6 @@ def test_publishing_the_marts_ends_every_pipeline_job(duckdb_target: Target) -> 
     assert not published.child_keys
     for job in (ALL_ASSETS_JOB, HOURLY_JOB, DAILY_JOB):
         assert PUBLISHED_MARTS in job.selection.resolve(graph), job.name
-
-
-def test_a_publish_copies_the_marts_built_since_the_last_one() -> None:
-    fact, report, identities, new = (dg.AssetKey(["marts", name]) for name in ("fct", "rpt", "dim", "new"))
-    marts = [fact, report, identities, new]
-    built = {fact: 200.0, report: 150.0, identities: 90.0}  # `new` was never built by a run
-    # The hourly run built the fact and the report after the last publish; the identities were published before.
-    assert marts_to_copy(marts, built, last_published=100.0) == [fact, report, new]
-    # A publish that failed left the last successful one older: what was built since is copied now.
-    assert marts_to_copy(marts, built, last_published=80.0) == marts
-    # Nothing published yet: everything.
-    assert marts_to_copy(marts, built, last_published=None) == marts
 
 
 def test_identity_step_sits_between_its_dbt_stages_and_only_the_daily_job_rebuilds_it(duckdb_target: Target) -> None:

@@ -4,11 +4,9 @@
     the tables dbt is rebuilding, so they see the previous run's marts or this run's, never a mix, and the
     pipeline never waits on them.
 
-    - DuckDB: the marts are copied into a new database file (`path`, a temporary name beside the published file);
+    - DuckDB: every mart is copied into a new database file (`path`, a temporary name beside the published file);
       the Dagster asset then swaps it in with an atomic rename. A reader holding the old file open keeps reading
-      the old snapshot; the pipeline never opens the published file itself. The marts named in `carried` are
-      kept as they are in that file, which the asset made a copy of the published one: marts no run rebuilt since
-      the last publish (a carried mart the file lacks is copied all the same).
+      the old snapshot; the pipeline never opens the published file itself.
     - PostgreSQL: every mart is copied into schema <published>__next, granted to the BI role, and swapped in by
       renaming schemas in one transaction. Renaming takes no lock on the tables, so a reader's running query is
       never waited for; the previous snapshot stays as <published>__old until the next publish drops it.
@@ -38,48 +36,31 @@
 {%- endmacro %}
 
 
-{% macro publish_marts(path=none, schema=none, carried=none) -%}
+{% macro publish_marts(path=none, schema=none) -%}
     {%- if schema is not none and not modules.re.match('^[a-z_][a-z0-9_]*$', schema | string) -%}
         {{ exceptions.raise_compiler_error("publish_marts: schema must be a plain SQL identifier, got '" ~ schema ~ "'") }}
     {%- endif -%}
     {%- set relations = publish_marts_relations() -%}
-    {{- return(adapter.dispatch('publish_marts', 'link_attribution')(relations, path, schema, carried or [])) -}}
+    {{- return(adapter.dispatch('publish_marts', 'link_attribution')(relations, path, schema)) -}}
 {%- endmacro %}
 
 
-{% macro default__publish_marts(relations, path, schema, carried) -%}
+{% macro default__publish_marts(relations, path, schema) -%}
     {{ exceptions.raise_compiler_error("publish_marts: no publishing for adapter " ~ adapter.type()) }}
 {%- endmacro %}
 
 
 {#- DuckDB: the snapshot file keeps the marts' schema name, so a query runs unchanged against either file. -#}
-{% macro duckdb__publish_marts(relations, path, schema, carried) -%}
+{% macro duckdb__publish_marts(relations, path, schema) -%}
     {%- if not path -%}
         {{ exceptions.raise_compiler_error("publish_marts: DuckDB needs --args '{path: <new snapshot file>}'") }}
     {%- endif -%}
     {%- set alias = 'marts_snapshot' -%}
     {%- set target_schema = relations[0].schema -%}
-    {%- do run_query("attach '" ~ (path | replace("'", "''")) ~ "' as " ~ alias) -%}
-    {%- set present = run_query(
-        "select table_name from information_schema.tables where table_catalog = '" ~ alias
-        ~ "' and table_schema = '" ~ target_schema ~ "'"
-    ).columns[0].values() | list -%}
-    {%- set kept = [] -%}
-    {%- for relation in relations if relation.identifier in carried and relation.identifier in present -%}
-        {%- do kept.append(relation.identifier) -%}
-    {%- endfor -%}
-    {#- Dropped before the copies, and checkpointed, so the copies reuse the dropped tables' blocks. -#}
-    {%- set drop_sql -%}
-        create schema if not exists {{ alias }}.{{ target_schema }};
-        {% for name in present if name not in kept -%}
-        drop table {{ alias }}.{{ target_schema }}.{{ name }};
-        {% endfor -%}
-    {%- endset -%}
-    {%- do run_query(drop_sql) -%}
-    {%- do adapter.commit() -%}
-    {%- do run_query('checkpoint ' ~ alias) -%}
     {%- set copy_sql -%}
-        {% for relation in relations if relation.identifier not in kept -%}
+        attach '{{ path | replace("'", "''") }}' as {{ alias }};
+        create schema {{ alias }}.{{ target_schema }};
+        {% for relation in relations -%}
         create table {{ alias }}.{{ target_schema }}.{{ relation.identifier }} as select * from {{ relation }};
         {% endfor -%}
     {%- endset -%}
@@ -88,12 +69,11 @@
     {#- Detaching checkpoints the file: the renamed snapshot is complete without a write-ahead log beside it. -#}
     {%- do run_query('detach ' ~ alias) -%}
     {%- do adapter.commit() -%}
-    {%- do log("publish_marts: " ~ (relations | length - kept | length) ~ " marts copied, " ~ kept | length
-               ~ " carried over, to " ~ path, info=true) -%}
+    {%- do log("publish_marts: " ~ relations | length ~ " marts copied to " ~ path, info=true) -%}
 {%- endmacro %}
 
 
-{% macro postgres__publish_marts(relations, path, schema, carried) -%}
+{% macro postgres__publish_marts(relations, path, schema) -%}
     {%- if not schema -%}
         {{ exceptions.raise_compiler_error("publish_marts: PostgreSQL needs --args '{schema: <published schema>}'") }}
     {%- endif -%}
@@ -128,7 +108,7 @@
 {#- Spark: the embedded metastore admits one JVM, the run's own, so no reader can be attached while it publishes;
     each mart is replaced in the published database in turn. On a cluster with a shared metastore readers could
     see the copy half done: publishing there needs a table format with atomic swaps (Delta, Iceberg). -#}
-{% macro spark__publish_marts(relations, path, schema, carried) -%}
+{% macro spark__publish_marts(relations, path, schema) -%}
     {%- if not schema -%}
         {{ exceptions.raise_compiler_error("publish_marts: Spark needs --args '{schema: <published database>}'") }}
     {%- endif -%}
