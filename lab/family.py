@@ -123,6 +123,7 @@ FAMILIES: dict[str, tuple[FamilyWorld, ...]] = {
 # The headline metrics: (label, section, key, side). "fixed" is the old fixed-confidence rule.
 METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("ECE", "calibration", "ece", "project"),
+    ("ECE floor", "calibration", "ece_noise_floor", "project"),
     ("ECE fixed", "calibration", "ece", "baseline"),
     ("top right", "last_touch", "accuracy_among_attributable", "project"),
     ("top fixed", "last_touch", "accuracy_among_attributable", "baseline"),
@@ -133,7 +134,7 @@ METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("cand. recall", "candidates", "recall", "project"),
 )
 # Metrics where lower is better (the worst case is the maximum).
-LOWER_IS_BETTER = frozenset({"ECE", "ECE fixed"})
+LOWER_IS_BETTER = frozenset({"ECE", "ECE floor", "ECE fixed"})
 
 
 def family_worlds(name: str) -> tuple[FamilyWorld, ...]:

@@ -16,6 +16,7 @@ from lab.evaluation import (
     calibration_metrics,
     calibration_table,
     ece,
+    ece_noise_floor,
     evaluate,
     format_report,
     identity_metrics,
@@ -375,6 +376,21 @@ def test_ece_edge_cases() -> None:
         ece([1.2], [1])
     with pytest.raises(ValueError, match="not 0/1"):
         ece([0.2], [2])
+
+
+def test_ece_noise_floor_is_the_chance_ece_of_a_calibrated_model() -> None:
+    # 400 picks stated 0.5 and right half the time by chance: ECE = |successes / 400 - 0.5|, whose mean is
+    # 0.5 * sqrt(2 / (pi * 400)) = 0.0199 (the binomial's mean absolute deviation, to within 1 %).
+    assert ece_noise_floor(np.full(400, 0.5), draws=2000) == pytest.approx(
+        0.5 * math.sqrt(2 / (math.pi * 400)), rel=0.05
+    )
+    # Certain statements have no noise; more picks, less noise; the draws are seeded.
+    assert ece_noise_floor([0.0, 1.0, 1.0]) == 0.0
+    assert ece_noise_floor(np.full(4000, 0.7)) < ece_noise_floor(np.full(400, 0.7)) / 2
+    assert ece_noise_floor(np.full(400, 0.7)) == ece_noise_floor(np.full(400, 0.7))
+    assert math.isnan(ece_noise_floor([]))
+    with pytest.raises(ValueError, match="outside"):
+        ece_noise_floor([1.2])
 
 
 # ----------------------------------------------------------------------------------------------------

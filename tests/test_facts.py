@@ -135,3 +135,29 @@ def test_the_unseen_later_click_factor_picks_the_link_and_the_stated_confidence_
     links = link_confidence(touches, survival, halved).set_index("link_id")
     assert links.loc["L1", "confidence"] == pytest.approx(0.63 * 0.4)
     assert links.loc["L1", "stated"] == pytest.approx(0.63 * 0.7)
+
+
+def test_a_direct_click_is_set_against_later_linked_touches_only_when_unseen_clicks_are_estimated() -> None:
+    # v1: a direct click, then a weak-only touch (shared IP) and a touch linked by a cookie; v2: the same without
+    # the direct click id. The unseen-later-click estimate (read off direct clicks' ages) already holds every later
+    # click of the converter, so the weak-only touch no longer discounts the direct click; it still discounts v2's.
+    frame = candidates(
+        [
+            ("v1", "a", "L1", 3, 0.99, "i1", "direct_click", "cookie"),
+            ("v1", "b", "L2", 2, 0.40, "i2", "ip"),
+            ("v1", "c", "L3", 1, 0.50, "i3", "cookie"),
+            ("v2", "d", "L1", 3, 0.99, "i4", "cookie"),
+            ("v2", "e", "L2", 2, 0.40, "i5", "ip"),
+        ]
+    )
+
+    def survival(age_hours):
+        return np.where(age_hours > 2.5, 0.9, 1.0)
+
+    p_last = last_click_probabilities(frame, survival).tolist()
+    assert p_last[:3] == pytest.approx([0.99 * 0.5 * 0.9, 0.4 * 0.5, 0.5])
+    assert p_last[3:] == pytest.approx([0.99 * 0.6 * 0.9, 0.4])
+    # Without the estimate every later touch counts, as before.
+    assert last_click_probabilities(frame).tolist()[0] == pytest.approx(0.99 * 0.6 * 0.5)
+    with pytest.raises(ValueError, match="sig_identity"):
+        last_click_probabilities(frame.drop(columns="sig_identity"), survival)
