@@ -37,15 +37,17 @@
 {%- endmacro %}
 
 
-{#- int_partition_days(): the number of days in [partition_start, partition_end), none without both bounds. -#}
-{% macro int_partition_days() -%}
+{#- int_short_window(): whether the run's partition window [partition_start, partition_end) is a week or less (the
+    hourly and daily jobs); false without both bounds (full runs) and for longer backfills. Models plan such runs
+    differently (macros single_threaded_session, postgres_short_window_materialized). -#}
+{% macro int_short_window() -%}
     {%- set p_start = int_partition_bound('partition_start') -%}
     {%- set p_end = int_partition_bound('partition_end') -%}
     {%- if not (p_start and p_end) -%}
-        {{- return(none) -}}
+        {{- return(false) -}}
     {%- endif -%}
     {%- set day = modules.datetime.date -%}
-    {{- return((day.fromisoformat(p_end[:10]) - day.fromisoformat(p_start[:10])).days) -}}
+    {{- return((day.fromisoformat(p_end[:10]) - day.fromisoformat(p_start[:10])).days <= 7) -}}
 {%- endmacro %}
 
 

@@ -46,3 +46,10 @@
     reset threads
     {%- endif -%}
 {%- endmacro %}
+
+
+{#- postgres_short_window_materialized(): the CTE hint of a model's click inputs: `materialized` on PostgreSQL over a
+    short window (int_short_window), `not materialized` otherwise (int_match_candidates says why). -#}
+{% macro postgres_short_window_materialized() -%}
+    {{- return('materialized' if target.type == 'postgres' and int_short_window() else 'not materialized') -}}
+{%- endmacro %}
