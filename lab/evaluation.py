@@ -315,9 +315,10 @@ def ece_noise_floor(p: Any, n_bins: int = DEFAULT_N_BINS, draws: int = 200, seed
     # its gap is |sum of p - sum of outcomes| / n.
     bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)
     stated = np.bincount(bins, prob, n_bins)
-    outcomes = np.random.default_rng(seed).random((draws, len(prob))) < prob
-    observed = np.stack([np.bincount(bins, drawn, n_bins) for drawn in outcomes])
-    return float((np.abs(stated - observed).sum(axis=1) / len(prob)).mean())
+    rng = np.random.default_rng(seed)
+    # One draw at a time: memory stays that of one set of outcomes whatever the number of picks.
+    gaps = [np.abs(stated - np.bincount(bins, rng.random(len(prob)) < prob, n_bins)).sum() for _ in range(draws)]
+    return float(np.mean(gaps) / len(prob))
 
 
 def calibration_metrics(
