@@ -78,7 +78,8 @@ def conversion_fact_rows(
     conversions = conversions.assign(revenue=conversions["revenue"].astype("float64").fillna(0.0))
     conversions = conversions.drop(columns=["is_conversion", "reporting_revenue"])
     touches = select_touches(scored, config)
-    survival = partial(no_unseen_later_click, model)
-    stated = partial(stated_no_unseen_later_click, model)
+    # Without an estimate no touch is discounted for unseen clicks, and a direct click meets every later touch.
+    survival = partial(no_unseen_later_click, model) if model.survival_hours else None
+    stated = partial(stated_no_unseen_later_click, model) if model.survival_hours else None
     facts = conversion_facts(touches, scored, conversions["conversion_id"], threshold, survival, stated)
     return conversions.merge(facts, on="conversion_id", how="left")
