@@ -22,6 +22,7 @@ import yaml
 
 from python_models.attribution import GRAINS, AttributionConfig
 from python_models.confidence import MatchModelConfig
+from python_models.facts import DEFAULT_CONFIDENCE_THRESHOLD
 from python_models.identity import IdentityLimits
 from warehouse.target import DATA_DIR, PROJECT_ROOT
 
@@ -148,7 +149,7 @@ class PipelineSettings:
             grain=grain,
             probability_floor=_number(env, "ATTRIBUTION_PROBABILITY_FLOOR", 0.05),
             half_life_days=_number(env, "ATTRIBUTION_HALF_LIFE_DAYS", 7.0),
-            confidence_threshold=_number(env, "ATTRIBUTION_CONFIDENCE_THRESHOLD", 0.5),
+            confidence_threshold=_number(env, "ATTRIBUTION_CONFIDENCE_THRESHOLD", DEFAULT_CONFIDENCE_THRESHOLD),
             fit_window_days=int(_number(env, "ATTRIBUTION_FIT_WINDOW_DAYS", 90)),
             fit_max_pairs=int(_number(env, "ATTRIBUTION_FIT_MAX_PAIRS", DEFAULT_FIT_MAX_PAIRS)),
             max_label_ece=_number(env, "ATTRIBUTION_MAX_LABEL_ECE", 0.10),

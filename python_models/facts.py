@@ -50,6 +50,11 @@ FACT_COLUMNS: tuple[str, ...] = (
     "is_attributed",
     "unattributed_share",
 )
+# is_attributed holds from this stated confidence up. Chosen on the `transfer` family's tune worlds (20,000 persons,
+# seeds 7 and 11) as the smallest step of 0.05 at which every tune world keeps last-touch precision >= 0.91, the
+# 0.90 target plus a margin for worlds unlike them: at 0.5 the lowest was 0.902 (`t_fewer_labels`, seed 7), at 0.55
+# 0.913, for F1 -0.001 to -0.007 (BENCHMARKS.md, issue 18).
+DEFAULT_CONFIDENCE_THRESHOLD = 0.55
 # Every signal flag linked_pairs reads (a direct click, a strong signal, a resolved identity).
 _SIGNAL_COLUMNS = frozenset({*SIGNAL_COLUMNS, "sig_identity"})
 # Keeps log(1 - p) finite for p = 1 (a direct click id): the product then becomes ~0, as it should.
@@ -113,7 +118,7 @@ def conversion_facts(
     touches: pd.DataFrame,
     candidates: pd.DataFrame,
     conversion_ids: pd.Series,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_CONFIDENCE_THRESHOLD,
     survival: Survival | None = None,
     stated_survival: Survival | None = None,
 ) -> pd.DataFrame:
