@@ -51,9 +51,10 @@ FACT_COLUMNS: tuple[str, ...] = (
     "unattributed_share",
 )
 # is_attributed holds from this stated confidence up. Chosen on the `transfer` family's tune worlds (20,000 persons,
-# seeds 7 and 11) as the smallest step of 0.05 at which every tune world keeps last-touch precision >= 0.91, the
-# 0.90 target plus a margin for worlds unlike them: at 0.5 the lowest was 0.902 (`t_fewer_labels`, seed 7), at 0.55
-# 0.913, for F1 -0.001 to -0.007 (BENCHMARKS.md, issue 18).
+# seeds 7 and 11) among steps of 0.05 that keep every tune world's last-touch precision >= 0.91 (the 0.90 target
+# plus a margin for worlds unlike them), for the best tune F1. With fingerprint and IP as one piece of evidence
+# (confidence.scoring.weak_evidence) every step from 0.45 keeps precision >= 0.918, and the median F1 is 0.906 /
+# 0.919 at 0.45, 0.909-0.912 / 0.920-0.921 from 0.5 to 0.6: 0.55 stays (BENCHMARKS.md, issue 18).
 DEFAULT_CONFIDENCE_THRESHOLD = 0.55
 # Every signal flag linked_pairs reads (a direct click, a strong signal, a resolved identity).
 _SIGNAL_COLUMNS = frozenset({*SIGNAL_COLUMNS, "sig_identity"})

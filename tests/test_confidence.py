@@ -31,7 +31,7 @@ from python_models.confidence import (
 )
 from python_models.confidence.features import _design
 from python_models.confidence.model import RANK_COLUMNS, TERMS
-from python_models.confidence.scoring import _score_weak, weak_prior
+from python_models.confidence.scoring import _score_weak, weak_evidence, weak_odds
 from python_models.confidence.shift import label_shift, standardised_mean_difference
 from python_models.confidence.survival import SURVIVAL_MIN_CONVERSIONS, stale_share_bound
 from python_models.confidence.weak_pairs import _fit_weak_model
@@ -244,27 +244,45 @@ def test_fallback_to_priors_under_the_minimum_of_labels() -> None:
     assert fit_match_model(small, MatchModelConfig(min_labelled_conversions=50)).source == "learned"
 
 
-def test_weak_prior_is_the_prior_in_odds_scaled_by_popularity_and_gap() -> None:
+def test_weak_odds_are_the_prior_in_odds_scaled_by_popularity() -> None:
+    model = MatchModel(source="prior", coefficients={}, calibration="none", prior_reference_popularity=100.0)
+    popularity = np.array([100.0, 200.0, 25.0, 1.0])
+    # Prior 0.75: odds 3 at the reference popularity; a rarer value raises the odds, never the probability past 1.
+    np.testing.assert_allclose(weak_odds(model, 0.75, popularity), 3.0 * np.array([1.0, 0.5, 4.0, 100.0]))
+    assert weak_odds(model, 0.0, popularity).tolist() == [0.0] * 4
+
+
+def test_weak_evidence_multiplies_fingerprint_and_network_bayes_factors_and_decays_once() -> None:
     model = MatchModel(
         source="prior",
         coefficients={},
         calibration="none",
-        prior_popularity_exponent=1.0,
         prior_reference_popularity=100.0,
         prior_half_life_hours=0.5,
+        prior_base_odds=0.25,
+        prior_network_mismatch=0.5,
+        priors={**MatchModelConfig().priors, "fingerprint": 0.75, "ip": 0.5, "ip_ua": 0.8},
     )
-    popularity = np.array([100.0, 200.0, 100.0, 25.0, 1.0])
-    gap_hours = np.array([0.0, 0.0, 0.5, 0.0, 0.0])
-    odds = 3.0 * np.array([1.0, 0.5, 0.5, 4.0, 100.0])  # prior 0.75: odds 3 at the reference and a gap of 0
-    np.testing.assert_allclose(weak_prior(model, 0.75, popularity, gap_hours), odds / (1 + odds))
-    # Falls with popularity and with the gap, never reaches 1 however rare the value, 0 for a prior of 0.
-    p = weak_prior(model, 0.75, np.array([1.0, 10.0, 1000.0]), np.zeros(3))
-    assert (np.diff(p) < 0).all() and p[0] < 1.0
-    assert (np.diff(weak_prior(model, 0.75, np.full(3, 50.0), np.array([0.0, 1.0, 24.0]))) < 0).all()
-    assert weak_prior(model, 0.0, popularity, gap_hours).tolist() == [0.0] * 5
-    # The prior model scores a fingerprint-only pair with it; the noisy-or keeps the strong signals' priors.
-    frame = pd.DataFrame([pair(sig_fingerprint=True, fingerprint_popularity=25.0, gap_seconds=0.0)])
-    assert score_candidates(frame, model)[0] == pytest.approx(12.0 / 13.0)
+    shared = {"fingerprint_popularity": 25.0, "ip_popularity": 100.0, "gap_seconds": 0.0}
+    frame = pd.DataFrame(
+        [
+            pair(sig_fingerprint=True, **shared),  # odds 3 * 4, networks differ: * 0.5
+            pair(sig_ip=True, **shared),  # odds 1
+            pair(sig_ip=True, sig_ip_ua=True, **shared),  # IP + user agent, the stronger: odds 4
+            pair(sig_fingerprint=True, sig_ip=True, **shared),  # 12 * 1 / 0.25
+            pair(sig_fingerprint=True, sig_ip=True, **{**shared, "gap_seconds": 1800.0}),  # half an hour: halved once
+            pair(sig_cookie=True, **shared),  # no weak evidence
+        ]
+    )
+    odds = np.array([6.0, 1.0, 4.0, 48.0, 24.0, 0.0])
+    np.testing.assert_allclose(weak_evidence(model, frame), odds / (1 + odds))
+    # The prior model: weak evidence is device evidence beside the cookie (the larger), noisy-or with the rest.
+    both = pd.DataFrame([pair(sig_cookie=True, sig_fingerprint=True, sig_ip=True, sig_email=True, **shared)])
+    assert score_candidates(both, model)[0] == pytest.approx(1 - (1 - 48 / 49) * (1 - model.priors["email"]))
+    with pytest.raises(ValueError, match="prior_base_odds"):
+        MatchModelConfig(prior_base_odds=0.0)
+    with pytest.raises(ValueError, match="prior_network_mismatch"):
+        MatchModelConfig(prior_network_mismatch=1.5)
     with pytest.raises(ValueError, match="prior_reference_popularity"):
         MatchModelConfig(prior_reference_popularity=0.0)
 

@@ -22,7 +22,8 @@ The candidate pairs fall in two regions that need different evidence:
   the longest gaps and most crowded IPs are at most neutral evidence.
   Unsupervised EM needs volume. With fewer than ``weak_min_pairs`` (20,000) weak-only pairs or
   ``weak_min_anchors`` anchors, or an implausible fit, the weak-only pairs get the priors (below) instead:
-  odds falling with the popularity of the shared fingerprint or IP and with the gap (``scoring.weak_prior``).
+  odds falling with the popularity of the shared fingerprint or IP and with the gap, the fingerprint and the
+  network multiplied as Bayes factors over a base odds (``scoring.weak_evidence``).
   The 20,000 is measured on generated worlds, by pair-probability ECE against the truth (against the priors of
   the time, ``prior * popularity ** -0.5`` with a 72 h half-life; not measured again since their odds form):
   - 10,000 people (4.6k-5.4k weak-only pairs; seeds 1, 2, 3): EM 0.089 / 0.071 / 0.093, priors 0.029 / 0.028 /

@@ -58,8 +58,9 @@ POPULARITY_LEVELS_IP: tuple[str, ...] = ("none", "1", "2-3", "4-10", "11-50", ">
 POPULARITY_LEVELS_FP: tuple[str, ...] = ("none", "1", "2-3", "4-10", "11-100", ">100")
 COMPARISONS: tuple[str, ...] = ("gap", "network", "fingerprint")
 
-# 3: the fingerprint / IP priors are odds scaled by a reference popularity (a version-2 frame meant another formula).
-FORMAT_VERSION = 3
+# 4: the fingerprint and IP priors combine as Bayes factors over a base odds (version 3 had no such parameters and
+# meant a noisy-or of the two).
+FORMAT_VERSION = 4
 _EPS = 1e-6
 _CALIBRATION_CODES = {"none": 0.0, "platt": 1.0, "isotonic": 2.0}
 
@@ -87,6 +88,15 @@ class MatchModelConfig:
     prior_popularity_exponent: float = 1.0
     prior_reference_popularity: float = 128.0
     prior_half_life_hours: float = 0.25
+    # The two weak priors are Fellegi-Sunter evidence on one pair, not two families (``scoring.weak_evidence``):
+    # each odds above is base_odds * its Bayes factor, so a pair sharing the fingerprint and the IP has
+    # odds_fingerprint * odds_ip / base_odds (strangers rarely share both), and a fingerprint-only pair, where the
+    # networks differ, has its fingerprint odds times network_mismatch (the converter's own clicks mostly share the
+    # network). The gap counts once. Under a noisy-or of the two, weak-only picks sharing both were right 0.98-1.00
+    # where stated 0.3-0.8 and fingerprint-only picks stated 0.55 were right 0.3 (tune worlds, 20,000 persons).
+    # Both were chosen on the tune worlds (BENCHMARKS.md, issue 18, "Fingerprint and IP as one piece of evidence").
+    prior_base_odds: float = 1 / 32
+    prior_network_mismatch: float = 0.25
     # Weak-only Fellegi-Sunter model (EM). Unsupervised EM needs volume: below these sizes (or when the fit is
     # implausible) the priors are used; the module docstring gives the measurements behind weak_min_pairs.
     weak_model: bool = True
@@ -112,6 +122,11 @@ class MatchModelConfig:
             raise ValueError(
                 "prior_reference_popularity and prior_half_life_hours must be > 0, got "
                 f"{self.prior_reference_popularity} and {self.prior_half_life_hours}"
+            )
+        if self.prior_base_odds <= 0 or not 0 < self.prior_network_mismatch <= 1:
+            raise ValueError(
+                "prior_base_odds must be > 0 and prior_network_mismatch in (0, 1], got "
+                f"{self.prior_base_odds} and {self.prior_network_mismatch}"
             )
         if not 0 < self.direct_confidence < 1:
             raise ValueError(f"direct_confidence must be in (0, 1), got {self.direct_confidence}")
@@ -147,6 +162,8 @@ class MatchModel:
     prior_popularity_exponent: float = 1.0
     prior_reference_popularity: float = 128.0
     prior_half_life_hours: float = 0.25
+    prior_base_odds: float = 1 / 32
+    prior_network_mismatch: float = 0.25
     # signal -> (labelled pairs with the signal, positives, negatives)
     signal_counts: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
@@ -187,6 +204,8 @@ def prior_model(
         prior_popularity_exponent=config.prior_popularity_exponent,
         prior_reference_popularity=config.prior_reference_popularity,
         prior_half_life_hours=config.prior_half_life_hours,
+        prior_base_odds=config.prior_base_odds,
+        prior_network_mismatch=config.prior_network_mismatch,
         signal_counts=dict(signal_counts or {}),
         metrics=dict(metrics or {}),
     )

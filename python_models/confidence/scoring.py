@@ -23,39 +23,60 @@ from python_models.confidence.model import COMPARISONS, TERMS, MatchModel, WeakM
 # --------------------------------------------------------------------------------------------------------------
 
 
-def weak_prior(model: MatchModel, prior: float, popularity: np.ndarray, gap_hours: np.ndarray) -> np.ndarray:
-    """A fingerprint / IP prior at a value's popularity and a pair's gap, in odds:
-    odds(prior) * (reference / popularity) ** exponent * 0.5 ** (gap / half_life) (``MatchModelConfig`` says why).
+def weak_odds(model: MatchModel, prior: float, popularity: np.ndarray) -> np.ndarray:
+    """A fingerprint / IP prior at a value's popularity and a gap of 0, in odds:
+    odds(prior) * (reference / popularity) ** exponent (``MatchModelConfig`` says why).
 
-    Odds, not probability: the prior holds at the reference popularity and the gap of 0, and a value rarer than the
-    reference raises it towards 1 rather than past it."""
+    Odds, not probability: the prior holds at the reference popularity, and a value rarer than the reference raises
+    it towards 1 rather than past it."""
     prior = min(max(float(prior), 0.0), 1.0 - 1e-9)
     scale = (model.prior_reference_popularity / np.asarray(popularity, dtype=float)) ** model.prior_popularity_exponent
-    odds = prior / (1.0 - prior) * scale * 0.5 ** (np.asarray(gap_hours, dtype=float) / model.prior_half_life_hours)
+    return prior / (1.0 - prior) * scale
+
+
+def _gap_decay(model: MatchModel, gap_hours: np.ndarray) -> np.ndarray:
+    return 0.5 ** (np.asarray(gap_hours, dtype=float) / model.prior_half_life_hours)
+
+
+def weak_evidence(model: MatchModel, candidates: pd.DataFrame) -> np.ndarray:
+    """P(converter's click) from the shared fingerprint and network of each pair, 0 where it shares neither.
+
+    Fellegi-Sunter over a base odds B: a weak prior's odds are B times the Bayes factor of its agreement, so the
+    fingerprint and the network (IP + user agent, else IP: the stronger) multiply as odds_fp * odds_ip / B. A
+    fingerprint without the network has its odds times ``prior_network_mismatch``; an IP without the fingerprint
+    keeps its odds (the converter's other browsers and devices on the same network have other fingerprints). The
+    gap decays the result once."""
+    sig = _signals(candidates)
+    fp_popularity = _number(candidates, "fingerprint_popularity", 1.0, 1.0)
+    ip_popularity = _number(candidates, "ip_popularity", 1.0, 1.0)
+    pri = model.priors
+    fingerprint = sig["fingerprint"]
+    network = sig["ip"] | sig["ip_ua"]
+    odds_fp = weak_odds(model, pri["fingerprint"], fp_popularity)
+    odds_net = np.maximum(
+        sig["ip_ua"] * weak_odds(model, pri["ip_ua"], ip_popularity),
+        sig["ip"] * weak_odds(model, pri["ip"], ip_popularity),
+    )
+    odds = np.select(
+        [fingerprint & network, fingerprint, network],
+        [odds_fp * odds_net / model.prior_base_odds, odds_fp * model.prior_network_mismatch, odds_net],
+        0.0,
+    )
+    odds = odds * _gap_decay(model, _number(candidates, "gap_seconds", 0.0, 0.0) / 3600.0)
     return odds / (1.0 + odds)
 
 
 def _score_priors(model: MatchModel, candidates: pd.DataFrame, withhold_direct: bool = False) -> np.ndarray:
-    """Noisy-or of the strongest prior per family; weak priors fall with popularity and the gap (weak_prior)."""
+    """Noisy-or of the strongest prior per family. A shared fingerprint or network is device evidence beside the
+    session and the cookie (``weak_evidence``): they agree whenever the cookie does, so they add nothing to it."""
     sig = _signals(candidates)
     pri = model.priors
-    gap_hours = _number(candidates, "gap_seconds", 0.0, 0.0) / 3600.0
-    fp_popularity = _number(candidates, "fingerprint_popularity", 1.0, 1.0)
-    ip_popularity = _number(candidates, "ip_popularity", 1.0, 1.0)
     device = np.maximum.reduce(
-        [
-            sig["session"] * pri["session"],
-            sig["cookie"] * pri["cookie"],
-            sig["fingerprint"] * weak_prior(model, pri["fingerprint"], fp_popularity, gap_hours),
-        ]
+        [sig["session"] * pri["session"], sig["cookie"] * pri["cookie"], weak_evidence(model, candidates)]
     )
     account = np.maximum(sig["user_id"] * pri["user_id"], sig["email"] * pri["email"])
-    network = np.maximum(
-        sig["ip_ua"] * weak_prior(model, pri["ip_ua"], ip_popularity, gap_hours),
-        sig["ip"] * weak_prior(model, pri["ip"], ip_popularity, gap_hours),
-    )
     identity = sig["identity"] * pri["identity"]
-    miss = (1 - device) * (1 - account) * (1 - network) * (1 - identity)
+    miss = (1 - device) * (1 - account) * (1 - identity)
     if not withhold_direct:
         miss = miss * np.where(sig["direct_click"], 1 - model.direct_confidence, 1.0)
     return 1 - miss
