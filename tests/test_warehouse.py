@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import make_target
+from warehouse import client
 from warehouse.client import Warehouse
 
 SETTINGS = {"preserve_insertion_order": False, "disabled_compression_methods": "dict_fsst"}
@@ -90,3 +91,31 @@ def test_postgres_reads_every_type_nulls_and_empty_strings_exactly(tmp_path: Pat
     # An empty result has the same dtypes as a full one.
     assert len(empty) == 0
     assert (empty.dtypes.iloc[:8] == frame.dtypes.iloc[:8]).all(), (empty.dtypes, frame.dtypes)
+
+
+@pytest.mark.postgres
+def test_postgres_writes_a_frame_in_chunks_without_losing_or_changing_a_row(
+    tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COPY goes out chunk by chunk (bounded memory): every row arrives once, with its nulls and timestamps."""
+    monkeypatch.setattr(client, "_COPY_CHUNK_ROWS", 2)
+    wh = Warehouse(make_target("postgres", tmp_path, pg_database))
+    rows = pd.DataFrame(
+        {
+            "n": pd.array([1, 2, None, 4, 5], dtype="Int64"),
+            "txt": ["a", None, 'comma, "quote"', "d", "e"],
+            "at": pd.to_datetime(
+                ["2026-03-01 10:00:00.5", None, "2026-03-02", "2026-03-03", "2026-03-04"], utc=True, format="ISO8601"
+            ),
+        }
+    )
+    with wh.transaction() as conn:
+        assert wh.replace_rows(rows, "intermediate", "chunked", "1 = 1", conn) == 5
+    with wh.connect() as conn:
+        back = wh.query_df("select n, txt, at from intermediate.chunked order by n nulls first", conn)
+    assert pd.isna(back["n"].iloc[0]) and back["n"].tolist()[1:] == [1, 2, 4, 5]
+    assert back["txt"].tolist() == ['comma, "quote"', "a", None, "d", "e"]
+    assert pd.isna(back["at"].iloc[2])
+    assert back["at"].drop(index=2).tolist() == [
+        pd.Timestamp(t, tz="UTC") for t in ("2026-03-02", "2026-03-01 10:00:00.5", "2026-03-03", "2026-03-04")
+    ]

@@ -9,6 +9,7 @@ tables have no transactions: a replacement is one overwrite, and a failed step i
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -391,45 +392,67 @@ def _column_ddl(df: pd.DataFrame) -> str:
     return ", ".join(f"{quote_ident(c)} {sql_type_for(df[c])}" for c in df.columns)
 
 
+# Rows per COPY chunk: the CSV text of a chunk is held in memory (as UCS-4 once in a StringIO), never the whole
+# frame's (3.2M credit rows at L would be ~1.3 GB of text).
+_COPY_CHUNK_ROWS = 250_000
+
+
 def _pg_copy_in(cur: Any, df: pd.DataFrame, target: str, columns: Sequence[str] | None = None) -> None:
     if df.empty:
         return
-    frame = df.copy()
-    for col in frame.columns:
-        if isinstance(frame[col].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(frame[col].dtype):
-            frame[col] = frame[col].map(lambda v: v.isoformat() if pd.notna(v) else None)
-    buf = io.StringIO()
-    # NULL is an unquoted empty field in PostgreSQL's CSV format. pandas does not quote empty strings either, so an
-    # empty string in a frame arrives as NULL (the frames written here hold ids and numbers, never '').
-    frame.to_csv(buf, index=False, header=False, na_rep="")
-    buf.seek(0)
     cols = f" ({', '.join(quote_ident(c) for c in columns)})" if columns else ""
-    cur.copy_expert(f"copy {target}{cols} from stdin with (format csv)", buf)
+    for start in range(0, len(df), _COPY_CHUNK_ROWS):
+        chunk = df.iloc[start : start + _COPY_CHUNK_ROWS].copy()
+        for col in chunk.columns:
+            dtype = chunk[col].dtype
+            if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+                chunk[col] = chunk[col].map(lambda v: v.isoformat() if pd.notna(v) else None)
+        text = io.StringIO()
+        # NULL is an unquoted empty field in PostgreSQL's CSV format. pandas does not quote empty strings either, so
+        # an empty string in a frame arrives as NULL (the frames written here hold ids and numbers, never '').
+        chunk.to_csv(text, index=False, header=False, na_rep="")
+        data = io.BytesIO(text.getvalue().encode())
+        del text, chunk
+        cur.copy_expert(f"copy {target}{cols} from stdin with (format csv)", data)
 
 
 def _pg_query_df(conn: Any, sql: str) -> pd.DataFrame:
     """``sql``'s rows as a frame, streamed by COPY and parsed by Arrow's multi-threaded CSV reader with each
     column's type taken from PostgreSQL (several times faster than parsing text in pandas, which dominated reading
-    millions of rows). NULL is an unquoted empty field and a real empty string a quoted one, so both survive."""
-    with conn.cursor() as cur:
+    millions of rows). NULL is an unquoted empty field and a real empty string a quoted one, so both survive.
+
+    The CSV goes to a temporary file and each Arrow column is dropped once converted: at the peak the process holds
+    the frame and one column more, not the frame, the Arrow table and the CSV text."""
+    with conn.cursor() as cur, tempfile.TemporaryFile() as buf:
         cur.execute(f"select * from ({sql}) as _q limit 0")
         names = [d.name for d in cur.description]
         oids = [d.type_code for d in cur.description]
-        buf = io.BytesIO()
         cur.copy_expert(f"copy ({sql}) to stdout with (format csv, header false)", buf)
-    # Positional keys: a query may return two columns of one name.
-    keys = [f"c{i}" for i in range(len(names))]
-    if not buf.getbuffer().nbytes:
-        # Arrow's reader needs at least one row; empty typed columns give the same dtypes as a full result.
-        table = pa.table({k: pa.array([], type=_arrow_type(o)) for k, o in zip(keys, oids, strict=True)})
-        return _frame(table, keys, names, oids)
-    buf.seek(0)
-    table = pa_csv.read_csv(
+        # Positional keys: a query may return two columns of one name.
+        keys = [f"c{i}" for i in range(len(names))]
+        types = {k: _arrow_type(o) for k, o in zip(keys, oids, strict=True)}
+        if buf.tell():
+            buf.seek(0)
+            table = _read_csv(buf, keys, types)
+        else:
+            # Arrow's reader needs at least one row; empty typed columns give the same dtypes as a full result.
+            table = pa.table({k: pa.array([], type=t) for k, t in types.items()})
+    columns = []
+    for key, oid in zip(keys, oids, strict=True):
+        columns.append(_pandas_column(table.column(key), oid))
+        table = table.drop_columns([key])
+    frame = pd.concat(columns, axis=1, keys=keys)
+    frame.columns = names
+    return frame
+
+
+def _read_csv(buf: Any, keys: list[str], types: Mapping[str, pa.DataType]) -> pa.Table:
+    return pa_csv.read_csv(
         buf,
         read_options=pa_csv.ReadOptions(column_names=keys),
         parse_options=pa_csv.ParseOptions(newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
-            column_types={k: _arrow_type(o) for k, o in zip(keys, oids, strict=True)},
+            column_types=dict(types),
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
             true_values=["t"],
@@ -437,14 +460,6 @@ def _pg_query_df(conn: Any, sql: str) -> pd.DataFrame:
             timestamp_parsers=[pa_csv.ISO8601],
         ),
     )
-    return _frame(table, keys, names, oids)
-
-
-def _frame(table: pa.Table, keys: list[str], names: list[str], oids: list[int]) -> pd.DataFrame:
-    columns = [_pandas_column(table.column(k), o) for k, o in zip(keys, oids, strict=True)]
-    frame = pd.concat(columns, axis=1, keys=keys)
-    frame.columns = names
-    return frame
 
 
 def _arrow_type(oid: int) -> pa.DataType:
