@@ -36,6 +36,7 @@ from python_models.attribution import (
     reconciled_totals,
     select_touches,
 )
+from python_models.baseline import SIGNAL_COLUMNS
 from python_models.confidence import model_from_frame
 from python_models.confidence.survival import STATED_STALE_WEIGHT
 from python_models.steps import conversion_credits, conversion_fact_rows, credited_conversions
@@ -69,10 +70,21 @@ where {where}
 """
 
 
+def _candidate_columns(*names: str) -> str:
+    """``c.<name>`` for each candidate column named, once; match_probability comes from the scores."""
+    return ", ".join(f"c.{name}" for name in dict.fromkeys(names) if name != "match_probability")
+
+
 def _path_touches(wh: Warehouse, conn: object, where: str, grain: str) -> pd.DataFrame:
     """Only what touch selection and paths read: every candidate column at 10M clicks took ~7 GB of pandas."""
-    columns = ", ".join(f"c.{name}" for name in dict.fromkeys([*TOUCH_COLUMNS, grain]) if name != "match_probability")
+    columns = _candidate_columns(*TOUCH_COLUMNS, grain)
     return wh.query_df(SCORED_CANDIDATES_SQL.format(columns=columns, where=where), conn)
+
+
+def _step_columns(grain: str) -> str:
+    """The candidate columns the credits and the facts read (touches, the grain, the signal flags, the conversion's
+    day and revenue): every column took the PostgreSQL run at L past 4 GB."""
+    return _candidate_columns(*TOUCH_COLUMNS, grain, *SIGNAL_COLUMNS, "sig_identity", "conversion_date", "revenue")
 
 
 @dg.asset(
@@ -252,7 +264,9 @@ def attribution(
         grouped = wh.map_groups(
             steps,
             [
-                EVENT_CANDIDATES_SQL.format(columns="c.*", where=date_where("c.conversion_date", window)),
+                EVENT_CANDIDATES_SQL.format(
+                    columns=_step_columns(config.grain), where=date_where("c.conversion_date", window)
+                ),
                 CONVERSIONS_SQL.format(where=date_where("v.converted_date", window)),
             ],
             key=None if data_driven else "conversion_date",
