@@ -57,7 +57,7 @@ FACT_COLUMNS: tuple[str, ...] = (
 # 0.919 at 0.45, 0.909-0.912 / 0.920-0.921 from 0.5 to 0.6: 0.55 stays (BENCHMARKS.md, issue 18).
 DEFAULT_CONFIDENCE_THRESHOLD = 0.55
 # Every signal flag linked_pairs reads (a direct click, a strong signal, a resolved identity).
-_SIGNAL_COLUMNS = frozenset({*SIGNAL_COLUMNS, "sig_identity"})
+FACT_SIGNAL_COLUMNS: tuple[str, ...] = (*SIGNAL_COLUMNS, "sig_identity")
 # Keeps log(1 - p) finite for p = 1 (a direct click id): the product then becomes ~0, as it should.
 _P_MAX = 1.0 - 1e-12
 
@@ -87,7 +87,7 @@ def last_click_probabilities(touches: pd.DataFrame, survival: Survival | None = 
     later = _later_log_miss(ordered, p)
     if survival is None:
         return (p * np.exp(later)).reindex(touches.index)
-    require_columns(touches, ["converted_at", *sorted(_SIGNAL_COLUMNS)], "touches")
+    require_columns(touches, ["converted_at", *FACT_SIGNAL_COLUMNS], "touches")
     # A direct click against its later linked touches only (module docstring).
     linked = pd.Series(linked_pairs(ordered), index=ordered.index)
     direct = ordered["sig_direct_click"].fillna(False).to_numpy(dtype=bool)

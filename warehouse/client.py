@@ -411,9 +411,8 @@ def _pg_copy_in(cur: Any, df: pd.DataFrame, target: str, columns: Sequence[str] 
         # NULL is an unquoted empty field in PostgreSQL's CSV format. pandas does not quote empty strings either, so
         # an empty string in a frame arrives as NULL (the frames written here hold ids and numbers, never '').
         chunk.to_csv(text, index=False, header=False, na_rep="")
-        data = io.BytesIO(text.getvalue().encode())
-        del text, chunk
-        cur.copy_expert(f"copy {target}{cols} from stdin with (format csv)", data)
+        text.seek(0)
+        cur.copy_expert(f"copy {target}{cols} from stdin with (format csv)", text)
 
 
 def _pg_query_df(conn: Any, sql: str) -> pd.DataFrame:

@@ -36,9 +36,9 @@ from python_models.attribution import (
     reconciled_totals,
     select_touches,
 )
-from python_models.baseline import SIGNAL_COLUMNS
 from python_models.confidence import model_from_frame
 from python_models.confidence.survival import STATED_STALE_WEIGHT
+from python_models.facts import FACT_SIGNAL_COLUMNS
 from python_models.steps import conversion_credits, conversion_fact_rows, credited_conversions
 from warehouse.client import Warehouse
 
@@ -84,7 +84,7 @@ def _path_touches(wh: Warehouse, conn: object, where: str, grain: str) -> pd.Dat
 def _step_columns(grain: str) -> str:
     """The candidate columns the credits and the facts read (touches, the grain, the signal flags, the conversion's
     day and revenue): every column took the PostgreSQL run at L past 4 GB."""
-    return _candidate_columns(*TOUCH_COLUMNS, grain, *SIGNAL_COLUMNS, "sig_identity", "conversion_date", "revenue")
+    return _candidate_columns(*TOUCH_COLUMNS, grain, *FACT_SIGNAL_COLUMNS, "conversion_date", "revenue")
 
 
 @dg.asset(
