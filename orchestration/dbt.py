@@ -23,7 +23,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from orchestration.assets.common import OWNERS
+from orchestration.assets.common import OWNERS, refresh_scope_metadata
 from orchestration.assets.keys import PUBLISHED_MARTS
 from orchestration.dbt_in_process import newest_source_mtime
 from orchestration.partitions import DAILY_PARTITIONS, REPORTS_BY_WINDOW, REPORTS_TAG, run_partition_window
@@ -187,7 +187,7 @@ def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list
         if temporary is not None:
             os.replace(temporary, target.published_duckdb_path)
         return dg.MaterializeResult(
-            metadata={"published": target.describe_published(), "marts": len(marts)},
+            metadata={"published": target.describe_published(), "marts": len(marts), **refresh_scope_metadata(context)},
         )
 
     return published_marts
@@ -233,12 +233,14 @@ def invocation_target_path(project: DbtProject, stage: str, run_id: str) -> Path
 
 
 def with_row_counts(context: dg.AssetExecutionContext, events: list[Any], wh: Warehouse) -> Iterator[Any]:
-    """Add ``dagster/row_count`` to every materialization, counted once dbt has finished.
+    """Add ``dagster/row_count`` to every materialization, counted once dbt has finished, and the run's refresh
+    scope (what an hourly run leaves as of the last daily job).
 
     dagster-dbt's own row counts query through an in-process dbt adapter, which opens the DuckDB file with a
     different configuration than ours (DuckDB refuses that within one process) and would race dbt's writer.
     """
     keys = {_event_key(context, e) for e in events} - {None}
+    scope = refresh_scope_metadata(context)
     counts: dict[dg.AssetKey, int] = {}
     if keys:
         with wh.connect() as conn:
@@ -248,8 +250,9 @@ def with_row_counts(context: dg.AssetExecutionContext, events: list[Any], wh: Wa
                     counts[key] = int(wh.scalar(f"select count(*) from {qualified(schema, table)}", conn))
     for event in events:
         key = _event_key(context, event)
-        if key in counts:
-            event = event.with_metadata({**(event.metadata or {}), "dagster/row_count": counts[key]})
+        if key is not None:
+            rows = {"dagster/row_count": counts[key]} if key in counts else {}
+            event = event.with_metadata({**(event.metadata or {}), **rows, **scope})
         yield event
 
 

@@ -20,7 +20,7 @@ from orchestration.assets.keys import (
     RAW_TABLES,
     SIGNAL_WEIGHTS,
 )
-from orchestration.partitions import REPORTS_BY_WINDOW, REPORTS_TAG
+from orchestration.partitions import LEFT_UNTIL_DAILY, REPORTS_BY_WINDOW, REPORTS_TAG
 
 # Fitted once a day: identities (the graph and its naming and event assignment), the confidence model and the
 # data-driven channel weights.
@@ -54,11 +54,9 @@ ALL_ASSETS_JOB = dg.define_asset_job(
 HOURLY_JOB = dg.define_asset_job(
     "hourly_refresh",
     selection=EVERYTHING - DAILY_FITTED - IDENTITY_COMPANIONS - HISTORY_CHECKS,
-    description="New raw rows through staging, then candidates, scores, credits and marts of recent days, "
-    "with the identities (and their profiles) and models fitted by the daily job. The reports (and their shared "
-    "numbers) are rebuilt for the run's days only: older days keep the identities (unique_identities) and link "
-    "attributes of the last daily job, which rebuilds them all. Staging's and the intermediate tables' data "
-    "tests run daily.",
+    description="New raw rows through staging, then candidates, scores, credits and marts of recent days; the "
+    "reports (and their shared numbers) are rebuilt for the run's days only. Left until the daily job, which "
+    "rebuilds them all: " + "; ".join(LEFT_UNTIL_DAILY) + ".",
     # The run's days hold every day its loads can change (orchestration/schedules.py widens them for late data).
     tags={REPORTS_TAG: REPORTS_BY_WINDOW},
 )

@@ -18,6 +18,16 @@ DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end
 # and its value (orchestration/dbt.py passes that window to the reports' dbt stage).
 REPORTS_TAG, REPORTS_BY_WINDOW = "attribution/reports", "run_window"
 
+# What a run tagged REPORTS_BY_WINDOW (the hourly job) reads as the last daily job left it instead of refreshing:
+# the job's description and every materialization of such a run name it.
+LEFT_UNTIL_DAILY = (
+    "the identities and identity profiles (an hour's new clicks join an identity at the next re-fit)",
+    "the match model, signal weights and channel weights",
+    "unique_identities on report days before the run's days",
+    "a re-delivered link's creator, campaign and channel on older days of rpt_link_daily",
+    "the data tests on staging and the unpartitioned intermediate tables, which read whole tables",
+)
+
 
 def run_partition_window(tags: Mapping[str, str]) -> dg.TimeWindow | None:
     """The time window of the daily partitions a run covers, from its range or single-partition tags; None for a

@@ -864,8 +864,11 @@ class Scenario:
     rebuilt: dict[str, str] = field(default_factory=dict)
     readers: dict[str, ReaderLog] = field(default_factory=dict)  # phase -> what the reader saw (PostgreSQL)
     published: dict[str, PublishedLog] = field(default_factory=dict)  # phase -> what a BI process saw
+    rebuilt_run_id: str = ""
     hourly_tags: dict[str, str] = field(default_factory=dict)  # what the schedule requested
     hourly_run_tags: dict[str, str] = field(default_factory=dict)  # the run's, with its job's
+    # Per run: each materialized asset's metadata labels (the hourly run's name what waits for the daily job).
+    metadata_labels: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     late_before: pd.DataFrame | None = None
     late_after: pd.DataFrame | None = None
     late_violations: list[str] = field(default_factory=list)
@@ -968,7 +971,9 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
         s.raw_restored = raw_checksums(wh)
         with pytest.MonkeyPatch.context() as mp, watching(target, s, FULL_REFRESH, work / "reader_full"):
             mp.setenv("ATTRIBUTION_DBT_FULL_REFRESH", "1")
-            assert_run_ok(run_job(target, instance=instance, log_level="WARNING"))
+            rebuilt = run_job(target, instance=instance, log_level="WARNING")
+            assert_run_ok(rebuilt)
+            s.rebuilt_run_id = rebuilt.run_id
         s.rebuilt = mart_checksums(wh)
 
         load_folder(wh, late_dir)
@@ -980,12 +985,26 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
             hourly = run_job(target, "hourly_refresh", tags=request.tags, instance=instance, log_level="WARNING")
         assert_run_ok(hourly)
         s.hourly_run_tags = dict(instance.get_run_by_id(hourly.run_id).tags)
+        s.metadata_labels = {
+            "full": materialized_labels(instance, s.rebuilt_run_id),
+            "hourly": materialized_labels(instance, hourly.run_id),
+        }
         s.late_after = late_credits(wh, late)
         s.late_violations = conservation_violations(
             wh, "marts.fct_conversion_attribution", "marts.fct_attribution_credits"
         )
         s.incremental_vs_full = incremental_vs_full(target, wh, work)
         yield s
+
+
+def materialized_labels(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
+    """Each asset a run materialized, as "schema/name", with the labels of its metadata."""
+    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    return {
+        event.asset_materialization.asset_key.to_user_string(): set(event.asset_materialization.metadata)
+        for event in events
+        if event.asset_materialization is not None
+    }
 
 
 @pytest.fixture(scope="module")
@@ -1253,6 +1272,16 @@ def test_late_click_moves_the_credit_at_the_next_hourly_run(scenario: Scenario) 
 # ------------------------------------------------------------------------------- partition selection rules ---
 JAN_1 = date(2026, 1, 1)
 TICK = datetime(2026, 6, 15, 3, 15, tzinfo=UTC)
+
+
+@BOTH_TARGETS
+def test_hourly_run_names_on_every_materialization_what_waits_for_the_daily_job(scenario: Scenario) -> None:
+    hourly, full = scenario.metadata_labels["hourly"], scenario.metadata_labels["full"]
+    assert {"intermediate/match_scores", "intermediate/attribution_credits", "marts/rpt_link_daily"} <= set(hourly)
+    scope = {"attribution/left_until_daily_job", "attribution/identities_as_of", "attribution/match_model_as_of"}
+    assert {asset for asset, labels in hourly.items() if not scope <= labels} == set()
+    assert {asset for asset, labels in full.items() if scope & labels} == set()
+    assert "marts/rpt_link_daily" in full
 
 
 @BOTH_TARGETS

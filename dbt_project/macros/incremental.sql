@@ -1,10 +1,14 @@
-{#- incremental_config(unique_key, on_schema_change, partition_by=none): the incremental materialisation of a model,
-    per engine, in one place. Models call config(**incremental_config(...)).
+{#- incremental_config(unique_key, on_schema_change, partition_by=none, indexes=none): the incremental materialisation
+    of a model, per engine, in one place. Models call config(**incremental_config(...)).
     - DuckDB and PostgreSQL: delete+insert on unique_key (a redelivered key replaces the stored row).
+    - PostgreSQL also builds `indexes` (dbt's index configs) with the table: a row store reads every column of
+      every row it scans, so an incremental run over a few new rows finds them, and the rows it replaces, through
+      indexes. A table built before its indexes were declared gets them at its next full refresh. DuckDB's
+      columnar scans need none.
     - Spark (Parquet tables: no DELETE, no MERGE without Delta/Iceberg jars): a model partitioned by a date column
       overwrites the partitions its run produces (insert_overwrite, dynamic partition overwrite); a model without
       one (staging, whose incremental runs read only the newest loads) is rebuilt as a table on every run. -#}
-{% macro incremental_config(unique_key, on_schema_change, partition_by=none) -%}
+{% macro incremental_config(unique_key, on_schema_change, partition_by=none, indexes=none) -%}
     {%- if target.type == 'spark' -%}
         {%- if partition_by -%}
             {{- return({'materialized': 'incremental', 'incremental_strategy': 'insert_overwrite',
@@ -13,8 +17,12 @@
         {%- endif -%}
         {{- return({'materialized': 'table', 'file_format': 'parquet'}) -}}
     {%- endif -%}
-    {{- return({'materialized': 'incremental', 'incremental_strategy': 'delete+insert', 'unique_key': unique_key,
-                'on_schema_change': on_schema_change}) -}}
+    {%- set config = {'materialized': 'incremental', 'incremental_strategy': 'delete+insert', 'unique_key': unique_key,
+                      'on_schema_change': on_schema_change} -%}
+    {%- if target.type == 'postgres' and indexes -%}
+        {%- do config.update({'indexes': indexes}) -%}
+    {%- endif -%}
+    {{- return(config) -}}
 {%- endmacro %}
 
 

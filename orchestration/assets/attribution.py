@@ -9,7 +9,15 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from orchestration.assets.common import OWNERS, PYTHON_SCHEMA, date_where, partition_dates, png_metadata, table_metadata
+from orchestration.assets.common import (
+    OWNERS,
+    PYTHON_SCHEMA,
+    date_where,
+    partition_dates,
+    png_metadata,
+    refresh_scope_metadata,
+    table_metadata,
+)
 from orchestration.assets.keys import (
     ATTRIBUTION_CREDITS,
     CHANNEL_WEIGHTS,
@@ -278,19 +286,20 @@ def attribution(
     with wh.transaction() as conn:
         for table, rows in grouped.rows.items():
             wh.replace_rows(rows, PYTHON_SCHEMA, table, where, conn)
+    scope = refresh_scope_metadata(context)
     if grouped.inputs is not None:
         conversions = grouped.inputs[1]
         if ATTRIBUTION_CREDITS in selected:
             credits = grouped.rows["attribution_credits"]
-            yield from _credit_results(_credit_summary(credits, credited_conversions(conversions)))
+            yield from _credit_results(_credit_summary(credits, credited_conversions(conversions)), scope)
         if CONVERSION_ATTRIBUTION in selected:
-            yield from _fact_results(_fact_summary(grouped.rows["conversion_attribution"], len(conversions)))
+            yield from _fact_results(_fact_summary(grouped.rows["conversion_attribution"], len(conversions)), scope)
     else:
         with wh.connect() as conn:
             if ATTRIBUTION_CREDITS in selected:
-                yield from _credit_results(_spark_credit_summary(wh, conn, window))
+                yield from _credit_results(_spark_credit_summary(wh, conn, window), scope)
             if CONVERSION_ATTRIBUTION in selected:
-                yield from _fact_results(_spark_fact_summary(wh, conn, window))
+                yield from _fact_results(_spark_fact_summary(wh, conn, window), scope)
 
 
 @dataclass(frozen=True)
@@ -368,7 +377,9 @@ def _spark_fact_summary(wh: Warehouse, conn: object, window: tuple[date, date] |
     )
 
 
-def _credit_results(summary: CreditSummary) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+def _credit_results(
+    summary: CreditSummary, scope: dict[str, dg.MetadataValue]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     errors = summary.errors
     yield dg.MaterializeResult(
         asset_key=ATTRIBUTION_CREDITS,
@@ -378,6 +389,7 @@ def _credit_results(summary: CreditSummary) -> Iterator[dg.MaterializeResult | d
             "revenue_by_model": (
                 _revenue_chart(summary.by_model) if summary.rows else dg.MetadataValue.text("no credits")
             ),
+            **scope,
         },
     )
     yield dg.AssetCheckResult(
@@ -392,7 +404,9 @@ def _credit_results(summary: CreditSummary) -> Iterator[dg.MaterializeResult | d
     )
 
 
-def _fact_results(summary: FactSummary) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+def _fact_results(
+    summary: FactSummary, scope: dict[str, dg.MetadataValue]
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     rows, conversions, duplicated = summary.rows, summary.conversions, summary.duplicated
     yield dg.MaterializeResult(
         asset_key=CONVERSION_ATTRIBUTION,
@@ -403,6 +417,7 @@ def _fact_results(summary: FactSummary) -> Iterator[dg.MaterializeResult | dg.As
             "mean_confidence": summary.mean_confidence,
             # Share of the unseen-later-click estimate in the stated confidence (all of it picks the link).
             "stated_unseen_later_click_weight": STATED_STALE_WEIGHT,
+            **scope,
         },
     )
     yield dg.AssetCheckResult(

@@ -9,6 +9,9 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
+from orchestration.assets.keys import INT_IDENTITIES, MATCH_MODEL
+from orchestration.partitions import LEFT_UNTIL_DAILY, REPORTS_BY_WINDOW, REPORTS_TAG
+
 PYTHON_SCHEMA = "intermediate"
 # Who answers for the Python assets in the UI (dbt assets take theirs from the models' meta).
 OWNERS = ["team:analytics-engineering"]
@@ -27,6 +30,20 @@ def date_where(column: str, window: tuple[date, date] | None) -> str:
         return "1 = 1"
     start, end = window
     return f"{column} >= cast('{start.isoformat()}' as date) and {column} < cast('{end.isoformat()}' as date)"
+
+
+def refresh_scope_metadata(context: dg.AssetExecutionContext) -> dict[str, dg.MetadataValue]:
+    """On a run that refreshes only its days (the hourly job), what its tables still hold as of the last daily job:
+    an operator or a BI reader sees on each materialization which parts wait for the next re-fit, and since when.
+    Empty for every other run."""
+    if context.run.tags.get(REPORTS_TAG) != REPORTS_BY_WINDOW:
+        return {}
+    metadata = {"attribution/left_until_daily_job": dg.MetadataValue.md("\n".join(f"- {x}" for x in LEFT_UNTIL_DAILY))}
+    for name, key in (("identities", INT_IDENTITIES), ("match_model", MATCH_MODEL)):
+        event = context.instance.get_latest_materialization_event(key)
+        if event is not None:
+            metadata[f"attribution/{name}_as_of"] = dg.MetadataValue.timestamp(event.timestamp)
+    return metadata
 
 
 def _column_type(series: pd.Series) -> str:

@@ -12,6 +12,7 @@ from orchestration.assets.common import (
     date_where,
     partition_dates,
     png_metadata,
+    refresh_scope_metadata,
     table_metadata,
 )
 from orchestration.assets.keys import INT_MATCH_CANDIDATES, MATCH_MODEL, MATCH_SCORES, SIGNAL_WEIGHTS
@@ -252,7 +253,14 @@ def match_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         summary = wh.query_df(SCORE_SUMMARY_SQL.format(where=where)).iloc[0]
         n, mean = int(summary["n"]), float(summary["mean_probability"]) if summary["n"] else 0.0
         above, outside = int(summary["above_half"]), int(summary["outside"])
-    yield dg.MaterializeResult(metadata={"dagster/row_count": n, "mean_probability": mean, "pairs_above_0.5": above})
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": n,
+            "mean_probability": mean,
+            "pairs_above_0.5": above,
+            **refresh_scope_metadata(context),
+        }
+    )
     yield dg.AssetCheckResult(
         check_name="probabilities_in_unit_interval",
         passed=outside == 0,

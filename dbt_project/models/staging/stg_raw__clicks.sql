@@ -3,7 +3,12 @@
     the same table as a full refresh because of the version ranking (macro version_rank says why). #}
 {{
     config(
-        **incremental_config('click_id', 'fail')
+        **incremental_config('click_id', 'fail', indexes=[
+            {'columns': ['click_id']},
+            {'columns': ['link_id']},
+            {'columns': ['ip_hash', 'clicked_at']},
+            {'columns': ['_loaded_at']},
+        ])
     )
 }}
 {%- set raw_columns = ['click_id', 'link_id', 'clicked_at', 'ip', 'user_agent', 'referrer', 'cookie_id', 'session_id',
