@@ -17,7 +17,6 @@
 {%- set burst_clicks = var('bot_burst_clicks') | int %}
 {%- set burst_window_seconds = var('bot_burst_window_seconds') | float %}
 {%- set preview_seconds = var('bot_preview_seconds') | float %}
-{%- set context_seconds = (2 * burst_window_seconds) | round(0, 'ceil') | int + 1 %}
 {#- A table built before int_clicks kept its load times has no watermark: that run rebuilds every row (and adds
     the columns), as a full refresh would. (A unit test's `this` is its given rows, named by a string.) #}
 {%- set incremental = is_incremental() and (this is string
@@ -47,7 +46,6 @@ seeds as (
     select
         clicks.click_id,
         clicks.ip_hash,
-        clicks.clicked_at,
         {{ epoch_seconds('clicks.clicked_at') }} as clicked_epoch
     from clicks
     where clicks._loaded_at > {{ stored_watermark(this, '_loaded_at') }}
@@ -55,7 +53,6 @@ seeds as (
     select
         clicks.click_id,
         clicks.ip_hash,
-        clicks.clicked_at,
         {{ epoch_seconds('clicks.clicked_at') }} as clicked_epoch
     from clicks
     inner join links
@@ -68,8 +65,6 @@ seed_ip_spans as (
 
     select
         ip_hash,
-        min(clicked_at) as first_at,
-        max(clicked_at) as last_at,
         min(clicked_epoch) as first_epoch,
         max(clicked_epoch) as last_epoch
     from seeds
@@ -90,10 +85,6 @@ seed_ip_clicks as (
     from clicks
     inner join seed_ip_spans
         on clicks.ip_hash = seed_ip_spans.ip_hash
-        -- burst_context's bounds, widened to whole seconds, on the column itself: an (ip_hash, clicked_at) index
-        -- reads just these rows on PostgreSQL.
-        and clicks.clicked_at >= {{ int_seconds_before('seed_ip_spans.first_at', context_seconds) }}
-        and clicks.clicked_at <= {{ int_seconds_after('seed_ip_spans.last_at', context_seconds) }}
 
 ),
 

@@ -1,12 +1,14 @@
 {#- One row per click: typed, normalised, PII-hashed and bot-flagged (row-level rules). Incremental: a run reads
     only the raw loads newer than the newest staged row and replaces the keys it sees (delete+insert), which gives
     the same table as a full refresh because of the version ranking (macro version_rank says why). #}
+{#- Indexes (PostgreSQL): the keys of dbt's delete and of int_clicks' lookups, re-delivered links' clicks, new loads.
+    None on ip_hash: int_clicks' burst context reads an IP's clicks faster through one, but keeping a 1 GB index of
+    random keys up cost 18 s of each hourly insert at 10M clicks, and the staging step 20 s in all. #}
 {{
     config(
         **incremental_config('click_id', 'fail', indexes=[
             {'columns': ['click_id']},
             {'columns': ['link_id']},
-            {'columns': ['ip_hash', 'clicked_at']},
             {'columns': ['_loaded_at']},
         ])
     )
