@@ -108,10 +108,11 @@
 {#- The watermark of an incremental model's stored rows: the newest stamp in `column`. PostgreSQL estimates a
     comparison with a subquery's value as a third of the table and scans it whole; given the value itself, it
     reads the few newer rows through the load-stamp index (models' `indexes`, the loader's on raw). So on
-    PostgreSQL the value is read when the model runs and inlined; elsewhere (and for a unit test's given `this`)
-    it stays a scalar subquery. -#}
+    PostgreSQL the value is read when `run` or `build` executes the model and inlined; elsewhere (`compile` and
+    `docs generate` too, which may see a table built by something else, and a unit test's given `this`) it stays
+    a scalar subquery. -#}
 {% macro stored_watermark(relation, column) -%}
-    {%- if execute and target.type == 'postgres' and relation is not string -%}
+    {%- if execute and flags.WHICH in ['run', 'build'] and target.type == 'postgres' and relation is not string -%}
         {%- set value = run_query('select cast(' ~ loaded_watermark(column) ~ ' as text) from ' ~ relation)
             .columns[0].values()[0] -%}
         {{ int_timestamptz_literal(value) }}
