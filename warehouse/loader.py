@@ -138,7 +138,7 @@ def ensure_raw_tables(wh: Warehouse, conn: Any) -> None:
     )
     if spark:  # a warehouse that starts on Spark starts with every column
         return
-    if wh.target.name == "postgres":
+    if wh.target.is_postgres:
         # Staging's incremental runs read the rows loaded after their watermark: through this index rather than a
         # scan of every raw row, which on a row store reads every column (dbt_project/macros: stored_watermark).
         for table in RAW_COLUMNS:

@@ -123,6 +123,10 @@ class Target:
         return self.name == "spark"
 
     @property
+    def is_postgres(self) -> bool:
+        return self.name == "postgres"
+
+    @property
     def published_duckdb_path(self) -> Path:
         """The DuckDB file BI opens (read-only): a snapshot of the marts beside the warehouse file, replaced
         atomically at the end of every run (``warehouse.duckdb`` -> ``warehouse.marts.duckdb``)."""
