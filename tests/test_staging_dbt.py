@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -214,6 +215,8 @@ class StagingRun:
     build_results: dict[str, str] = field(default_factory=dict)  # dbt node name -> status, first build
     final_results: dict[str, str] = field(default_factory=dict)  # the same, full-refresh build
     freshness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    load_marks: list[pd.Timestamp] = field(default_factory=list)  # rejected_values' mark after each incremental run
+    rejected_values_sql_b: str = ""  # rejected_values as the incremental run of load B compiled it
 
 
 def snapshot(wh: Warehouse) -> dict[str, pd.DataFrame]:
@@ -224,6 +227,12 @@ def snapshot(wh: Warehouse) -> dict[str, pd.DataFrame]:
         df = wh.query_df(f'select * from "staging"."{table}"')
         frames[table] = df.sort_values(order, na_position="last").reset_index(drop=True)
     return frames
+
+
+def load_mark(wh: Warehouse) -> pd.Timestamp:
+    marks = wh.query_df("select loaded_through from staging.dbt_load_marks where model_name = 'rejected_values'")
+    assert len(marks) == 1, marks
+    return pd.Timestamp(marks["loaded_through"].iloc[0])
 
 
 def node_statuses(dbt_target: Path) -> dict[str, str]:
@@ -251,10 +260,14 @@ def run_scenario(target: Target, work: Path) -> StagingRun:
     load_folder(wh, folder_a, force=True)  # at-least-once delivery: the same files again
     run_dbt(target, "run", "--select", "staging", target_path=dbt_target)
     run.after_reload_a = snapshot(wh)
+    run.load_marks.append(load_mark(wh))
 
     load_folder(wh, folder_b)
     run_dbt(target, "run", "--select", "staging", target_path=dbt_target)
     run.incremental_b = snapshot(wh)
+    run.load_marks.append(load_mark(wh))
+    compiled = dbt_target / "compiled" / "link_attribution" / "dbt_project" / "models" / "staging"
+    run.rejected_values_sql_b = (compiled / "rejected_values.sql").read_text()
 
     # Data tests (count invariant included) again, on the corrected data, after rebuilding from scratch.
     run_dbt(target, "build", "--select", "staging", "--full-refresh", "--exclude-resource-type", "unit_test",
@@ -460,6 +473,21 @@ def test_unusable_values_of_every_load_are_counted(staging_run: StagingRun) -> N
     assert counted(staging_run.incremental_b) == {("clicks", k, "invalid_ip") for k in ("c13", "c18", "c21")}
     staged = by_key(staging_run.incremental_b, "stg_raw__clicks")
     assert all(is_null(staged[k]["ip_hash"]) for k in ("c13", "c18", "c21"))
+
+
+def test_unusable_values_are_read_from_the_load_mark(staging_run: StagingRun) -> None:
+    """rejected_values holds rows only for unusable values, so its own newest row cannot tell how far it has read;
+    each run records the newest load the staged tables hold, and the next reads raw from there."""
+
+    def newest_staged(frames: dict[str, pd.DataFrame]) -> pd.Timestamp:
+        return max(pd.Timestamp(frames[t]["_loaded_at"].max()) for t in ("stg_raw__clicks", "stg_raw__conversions"))
+
+    after_reload, after_b = staging_run.load_marks
+    assert after_reload == newest_staged(staging_run.after_reload_a)
+    assert after_b == newest_staged(staging_run.incremental_b) > after_reload
+    bound = r"_loaded_at > cast\('([^']+)' as timestamp with time zone\)"
+    bounds = re.findall(bound, staging_run.rejected_values_sql_b)
+    assert len(bounds) == 2 and {pd.Timestamp(b) for b in bounds} == {after_reload}, bounds
 
 
 def test_loading_the_same_files_twice_changes_no_staged_content(staging_run: StagingRun) -> None:

@@ -122,6 +122,52 @@
 {%- endmacro %}
 
 
+{#- Load marks: how far a model has read raw, for a model whose rows cannot say it. rejected_values holds a row
+    only for an unusable value, so its newest row stops at the last load that carried one, and as a watermark it
+    would send every run back over all of raw. Its post-hook (record_load_mark) notes the newest load the staged
+    tables hold, which the run has read, in <schema>.dbt_load_marks; the next run reads raw from there
+    (read_load_mark). The staged tables are built before the model in the same invocation and not written again
+    until the next, so the mark never passes a load the model's select did not see; a load newer than the mark is
+    at worst read twice, which delete+insert makes harmless. Without a mark (the first build, a warehouse from
+    before the marks, compile and docs generate, a unit test's given `this`) the model's own newest row is the
+    watermark, as before. -#}
+{% macro read_load_mark(relation) -%}
+    {%- if execute and flags.WHICH in ['run', 'build'] and relation is not string -%}
+        {%- set marks = adapter.get_relation(database=relation.database, schema=relation.schema,
+                                             identifier='dbt_load_marks') -%}
+        {%- if marks is not none -%}
+            {%- set value = run_query("select cast(max(loaded_through) as " ~ dbt.type_string() ~ ") from " ~ marks
+                                      ~ " where model_name = '" ~ relation.identifier ~ "'").columns[0].values()[0] -%}
+            {%- if value is not none -%}
+                {{- return(int_timestamptz_literal(value)) -}}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{- return(stored_watermark(relation, '_loaded_at')) -}}
+{%- endmacro %}
+
+
+{#- The post-hook that records the mark: the newest _loaded_at of `staged` (the staged models the select's raw
+    tables feed, named in the model's depends_on), replacing the model's previous mark. -#}
+{% macro record_load_mark(staged) -%}
+    {%- set marks = api.Relation.create(database=this.database, schema=this.schema, identifier='dbt_load_marks') -%}
+    create table if not exists {{ marks }} (
+        model_name {{ dbt.type_string() }},
+        loaded_through timestamp with time zone
+    );
+    delete from {{ marks }} where model_name = '{{ this.identifier }}';
+    insert into {{ marks }} (model_name, loaded_through)
+    select '{{ this.identifier }}', max(_loaded_at)
+    from (
+        {%- for name in staged %}
+        select max(_loaded_at) as _loaded_at from {{ ref(name) }}
+        {%- if not loop.last %} union all{% endif %}
+        {%- endfor %}
+    ) as staged
+    having max(_loaded_at) is not null
+{%- endmacro %}
+
+
 {#- The newest load stamp in `column` over the rows aggregated, or a time before every load when there are none. -#}
 {% macro loaded_watermark(column) -%}
     coalesce(max({{ column }}), cast('1900-01-01 00:00:00+00:00' as timestamp with time zone))
