@@ -26,6 +26,7 @@ LEFT_UNTIL_DAILY = (
     "unique_identities on report days before the run's days",
     "a re-delivered link's creator, campaign and channel on older days of rpt_link_daily",
     "the data tests on staging and the unpartitioned intermediate tables, which read whole tables",
+    "the reports' uniqueness tests on days before the run's days",
 )
 
 

@@ -283,7 +283,8 @@ def information_schema_types(wh: Warehouse) -> dict[str, dict[str, str]]:
 
 # -- the test -----------------------------------------------------------------------------------------------------
 def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: Path) -> None:
-    """One warehouse per target, five dbt invocations: build, rebuild, partitioned rerun, broken test, docs."""
+    """One warehouse per target: build, rebuild, a report test in and out of a window, partitioned rerun, broken
+    test, docs."""
     wh = Warehouse(target)
     write_world(wh)
     dbt_target = tmp_path / "dbt_target"
@@ -299,12 +300,21 @@ def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: 
     run_dbt(target, "run", "--select", "marts", "tag:after_attribution", target_path=dbt_target)
     assert checksums(wh) == before
 
-    # 3. Upstream changes on both days (V1 on day 5; V3 on day 6, V4 of day 6 disappears); a partitioned
+    # 3. A report's uniqueness test guards the run's window when dbt gets one (the hourly job: the days it rewrote),
+    #    and every day without one (the daily job and full runs: history).
+    wh.execute(f"insert into marts.rpt_link_daily select * from marts.rpt_link_daily where report_date = '{DAY_5}'")
+    day_6 = json.dumps({"partition_start": f"{DAY_6}T00:00:00+00:00", "partition_end": "2026-01-07T00:00:00+00:00"})
+    run_dbt(target, "test", "--select", "rpt_link_daily", "--vars", day_6, target_path=dbt_target)
+    with pytest.raises(pytest.fail.Exception, match="unique_rpt_link_daily"):
+        run_dbt(target, "test", "--select", "rpt_link_daily", target_path=dbt_target)
+    run_dbt(target, "run", "--select", "rpt_link_daily", target_path=dbt_target)
+    assert checksums(wh) == before
+
+    # 4. Upstream changes on both days (V1 on day 5; V3 on day 6, V4 of day 6 disappears); a partitioned
     #    run for day 6 rewrites day 6 and leaves day 5 alone.
     write_upstream(wh, python_tables(revenue={"V1": 10.0, "V3": 70.0}, drop=("V4",)))
     old = {table: marts_df(wh, table, "conversion_id") for table in FACTS}
-    window = json.dumps({"partition_start": f"{DAY_6}T00:00:00+00:00", "partition_end": "2026-01-07T00:00:00+00:00"})
-    run_dbt(target, "build", "--select", "marts,tag:partitioned", "--vars", window, target_path=dbt_target)
+    run_dbt(target, "build", "--select", "marts,tag:partitioned", "--vars", day_6, target_path=dbt_target)
     for table in FACTS:
         new = marts_df(wh, table, "conversion_id")
         assert frame_checksum(on_day(new, DAY_5)) == frame_checksum(on_day(old[table], DAY_5)), table
@@ -312,7 +322,7 @@ def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: 
     facts = marts_df(wh, "fct_conversion_attribution", "conversion_id").set_index("conversion_id")
     assert float(facts.loc["V3", "revenue"]) == 70.0 and float(facts.loc["V1", "revenue"]) == 100.0
 
-    # 4. The conservation test (it passed in the builds above) catches a broken credit row.
+    # 5. The conservation test (it passed in the builds above) catches a broken credit row.
     wh.execute(
         "update marts.fct_attribution_credits set credit_share = credit_share + 0.25, "
         "credit_revenue = credit_revenue + 0.01 where conversion_id = 'V3' and model = 'linear' and is_unattributed"
@@ -327,14 +337,14 @@ def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: 
     with pytest.raises(pytest.fail.Exception, match="assert_marts_credit_conservation"):
         run_dbt(target, "test", "--select", "assert_marts_credit_conservation", target_path=dbt_target)
 
-    # 5. Docs: the catalog has every mart with its columns.
+    # 6. Docs: the catalog has every mart with its columns.
     run_dbt(target, "docs", "generate", target_path=dbt_target)
     catalog = json.loads((dbt_target / "catalog.json").read_text())
     for table in MARTS:
         columns = catalog["nodes"][f"model.link_attribution.{table}"]["columns"]
         assert {name.lower() for name in columns} == set(declared[table]), table
 
-    # 6. PostgreSQL: the BI role reads every mart and nothing else.
+    # 7. PostgreSQL: the BI role reads every mart and nothing else.
     if not target.is_duckdb:
         assert_bi_role_reads_marts_only(target)
 

@@ -134,3 +134,22 @@
         else '[0.' || cast({{ bin }} as {{ dbt.type_string() }}) || ', 0.' || cast({{ bin }} + 1 as {{ dbt.type_string() }}) || ')'
     end
 {%- endmacro %}
+
+
+{#- get_where_subquery(relation): dbt's own (a data test's `where` config as a filtered subquery of the tested
+    relation), overridden for one token: `__report_window(<date column>)__` becomes the days a build of a
+    report_days table writes (marts_partition_filter: the hourly run's window when dbt gets partition_start /
+    partition_end, every day otherwise). A report's uniqueness test then guards the days the hourly run rewrote
+    (a blocking check on the new partition) and every day in the daily job and full runs (history): it read the
+    whole table every hour, 17 s per report at 10M clicks on PostgreSQL. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where') -%}
+    {%- if not where -%}
+        {{- return(relation) -}}
+    {%- endif -%}
+    {%- set token = modules.re.search('__report_window\\((\\w+)\\)__', where) -%}
+    {%- if token -%}
+        {%- set where = where | replace(token.group(0), '(' ~ marts_partition_filter(token.group(1)) ~ ')') -%}
+    {%- endif -%}
+    {{- return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') -}}
+{%- endmacro %}
