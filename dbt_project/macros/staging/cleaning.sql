@@ -105,14 +105,21 @@
 {%- endmacro %}
 
 
+{#- Whether a value may be read from `relation` while the model is rendered: only when `run` or `build` executes
+    it. `compile` and `docs generate` may see a table built by something else, and a unit test's given `this` is
+    its rows, named by a string. -#}
+{% macro reads_built_table(relation) -%}
+    {{- return(execute and flags.WHICH in ['run', 'build'] and relation is not string) -}}
+{%- endmacro %}
+
+
 {#- The watermark of an incremental model's stored rows: the newest stamp in `column`. PostgreSQL estimates a
     comparison with a subquery's value as a third of the table and scans it whole; given the value itself, it
     reads the few newer rows through the load-stamp index (models' `indexes`, the loader's on raw). So on
-    PostgreSQL the value is read when `run` or `build` executes the model and inlined; elsewhere (`compile` and
-    `docs generate` too, which may see a table built by something else, and a unit test's given `this`) it stays
-    a scalar subquery. -#}
+    PostgreSQL the value is read and inlined when the model runs (reads_built_table); otherwise it stays a scalar
+    subquery. -#}
 {% macro stored_watermark(relation, column) -%}
-    {%- if execute and flags.WHICH in ['run', 'build'] and target.type == 'postgres' and relation is not string -%}
+    {%- if target.type == 'postgres' and reads_built_table(relation) -%}
         {%- set value = run_query('select cast(' ~ loaded_watermark(column) ~ ' as text) from ' ~ relation)
             .columns[0].values()[0] -%}
         {{ int_timestamptz_literal(value) }}
@@ -132,7 +139,7 @@
     before the marks, compile and docs generate, a unit test's given `this`) the model's own newest row is the
     watermark, as before. -#}
 {% macro read_load_mark(relation) -%}
-    {%- if execute and flags.WHICH in ['run', 'build'] and relation is not string -%}
+    {%- if reads_built_table(relation) -%}
         {%- set marks = adapter.get_relation(database=relation.database, schema=relation.schema,
                                              identifier='dbt_load_marks') -%}
         {%- if marks is not none -%}
@@ -150,6 +157,10 @@
 {#- The post-hook that records the mark: the newest _loaded_at of `staged` (the staged models the select's raw
     tables feed, named in the model's depends_on), replacing the model's previous mark. -#}
 {% macro record_load_mark(staged) -%}
+    {#- Only an incremental model reads from a mark (staging is a table on Spark). -#}
+    {%- if config.get('materialized') != 'incremental' -%}
+        {{- return('') -}}
+    {%- endif -%}
     {%- set marks = api.Relation.create(database=this.database, schema=this.schema, identifier='dbt_load_marks') -%}
     create table if not exists {{ marks }} (
         model_name {{ dbt.type_string() }},

@@ -10,9 +10,7 @@
     versions with an unusable value lists it), so replacing the keys a run sees gives what a full build gives. #}
 {{
     config(
-        post_hook=[] if target.type == 'spark' else [
-            "{{ record_load_mark(['stg_raw__clicks', 'stg_raw__conversions']) }}"
-        ],
+        post_hook=["{{ record_load_mark(['stg_raw__clicks', 'stg_raw__conversions']) }}"],
         **incremental_config(['source_table', 'record_key', 'column_name'], 'fail')
     )
 }}
