@@ -18,10 +18,18 @@ DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end
 # and its value (orchestration/dbt.py passes that window to the reports' dbt stage).
 REPORTS_TAG, REPORTS_BY_WINDOW = "attribution/reports", "run_window"
 
+# The run tag by which a job has the identity asset merge the new loads' identifiers into the stored identities
+# instead of re-fitting them (the hourly job), and its value.
+IDENTITIES_TAG, IDENTITIES_MERGED = "attribution/identities", "merge_new_loads"
+
 # What a run tagged REPORTS_BY_WINDOW (the hourly job) reads as the last daily job left it instead of refreshing:
 # the job's description and every materialization of such a run name it.
 LEFT_UNTIL_DAILY = (
-    "the identities and identity profiles (an hour's new clicks join an identity at the next re-fit)",
+    "re-splitting identities: the hourly merge unites the new loads' identifiers and edges with the stored "
+    "identities within the per-identity limits and never cuts one (the re-fit resolves every edge again)",
+    "the identity names and identifier map (int_identity_map) and the identity profiles (dim_identities)",
+    "candidates, scores and credits on days before the run's days of identities a merge joined",
+    "edges of an event's earlier version or of a click a later click flags as a bot",
     "the match model, signal weights and channel weights",
     "unique_identities on report days before the run's days",
     "a re-delivered link's creator, campaign and channel on older days of rpt_link_daily",

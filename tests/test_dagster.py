@@ -25,10 +25,14 @@ from lab.world_files import write_world
 from orchestration.assets.confidence import weak_pair_scorer
 from orchestration.assets.keys import (
     ATTRIBUTION_CREDITS,
+    IDENTITY_ADDED_NODES,
+    IDENTITY_FORWARDS,
     IDENTITY_REPRESENTATIVES,
     INT_EVENT_IDENTITIES,
     INT_IDENTITIES,
     INT_IDENTITY_EDGES,
+    INT_IDENTITY_INCREMENT_EDGES,
+    INT_IDENTITY_INCREMENT_NODES,
     INT_IDENTITY_KEY_COLLISIONS,
     INT_IDENTITY_MAP,
     INT_IDENTITY_NODE_EDGES,
@@ -41,6 +45,7 @@ from orchestration.assets.keys import (
 )
 from orchestration.assets.raw import FRESHNESS_CHECK, freshness_results
 from orchestration.jobs import ALL_ASSETS_JOB, DAILY_JOB, HOURLY_JOB
+from orchestration.partitions import IDENTITIES_MERGED, IDENTITIES_TAG
 from orchestration.schedules import daily_refit_schedule, hourly_refresh_schedule
 from orchestration.settings import WEAK_PAIR_MODELS, PipelineSettings, dbt_var
 from python_models.confidence import MatchModelConfig, fit_match_model, prior_model
@@ -122,7 +127,9 @@ def test_publishing_the_marts_ends_every_pipeline_job(duckdb_target: Target) -> 
         assert PUBLISHED_MARTS in job.selection.resolve(graph), job.name
 
 
-def test_identity_step_sits_between_its_dbt_stages_and_only_the_daily_job_rebuilds_it(duckdb_target: Target) -> None:
+def test_identity_step_sits_between_its_dbt_stages_and_the_hourly_job_merges_instead_of_refitting(
+    duckdb_target: Target,
+) -> None:
     defs = load_definitions(duckdb_target)
     graph = defs.resolve_asset_graph()
     # Graph inputs (stage 1) -> the Python graph -> the naming models (their own stage) -> candidates.
@@ -131,20 +138,20 @@ def test_identity_step_sits_between_its_dbt_stages_and_only_the_daily_job_rebuil
     assert INT_EVENT_IDENTITIES in graph.get(INT_MATCH_CANDIDATES).parent_keys
     stage = {key: defs.resolve_assets_def(key).node_def.name for key in (INT_IDENTITY_NODES, INT_EVENT_IDENTITIES)}
     assert stage == {INT_IDENTITY_NODES: "dbt_staging_intermediate", INT_EVENT_IDENTITIES: "dbt_after_identity_graph"}
-    identity = {
-        INT_IDENTITY_EDGES,
-        INT_IDENTITY_NODES,
-        INT_IDENTITY_KEY_COLLISIONS,
-        INT_IDENTITY_NODE_EDGES,
-        IDENTITY_REPRESENTATIVES,
-        INT_IDENTITIES,
-        INT_IDENTITY_MAP,
-        INT_EVENT_IDENTITIES,
-    }
-    hourly = HOURLY_JOB.selection.resolve(graph)
-    assert not hourly & identity, sorted(k.to_user_string() for k in hourly & identity)
-    assert INT_MATCH_CANDIDATES in hourly
-    assert identity <= DAILY_JOB.selection.resolve(graph)
+    # The re-fit's inputs and naming, which read every identifier: the daily job alone.
+    refit = {INT_IDENTITY_EDGES, INT_IDENTITY_NODES, INT_IDENTITY_KEY_COLLISIONS, INT_IDENTITY_NODE_EDGES,
+             INT_IDENTITIES, INT_IDENTITY_MAP}  # fmt: skip
+    # The hourly merge: the new loads' identifiers and edges, the graph asset (in its merge mode, by the job's tag)
+    # and the events' identities (incremental).
+    increment = {INT_IDENTITY_INCREMENT_NODES, INT_IDENTITY_INCREMENT_EDGES}
+    graph_and_events = {IDENTITY_REPRESENTATIVES, IDENTITY_ADDED_NODES, IDENTITY_FORWARDS, INT_EVENT_IDENTITIES}
+    assert INT_IDENTITY_INCREMENT_EDGES in graph.get(IDENTITY_REPRESENTATIVES).parent_keys
+    assert IDENTITY_FORWARDS in graph.get(INT_EVENT_IDENTITIES).parent_keys
+    hourly, daily = HOURLY_JOB.selection.resolve(graph), DAILY_JOB.selection.resolve(graph)
+    assert not hourly & refit, sorted(k.to_user_string() for k in hourly & refit)
+    assert increment | graph_and_events | {INT_MATCH_CANDIDATES} <= hourly
+    assert refit | graph_and_events <= daily and not daily & increment
+    assert HOURLY_JOB.tags[IDENTITIES_TAG] == IDENTITIES_MERGED and IDENTITIES_TAG not in DAILY_JOB.tags
 
 
 def test_hourly_job_checks_what_it_writes_and_leaves_whole_table_tests_to_the_daily_job(
@@ -154,11 +161,16 @@ def test_hourly_job_checks_what_it_writes_and_leaves_whole_table_tests_to_the_da
     hourly = HOURLY_JOB.selection.resolve_checks(graph)
     daily = DAILY_JOB.selection.resolve_checks(graph)
     assert "staging" not in {k.asset_key.path[0] for k in hourly}
-    # Of the dbt intermediate models only the partitioned candidates; the Python steps' and the marts' checks stay.
-    assert {k.asset_key for k in hourly if k.asset_key.path[-1].startswith("int_")} == {INT_MATCH_CANDIDATES}
+    # Of the dbt intermediate models only the partitioned candidates and the hour's identity increment; the Python
+    # steps' and the marts' checks stay.
+    assert {k.asset_key for k in hourly if k.asset_key.path[-1].startswith("int_")} == {
+        INT_MATCH_CANDIDATES,
+        INT_IDENTITY_INCREMENT_NODES,
+    }
     assert {MATCH_SCORES, ATTRIBUTION_CREDITS} <= {k.asset_key for k in hourly}
     assert any(k.asset_key.path[0] == "marts" for k in hourly)
-    assert hourly < daily and {k.asset_key.path[0] for k in daily} >= {"staging", "intermediate", "marts"}
+    assert {k for k in hourly if k.asset_key != INT_IDENTITY_INCREMENT_NODES} < daily
+    assert {k.asset_key.path[0] for k in daily} >= {"staging", "intermediate", "marts"}
 
 
 def test_dagster_definitions_validate(duckdb_target: Target) -> None:

@@ -911,6 +911,7 @@ FULL_REFRESH, HOURLY = "full refresh after the crash", "hourly run picking up a 
 INCREMENTAL_MODELS = {
     "rejected_values": "staging",
     "int_clicks": "intermediate",
+    "int_event_identities": "intermediate",
     "int_report_entity_days": "intermediate",
     **{report: "marts" for report in ("rpt_link_daily", "rpt_creator_performance", "rpt_campaign_performance",
                                       "rpt_channel_attribution")},
@@ -1286,9 +1287,9 @@ def test_hourly_run_names_on_every_materialization_what_waits_for_the_daily_job(
 
 @BOTH_TARGETS
 def test_hourly_run_leaves_its_incremental_models_as_a_full_build_would(scenario: Scenario) -> None:
-    """The hourly run rebuilt the late click (and its IP's neighbours) in int_clicks, its window's days in
-    int_report_entity_days and the reports, and the new loads' unusable values; every row equals a full build's over
-    the same data (identities unchanged since)."""
+    """The hourly run rebuilt the late click (and its IP's neighbours) in int_clicks, its identity (merged into the
+    stored identities) in int_event_identities, its window's days in int_report_entity_days and the reports, and the
+    new loads' unusable values; every row equals a full build's over the same data and the same identities."""
     assert scenario.hourly_run_tags[REPORTS_TAG] == REPORTS_BY_WINDOW
     assert set(scenario.incremental_vs_full) == set(INCREMENTAL_MODELS)
     for model, (incremental, full) in scenario.incremental_vs_full.items():

@@ -228,14 +228,200 @@
 {%- endmacro %}
 
 
-{#- identity_representatives(): the Python identity graph's output, node -> rep_node (source
-    python.identity_representatives), or no rows before its first resolution (then there are no identities yet). -#}
+{#- identity_representatives(): every node's identity as the Python identity asset left it, node -> rep_node: the
+    last re-fit's resolution (source python.identity_representatives) with the hourly merges since applied (a
+    fitted identity that joined another forwards to it, python.identity_forwards; nodes first seen since the re-fit,
+    python.identity_added_nodes). No rows before the first resolution (then there are no identities yet). -#}
 {% macro identity_representatives() -%}
-    {%- set relation = source('python', 'identity_representatives') -%}
-    {%- if int_relation_exists(relation) %}
-    select * from {{ relation }}
+    {%- set fitted = source('python', 'identity_representatives') -%}
+    {%- set forwards = source('python', 'identity_forwards') -%}
+    {%- set added = source('python', 'identity_added_nodes') -%}
+    {%- if int_relation_exists(fitted) %}
+    select
+        fitted.node,
+        {% if int_relation_exists(forwards) -%}
+        coalesce(forwards.rep_node, fitted.rep_node) as rep_node
+    from {{ fitted }} as fitted
+    left join {{ forwards }} as forwards
+        on forwards.old_rep = fitted.rep_node
+        {%- else -%}
+        fitted.rep_node
+    from {{ fitted }} as fitted
+        {%- endif %}
+    {%- if int_relation_exists(added) %}
+    union all
+    select node, rep_node from {{ added }}
+    {%- endif %}
     {%- else %}
     select cast(null as bigint) as node, cast(null as bigint) as rep_node
     where 1 = 0
     {%- endif %}
+{%- endmacro %}
+
+
+{#- identity_nodes(): the graph's nodes, int_identity_nodes of the last re-fit and those the hourly merges added
+    since (python.identity_added_nodes), with the columns the identity models read. -#}
+{% macro identity_nodes() -%}
+    {%- set added = source('python', 'identity_added_nodes') %}
+    select node, type_rank, identifier_value, node_key, first_seen_us from {{ ref('int_identity_nodes') }}
+    {%- if int_relation_exists(added) %}
+    union all
+    select node, type_rank, identifier_value, node_key, first_seen_us from {{ added }}
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- ---------------------------------------------------------------------------------------------------------
+    Edges: the rows of int_identity_edges, written once for the whole graph and for the hourly increment
+    (int_identity_increment_edges), which apply them to all events and to newly loaded ones.
+--------------------------------------------------------------------------------------------------------- -#}
+
+{#- identity_edge_columns(): (strong identifier type, column) in byte order of the type, so the left column of
+    every pair is the smaller type and an edge is stored once, canonically. -#}
+{% macro identity_edge_columns() -%}
+    {{- return([('cookie', 'cookie_id'), ('email', 'email_hash'), ('session', 'session_id'), ('user_id', 'user_id')]) -}}
+{%- endmacro %}
+
+{#- identity_events_wide(clicks, conversions): one row per event of the two relations (non-bot clicks and
+    conversions), observed_at and one text column per strong identifier. -#}
+{% macro identity_events_wide(clicks, conversions) -%}
+    {%- for relation, observed_at in [(clicks, 'clicked_at'), (conversions, 'converted_at')] %}
+    select
+        {{ observed_at }} as observed_at,
+        {%- for _, column in identity_edge_columns() %}
+        cast({{ column }} as {{ dbt.type_string() }}) as {{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ relation }}
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- identity_co_occurrences(events): an edge per pair of strong identifiers seen on one event of `events`
+    (identity_events_wide), edge_type '<left>-<right>'. Each pair of types is aggregated on its own (its edge_type
+    is its own, so no edge spans two): a hash table keyed by two values of one pair instead of one keyed by five
+    columns of all 10.6M edges of 10M clicks, which ran DuckDB out of its 2GB. -#}
+{% macro identity_co_occurrences(events) -%}
+    {%- for (left_type, left_column), (right_type, right_column) in int_ordered_pairs(identity_edge_columns()) %}
+    select
+        '{{ left_type }}' as left_type,
+        {{ left_column }} as left_value,
+        '{{ right_type }}' as right_type,
+        {{ right_column }} as right_value,
+        '{{ left_type }}-{{ right_type }}' as edge_type,
+        count(*) as n_events,
+        min(observed_at) as first_seen_at,
+        max(observed_at) as last_seen_at
+    from {{ events }}
+    where {{ left_column }} is not null
+        and {{ right_column }} is not null
+    group by {{ left_column }}, {{ right_column }}
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- identity_direct_click_pairs(conversions, clicks): the conversion's cookie and the cookie of the non-bot click
+    it carries in direct_click_id, when they differ (the same person in another browser or after a cookie reset),
+    in canonical order, with the conversion's time. -#}
+{% macro identity_direct_click_pairs(conversions, clicks) -%}
+    {%- set less = int_bytewise_less(conversions ~ '.cookie_id', clicks ~ '.cookie_id') %}
+    select
+        'cookie' as left_type,
+        case when {{ less }} then {{ conversions }}.cookie_id else {{ clicks }}.cookie_id end as left_value,
+        'cookie' as right_type,
+        case when {{ less }} then {{ clicks }}.cookie_id else {{ conversions }}.cookie_id end as right_value,
+        {{ conversions }}.converted_at as observed_at
+    from {{ conversions }}
+    inner join {{ clicks }}
+        on {{ conversions }}.direct_click_id = {{ clicks }}.click_id
+    where {{ conversions }}.cookie_id is not null
+        and {{ clicks }}.cookie_id is not null
+        and {{ conversions }}.cookie_id <> {{ clicks }}.cookie_id
+{%- endmacro %}
+
+{#- identity_direct_click_edges(pairs): the pairs of identity_direct_click_pairs as edges, edge_type
+    'direct_click-cookie'. -#}
+{% macro identity_direct_click_edges(pairs) -%}
+    select
+        left_type,
+        left_value,
+        right_type,
+        right_value,
+        'direct_click-cookie' as edge_type,
+        count(*) as n_events,
+        min(observed_at) as first_seen_at,
+        max(observed_at) as last_seen_at
+    from {{ pairs }}
+    group by left_type, left_value, right_type, right_value
+{%- endmacro %}
+
+
+{#- ---------------------------------------------------------------------------------------------------------
+    The hourly merge: the state the identity asset keeps between re-fits, and what its increment reads.
+--------------------------------------------------------------------------------------------------------- -#}
+
+{#- identity_graph_mark(): the newest event load the stored identity graph covers, as the identity asset last
+    recorded it (intermediate.identity_graph_state, after a re-fit or an hourly merge); none before the first.
+    Looked up, not named with source(): the increment feeds the asset that writes the mark, and a source would make
+    that a cycle. A literal on PostgreSQL (so the load-stamp indexes serve it, see stored_watermark), else a scalar
+    subquery. -#}
+{% macro identity_graph_mark() -%}
+    {%- if not execute -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set state = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_graph_state') -%}
+    {%- if state is none -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- if target.type == 'postgres' and reads_built_table(this) -%}
+        {%- set value = run_query("select cast(max(loaded_through) as text) from " ~ state).columns[0].values()[0] -%}
+        {{- return(int_timestamptz_literal(value) if value is not none else none) -}}
+    {%- endif -%}
+    {{- return('(select max(loaded_through) from ' ~ state ~ ')') -}}
+{%- endmacro %}
+
+{#- identity_since_mark(mark): the filter of events loaded after the graph's mark (all events without one). -#}
+{% macro identity_since_mark(mark) -%}
+    {{- '_loaded_at > ' ~ mark if mark else '1 = 1' -}}
+{%- endmacro %}
+
+{#- identity_optional(relation, empty_select): `select * from relation`, or `empty_select` (typed, no rows) while
+    the relation does not exist yet (before the identity asset's first write). -#}
+{% macro identity_optional(relation, empty_select) -%}
+    {%- if int_relation_exists(relation) -%}
+    select * from {{ relation }}
+    {%- else -%}
+    {{ empty_select }} where 1 = 0
+    {%- endif -%}
+{%- endmacro %}
+
+{#- identity_fitted_at(): when the identities were last re-fitted (identity_graph_state.fitted_at, text), which an
+    hourly merge keeps; none before the first re-fit (or in a unit test, whose `this` is its given rows). -#}
+{% macro identity_fitted_at() -%}
+    {%- if not execute or this is string -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set state = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_graph_state') -%}
+    {%- if state is none -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(run_query('select max(fitted_at) from ' ~ state).columns[0].values()[0]) -}}
+{%- endmacro %}
+
+{#- identity_refit_since_build(relation): whether the identities were re-fitted since `relation` was built (its
+    _identities_fitted_at, the same on every row, differs from identity_fitted_at()). A re-fit may move any event to
+    another identity; an hourly merge moves only the events of the identities it forwards. -#}
+{% macro identity_refit_since_build(relation) -%}
+    {%- if not reads_built_table(relation) -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set built = adapter.get_relation(database=relation.database, schema=relation.schema, identifier=relation.identifier) -%}
+    {%- if built is none -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- if '_identities_fitted_at' not in (adapter.get_columns_in_relation(built) | map(attribute='name') | map('lower') | list) -%}
+        {{- return(true) -}}
+    {%- endif -%}
+    {%- set stored = run_query('select max(_identities_fitted_at) from (select _identities_fitted_at from ' ~ built
+                               ~ ' limit 1) as stored').columns[0].values()[0] -%}
+    {{- return(stored != identity_fitted_at()) -}}
 {%- endmacro %}

@@ -31,3 +31,18 @@
 {% macro incremental_deletes_rows() -%}
     {{- return(is_incremental() and target.type != 'spark') -}}
 {%- endmacro %}
+
+
+{#- should_full_refresh(): dbt's own (the model's full_refresh config, else --full-refresh), overridden to add one
+    case: a model configured rebuild_after_identity_refit is rebuilt whole when the identities were re-fitted since
+    its build (int_event_identities: a re-fit may move any event, the hourly merges only events they name). -#}
+{% macro should_full_refresh() %}
+    {%- set config_full_refresh = config.get('full_refresh') -%}
+    {%- if config_full_refresh is none -%}
+        {%- set config_full_refresh = flags.FULL_REFRESH -%}
+    {%- endif -%}
+    {%- if not config_full_refresh and config.get('rebuild_after_identity_refit') -%}
+        {%- set config_full_refresh = identity_refit_since_build(this) -%}
+    {%- endif -%}
+    {%- do return(config_full_refresh) -%}
+{% endmacro %}

@@ -7,18 +7,40 @@ their own). This asset keeps in Python only what needs Python: the components of
 break a per-identity limit (:func:`python_models.identity.resolve_identity_nodes`). It writes one integer table,
 node -> representative node. Pulling 13M identifier strings into pandas cost more than the whole graph algorithm.
 
+In the hourly job (run tag IDENTITIES_TAG) the asset does not re-fit: it merges the identifiers and edges of the
+events loaded since the graph's mark into the stored identities (orchestration.assets.identity_merge); every re-fit
+empties what the merges added.
+
 On Spark the graph is not collected: :mod:`warehouse.spark_graph` finds the components in Spark (large-star /
 small-star rounds), hands only the components that break a limit to the same function on the driver, gives every
 other component its representative by the same rule in Spark, and writes the table from Spark.
 """
+
+from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from orchestration.assets.common import PYTHON_SCHEMA, PhaseTimer
-from orchestration.assets.keys import IDENTITY_REPRESENTATIVES, INT_IDENTITY_NODE_EDGES, INT_IDENTITY_NODES
+from orchestration.assets.common import PYTHON_SCHEMA, PhaseTimer, refresh_scope_metadata
+from orchestration.assets.identity_merge import (
+    MergeState,
+    empty_state,
+    fitted_loaded_through,
+    merge_new_events,
+    write_state,
+)
+from orchestration.assets.keys import (
+    IDENTITY_ADDED_NODES,
+    IDENTITY_FORWARDS,
+    IDENTITY_REPRESENTATIVES,
+    INT_IDENTITY_INCREMENT_EDGES,
+    INT_IDENTITY_INCREMENT_NODES,
+    INT_IDENTITY_NODE_EDGES,
+    INT_IDENTITY_NODES,
+)
+from orchestration.partitions import IDENTITIES_MERGED, IDENTITIES_TAG
 from orchestration.resources import WarehouseResource
 from orchestration.settings import PipelineSettings
 from python_models.identity import (
@@ -83,9 +105,30 @@ def _resolve_in_spark(spark: object, limits: IdentityLimits, timer: PhaseTimer) 
     specs=[
         dg.AssetSpec(
             IDENTITY_REPRESENTATIVES,
-            deps=[INT_IDENTITY_NODES, INT_IDENTITY_NODE_EDGES],
+            deps=[
+                INT_IDENTITY_NODES,
+                INT_IDENTITY_NODE_EDGES,
+                INT_IDENTITY_INCREMENT_NODES,
+                INT_IDENTITY_INCREMENT_EDGES,
+            ],
             description="The resolved identity graph: every node of int_identity_nodes → the node of its identity's "
-            "earliest identifier. Named and assigned to events by the after_identity_graph dbt models.",
+            "earliest identifier, re-fitted daily; the hourly job merges the new loads' identifiers and edges into it "
+            "(identity_added_nodes, identity_forwards). Named and assigned to events by the after_identity_graph dbt "
+            "models.",
+            group_name="identity",
+        ),
+        dg.AssetSpec(
+            IDENTITY_ADDED_NODES,
+            deps=[INT_IDENTITY_INCREMENT_NODES, INT_IDENTITY_INCREMENT_EDGES],
+            description="Identifiers first seen since the last re-fit, numbered after int_identity_nodes by the "
+            "hourly merges, with their identity; emptied by every re-fit.",
+            group_name="identity",
+        ),
+        dg.AssetSpec(
+            IDENTITY_FORWARDS,
+            deps=[INT_IDENTITY_INCREMENT_NODES, INT_IDENTITY_INCREMENT_EDGES],
+            description="Identities that joined an earlier one in an hourly merge since the last re-fit (old → new "
+            "representative, old id); emptied by every re-fit.",
             group_name="identity",
         ),
     ],
@@ -97,6 +140,29 @@ def identity_graph(
     wh = warehouse.get()
     limits = settings.identity_limits
     timer = PhaseTimer()
+    if context.run.tags.get(IDENTITIES_TAG) == IDENTITIES_MERGED:
+        scope = refresh_scope_metadata(context)
+        with wh.transaction(IDENTITY_DUCKDB_SETTINGS) as conn:
+            merged = merge_new_events(wh, conn, limits, timer)
+        if merged is None:
+            # Nothing to merge into: the events keep their own identities until the first re-fit.
+            for key in (IDENTITY_REPRESENTATIVES, IDENTITY_ADDED_NODES, IDENTITY_FORWARDS):
+                yield dg.MaterializeResult(asset_key=key, metadata={"mode": "waiting for the first re-fit", **scope})
+            return
+        state, merge_stats = merged
+        yield dg.MaterializeResult(
+            asset_key=IDENTITY_REPRESENTATIVES,
+            metadata={
+                "mode": "hourly merge of the new loads",
+                **merge_stats,
+                "loaded_through": state.loaded_through.isoformat(),
+                "limits": dg.MetadataValue.json(limits.as_dict()),
+                "seconds_by_phase": dg.MetadataValue.json(timer.seconds),
+                **scope,
+            },
+        )
+        yield from _state_materializations(state, scope)
+        return
     spark_stats: dict[str, int] = {}
     with wh.transaction(IDENTITY_DUCKDB_SETTINGS) as conn:
         if wh.target.is_spark:
@@ -111,10 +177,14 @@ def identity_graph(
                 del nodes, edges
             with timer("write"):
                 n_rows = wh.replace_table(representatives, PYTHON_SCHEMA, IDENTITY_REPRESENTATIVES.path[-1], conn)
+        # A re-fit holds every identifier: the hourly merges start again from it.
+        state = empty_state(int(stats["n_identifiers"]), fitted_loaded_through(wh, conn))
+        write_state(wh, conn, state)
         colliding_nodes = int(wh.scalar(f"select count(*) from {_COLLISIONS}", conn) or 0)
     yield dg.MaterializeResult(
         asset_key=IDENTITY_REPRESENTATIVES,
         metadata={
+            "mode": "re-fit of every identifier",
             "dagster/row_count": n_rows,
             "identities": stats["n_identities"],
             "identifiers": stats["n_identifiers"],
@@ -127,5 +197,25 @@ def identity_graph(
             "seconds_by_phase": dg.MetadataValue.json(timer.seconds),
             # Spark only: large-star / small-star rounds to the components, nodes of the components split on the driver.
             **spark_stats,
+        },
+    )
+    yield from _state_materializations(state)
+
+
+def _state_materializations(
+    state: MergeState, scope: dict[str, dg.MetadataValue] | None = None
+) -> Iterator[dg.MaterializeResult]:
+    """What the hourly merges added since the last re-fit (nothing right after one)."""
+    yield dg.MaterializeResult(
+        asset_key=IDENTITY_ADDED_NODES,
+        metadata={"dagster/row_count": len(state.added), "next_node": state.next_node, **(scope or {})},
+    )
+    yield dg.MaterializeResult(
+        asset_key=IDENTITY_FORWARDS,
+        metadata={
+            "dagster/row_count": len(state.forwards),
+            "loaded_through": state.loaded_through.isoformat(),
+            "identities_fitted_at": state.fitted_at,
+            **(scope or {}),
         },
     )

@@ -18,13 +18,17 @@ Identity ids are ``'idn_' + sha256('<type>:<value>')[:16]`` of the component's e
 does not merge components. An event takes the identity of its highest-priority strong identifier (see
 ``STRONG_TYPES``); events without one get ``'evt_' + sha256('<kind>:<id>')[:16]`` (:func:`event_singleton_id`).
 
+Between re-fits, :func:`merge_identities` unites the stored identities with the identifiers and edges of newly
+loaded events (the hourly job), under the same limits and naming rule, never cutting a stored identity.
+
 Modules: ``rules`` (types, limits, trust), ``encoding`` (vectorised helpers), ``graph`` (the array graph from strings
-or integer codes), ``split`` (limit splits), ``resolve`` (the entry points). No I/O and no environment reads: the
-orchestration layer builds :class:`IdentityLimits` from its settings.
+or integer codes), ``split`` (limit splits), ``resolve`` (the entry points), ``merge`` (the hourly merge). No I/O
+and no environment reads: the orchestration layer builds :class:`IdentityLimits` from its settings.
 """
 
 from python_models.identity.encoding import event_singleton_id, identity_id_for
 from python_models.identity.graph import CODED_EDGE_COLUMNS, NODE_COLUMNS, ValueLookup
+from python_models.identity.merge import UNIT_COLUMNS, UNIT_COUNT_COLUMNS, UNIT_EDGE_COLUMNS, merge_identities
 from python_models.identity.resolve import (
     _components,
     resolve_identities,
@@ -48,12 +52,16 @@ __all__ = [
     "JUNK_TOKENS",
     "NODE_COLUMNS",
     "STRONG_TYPES",
+    "UNIT_COLUMNS",
+    "UNIT_COUNT_COLUMNS",
+    "UNIT_EDGE_COLUMNS",
     "WEAK_TYPES",
     "IdentityLimits",
     "ValueLookup",
     "_components",
     "event_singleton_id",
     "identity_id_for",
+    "merge_identities",
     "resolve_identities",
     "resolve_identities_with_stats",
     "resolve_identity_nodes",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -64,24 +66,36 @@ def _resolve_labels(graph: _Graph, limits: IdentityLimits) -> tuple[np.ndarray, 
     return labels, n_comp, n_bad
 
 
-def _representatives(graph: _Graph, labels: np.ndarray, n_comp: int) -> np.ndarray:
-    """Node index of each component's earliest identifier (first_seen, then type priority, then value)."""
-    key = graph.node_first_seen * 4 + graph.node_type.astype(np.int64)
-    comp_min = np.full(n_comp, np.iinfo(np.int64).max, dtype=np.int64)
+def earliest(
+    first_seen: np.ndarray,
+    type_rank: np.ndarray,
+    labels: np.ndarray,
+    n_labels: int,
+    values_of: Callable[[np.ndarray], pa.Array],
+) -> np.ndarray:
+    """Index of each label's earliest identifier: minimum first_seen, then type priority, then value (read through
+    ``values_of`` for the tied rows only). The rule that picks an identity's representative, and so its name."""
+    key = first_seen * 4 + type_rank.astype(np.int64)
+    comp_min = np.full(n_labels, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(comp_min, labels, key)
     candidates = np.flatnonzero(key == comp_min[labels])
     cand_labels = labels[candidates]
-    n_cand = np.bincount(cand_labels, minlength=n_comp)
-    rep = np.full(n_comp, -1, dtype=np.int64)
+    n_cand = np.bincount(cand_labels, minlength=n_labels)
+    rep = np.full(n_labels, -1, dtype=np.int64)
     unique = n_cand[cand_labels] == 1
     rep[cand_labels[unique]] = candidates[unique]
     tied = candidates[~unique]
     if len(tied):
         # Same first_seen and type: the smallest value wins (rare; sorted on the tied rows only).
-        frame = pd.DataFrame({"label": labels[tied], "value": graph.values_of(tied).to_pylist()})
+        frame = pd.DataFrame({"label": labels[tied], "value": values_of(tied).to_pylist()})
         first = frame.sort_values(["label", "value"]).drop_duplicates("label")
         rep[first["label"].to_numpy()] = tied[first.index.to_numpy()]
     return rep
+
+
+def _representatives(graph: _Graph, labels: np.ndarray, n_comp: int) -> np.ndarray:
+    """Node index of each component's earliest identifier."""
+    return earliest(graph.node_first_seen, graph.node_type, labels, n_comp, graph.values_of)
 
 
 def resolve_identities_with_stats(

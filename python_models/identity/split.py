@@ -19,18 +19,18 @@ def _canonical_rank(node_type: np.ndarray, node_value: pa.Array) -> np.ndarray:
     return rank
 
 
-def _constrained_forest(
-    n_nodes: int, a: np.ndarray, b: np.ndarray, node_type: np.ndarray, limits: np.ndarray
-) -> np.ndarray:
+def _constrained_forest(a: np.ndarray, b: np.ndarray, counts: np.ndarray, limits: np.ndarray) -> np.ndarray:
     """Union edges (a[k], b[k]) in the given order unless the union breaks a limit; returns each node's root.
 
-    This is the module's only per-edge Python loop. It sees only edges of components that violate a limit, minus
-    session leaves (attached afterwards, vectorised, by :func:`_attach_leaves`).
+    ``counts`` holds each node's identifiers per type (one row per node, ``STRONG_TYPES`` order): one 1 for an
+    identifier, a whole stored identity's counts when the hourly merge unites identities. This is the module's only
+    per-edge Python loop. It sees only edges of components that violate a limit, minus session leaves (attached
+    afterwards, vectorised, by :func:`_attach_leaves`).
     """
+    n_nodes = len(counts)
     parent = list(range(n_nodes))
     size = [1] * n_nodes
-    types = node_type.tolist()
-    cu, ce, cc, cs = ([int(t == k) for t in types] for k in range(4))
+    cu, ce, cc, cs = (counts[:, k].tolist() for k in range(4))
     lu, le, lc, ls = (int(x) for x in limits)
     for x, y in zip(a.tolist(), b.tolist(), strict=True):
         while parent[x] != x:
@@ -79,6 +79,35 @@ def _attach_leaves(
     return roots
 
 
+def pair_edges(lo: np.ndarray, hi: np.ndarray, attributes: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per pair (lo, hi), lo != hi, of the edges between them: events summed, the most trusted type, first
+    seen earliest, last seen latest (an edge type per row in, all of a pair's evidence out)."""
+    return (
+        pd.DataFrame({"lo": lo, "hi": hi, **attributes})
+        .loc[lo != hi]
+        .groupby(["lo", "hi"], as_index=False, sort=False)
+        .agg(n_events=("n_events", "sum"), trust=("trust", "max"), first_seen=("first_seen", "min"),
+             last_seen=("last_seen", "max"))
+    )  # fmt: skip
+
+
+def strongest_first(pairs: pd.DataFrame, rank: np.ndarray) -> np.ndarray:
+    """The order in which :func:`_constrained_forest` unites ``pairs`` (lo, hi, n_events, trust, first_seen,
+    last_seen): most events, most trusted type, oldest, most recently confirmed, then the canonical ``rank`` of the
+    two ends, so the order never depends on input row order."""
+    r_lo, r_hi = rank[pairs["lo"].to_numpy()], rank[pairs["hi"].to_numpy()]
+    return np.lexsort(
+        (
+            np.maximum(r_lo, r_hi),
+            np.minimum(r_lo, r_hi),
+            -pairs["last_seen"].to_numpy(),
+            pairs["first_seen"].to_numpy(),
+            -pairs["trust"].to_numpy(),
+            -pairs["n_events"].to_numpy(),
+        )
+    )
+
+
 def _split_violations(
     graph: _Graph, labels: np.ndarray, bad_component: np.ndarray, limits: IdentityLimits
 ) -> tuple[np.ndarray, int]:
@@ -89,39 +118,14 @@ def _split_violations(
     local[nodes] = np.arange(len(nodes))
     sel = np.flatnonzero(bad_node[graph.u])
     a, b = local[graph.u[sel]], local[graph.v[sel]]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    pairs = (
-        pd.DataFrame(
-            {
-                "lo": lo,
-                "hi": hi,
-                "n_events": graph.edge_values("n_events", sel),
-                "trust": graph.edge_values("trust", sel),
-                "first_seen": graph.edge_values("first_seen", sel),
-                "last_seen": graph.edge_values("last_seen", sel),
-            }
-        )
-        .loc[lo != hi]
-        .groupby(["lo", "hi"], as_index=False, sort=False)
-        .agg(n_events=("n_events", "sum"), trust=("trust", "max"), first_seen=("first_seen", "min"),
-             last_seen=("last_seen", "max"))
-    )  # fmt: skip
-    node_type = graph.node_type[nodes].astype(np.int64)
-    rank = _canonical_rank(node_type, graph.values_of(nodes))
-    p_lo, p_hi = pairs["lo"].to_numpy(), pairs["hi"].to_numpy()
-    r_lo, r_hi = rank[p_lo], rank[p_hi]
-    # Strongest first: most events, most trusted type, oldest, most recently confirmed, then canonical order.
-    order = np.lexsort(
-        (
-            np.maximum(r_lo, r_hi),
-            np.minimum(r_lo, r_hi),
-            -pairs["last_seen"].to_numpy(),
-            pairs["first_seen"].to_numpy(),
-            -pairs["trust"].to_numpy(),
-            -pairs["n_events"].to_numpy(),
-        )
+    pairs = pair_edges(
+        np.minimum(a, b),
+        np.maximum(a, b),
+        {name: graph.edge_values(name, sel) for name in ("n_events", "trust", "first_seen", "last_seen")},
     )
-    p_lo, p_hi = p_lo[order], p_hi[order]
+    node_type = graph.node_type[nodes].astype(np.int64)
+    order = strongest_first(pairs, _canonical_rank(node_type, graph.values_of(nodes)))
+    p_lo, p_hi = pairs["lo"].to_numpy()[order], pairs["hi"].to_numpy()[order]
     # Session leaves (a session seen with one cookie only: most nodes) connect nothing, so they stay out of the
     # loop and are attached afterwards; sessions then never block a merge of stronger identifiers. Other leaves
     # (a user_id at the end of a path) stay in the loop, where they compete for their type's budget in order.
@@ -131,7 +135,7 @@ def _split_violations(
     hi_leaf = (degree[p_hi] == 1) & (node_type[p_hi] == session)
     core = lo_leaf == hi_leaf  # neither end is a leaf, or an isolated pair
     bounds = limits.as_array()
-    roots = _constrained_forest(len(nodes), p_lo[core], p_hi[core], node_type, bounds)
+    roots = _constrained_forest(p_lo[core], p_hi[core], np.eye(len(STRONG_TYPES), dtype=np.int64)[node_type], bounds)
     hang = ~core
     leaf = np.where(lo_leaf[hang], p_lo[hang], p_hi[hang])
     anchor = np.where(lo_leaf[hang], p_hi[hang], p_lo[hang])

@@ -9,13 +9,26 @@
     excluded explicitly; a node whose key other nodes share (int_identity_key_collisions, normally none) matches
     only when its string equals the event's, so the result is exact.
 
+    The identities are those the Python identity asset left: the last re-fit's, with the hourly merges since
+    applied (macros identity_nodes and identity_representatives). Incremental (delete+insert on the event; a table
+    on Spark, which rebuilds it): an hourly run resolves the events loaded since its previous build and the events
+    of identities a merge forwarded to another; a merge changes no other event's identity. After a re-fit, which
+    may move any event, the model is rebuilt whole (config rebuild_after_identity_refit, see should_full_refresh).
+    Every node is looked up by a full build; an hourly run looks up only the keys its events carry.
+
     Empty until the Python identity asset has written its first resolution (source python.identity_representatives):
     the same as having no identities. -#}
 
 {{ config(
     tags=['after_identity_graph'],
+    rebuild_after_identity_refit=true,
     pre_hook="{{ link_attribution.identity_duckdb_write_settings(true) }}",
     post_hook="{{ link_attribution.identity_duckdb_write_settings(false) }}",
+    **incremental_config(['event_kind', 'event_id'], 'append_new_columns', indexes=[
+        {'columns': ['event_id']},
+        {'columns': ['identity_id']},
+        {'columns': ['_loaded_at']},
+    ])
 ) }}
 
 {%- set representatives_relation = source('python', 'identity_representatives') %}
@@ -25,14 +38,20 @@
 {%- set nodes_relation = ref('int_identity_nodes') %}
 {%- set collisions_relation = ref('int_identity_key_collisions') %}
 {%- set identities_relation = ref('int_identities') %}
+{%- set added_relation = source('python', 'identity_added_nodes') %}
+{%- set forwards_relation = source('python', 'identity_forwards') %}
+{#- A table built before it kept load stamps has no watermark: that run rebuilds it (and adds the column). -#}
+{%- set incremental = is_incremental() and (this is string
+    or '_loaded_at' in (adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list)) %}
 
 with
 
-events as (
+all_events as not materialized (
 
     select
         'click' as event_kind,
         click_id as event_id,
+        _loaded_at,
         {%- for _, column in event_columns %}
         {{ column }}{{ ',' if not loop.last }}
         {%- endfor %}
@@ -44,6 +63,7 @@ events as (
     select
         'conversion' as event_kind,
         conversion_id as event_id,
+        _loaded_at,
         {%- for _, column in event_columns %}
         {{ column }}{{ ',' if not loop.last }}
         {%- endfor %}
@@ -51,17 +71,49 @@ events as (
 
 ),
 
+{%- if incremental %}
+
+-- An hourly run: the events loaded since the previous build, and those of the identities the hourly merges forwarded
+-- to another (python.identity_forwards: each fitted or merged identity that joined an earlier one, since the last
+-- re-fit). Every other event keeps the identity it has.
+events as (
+
+    select * from all_events
+    where _loaded_at > {{ stored_watermark(this, '_loaded_at') }}
+    {%- if int_relation_exists(forwards_relation) %}
+    union
+    select all_events.*
+    from all_events
+    inner join {{ this }} as stored
+        on stored.event_kind = all_events.event_kind
+        and stored.event_id = all_events.event_id
+    inner join {{ forwards_relation }} as forwards
+        on forwards.old_identity_id = stored.identity_id
+    {%- endif %}
+
+),
+
+{%- else %}
+
+events as (
+
+    select * from all_events
+
+),
+
+{%- endif %}
+
 {%- if has_representatives %}
 
 nodes as (
 
-    select * from {{ nodes_relation }}
+    {{ identity_nodes() }}
 
 ),
 
 representatives as (
 
-    select * from {{ representatives_relation }}
+    {{ identity_representatives() }}
 
 ),
 
@@ -81,6 +133,18 @@ keyed_representatives as materialized (
         representatives.rep_node,
         collisions.identifier_value as colliding_value
     from nodes
+    {%- if incremental %}
+    inner join (
+        {%- for identifier_type, column in event_columns %}
+        select {{ loop.index0 }} as type_rank, {{ identity_node_key(identity_literal(identifier_type), 'events.' ~ column) }} as node_key
+        from events
+        where events.{{ column }} is not null
+        {{ 'union' if not loop.last }}
+        {%- endfor %}
+    ) as event_keys
+        on event_keys.type_rank = nodes.type_rank
+        and event_keys.node_key = nodes.node_key
+    {%- endif %}
     inner join representatives
         on representatives.node = nodes.node
     left join collisions
@@ -88,9 +152,19 @@ keyed_representatives as materialized (
 
 ),
 
+-- The fitted identities' names, and those of identities the hourly merges founded since (a new identifier that
+-- is its own representative), named by the same rule.
 identities as (
 
-    select * from {{ identities_relation }}
+    select rep_node, identity_id from {{ identities_relation }}
+    {%- if int_relation_exists(added_relation) %}
+    union all
+    select
+        node as rep_node,
+        {{ identity_short_hash('idn_', identity_type_name('type_rank') ~ " || ':' || identifier_value") }} as identity_id
+    from {{ added_relation }}
+    where node = rep_node
+    {%- endif %}
 
 ),
 
@@ -99,6 +173,7 @@ resolved as (
     select
         events.event_kind,
         events.event_id,
+        events._loaded_at,
         identities.identity_id
     from events
     {%- set found = [] %}
@@ -131,6 +206,7 @@ resolved as (
     select
         events.event_kind,
         events.event_id,
+        events._loaded_at,
         cast(null as {{ dbt.type_string() }}) as identity_id
     from events
     where 1 = 0
@@ -144,7 +220,11 @@ final as (
     select
         event_kind,
         event_id,
-        coalesce(identity_id, {{ identity_short_hash('evt_', "event_kind || ':' || event_id") }}) as identity_id
+        coalesce(identity_id, {{ identity_short_hash('evt_', "event_kind || ':' || event_id") }}) as identity_id,
+        _loaded_at,
+        {%- set fitted_at = identity_fitted_at() %}
+        {{ identity_literal(fitted_at) if fitted_at is not none else 'cast(null as ' ~ dbt.type_string() ~ ')' }}
+            as _identities_fitted_at
     from resolved
 
 )

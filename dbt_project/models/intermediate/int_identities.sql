@@ -12,7 +12,7 @@ with
 
 nodes as (
 
-    select * from {{ ref('int_identity_nodes') }}
+    {{ identity_nodes() }}
 
 ),
 

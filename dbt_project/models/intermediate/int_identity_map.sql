@@ -15,7 +15,7 @@ with
 
 nodes as (
 
-    select * from {{ ref('int_identity_nodes') }}
+    {{ identity_nodes() }}
 
 ),
 
