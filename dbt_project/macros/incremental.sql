@@ -19,10 +19,16 @@
     {%- endif -%}
     {%- set config = {'materialized': 'incremental', 'incremental_strategy': 'delete+insert', 'unique_key': unique_key,
                       'on_schema_change': on_schema_change} -%}
-    {%- if target.type == 'postgres' and indexes -%}
-        {%- do config.update({'indexes': indexes}) -%}
-    {%- endif -%}
+    {%- do config.update(postgres_indexes(indexes)) -%}
     {{- return(config) -}}
+{%- endmacro %}
+
+
+{#- postgres_indexes(indexes): the config that gives a model dbt's `indexes` on PostgreSQL only: its row store reads
+    every column of every row a lookup scans, so a model that small runs look rows up in is indexed there. DuckDB's
+    columnar scans need none (and would build ART indexes); Spark has none. -#}
+{% macro postgres_indexes(indexes) -%}
+    {{- return({'indexes': indexes} if target.type == 'postgres' and indexes else {}) -}}
 {%- endmacro %}
 
 

@@ -54,6 +54,7 @@ from warehouse.client import Warehouse, qualified
 _NODES = qualified(*INT_IDENTITY_NODES.path)
 _NODE_EDGES = qualified(*INT_IDENTITY_NODE_EDGES.path)
 _COLLISIONS = qualified("intermediate", "int_identity_key_collisions")
+_REPRESENTATIVES = qualified(PYTHON_SCHEMA, IDENTITY_REPRESENTATIVES.path[-1])
 _LOOKUP = "identity_lookup__tmp"
 
 # Nothing here depends on row order (the graph is resolved order-free, tested with shuffled input); without the
@@ -177,6 +178,10 @@ def identity_graph(
                 del nodes, edges
             with timer("write"):
                 n_rows = wh.replace_table(representatives, PYTHON_SCHEMA, IDENTITY_REPRESENTATIVES.path[-1], conn)
+                if wh.target.is_postgres:
+                    # The hourly merge and int_event_identities look up a few nodes and identities by either column.
+                    for column in ("node", "rep_node"):
+                        wh.execute(f"create index on {_REPRESENTATIVES} ({column})", conn)
         # A re-fit holds every identifier: the hourly merges start again from it.
         state = empty_state(int(stats["n_identifiers"]), fitted_loaded_through(wh, conn))
         write_state(wh, conn, state)

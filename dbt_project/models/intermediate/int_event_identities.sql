@@ -157,6 +157,9 @@ keyed_representatives as materialized (
 identities as (
 
     select rep_node, identity_id from {{ identities_relation }}
+    {%- if incremental %}
+    where rep_node in (select rep_node from keyed_representatives)
+    {%- endif %}
     {%- if int_relation_exists(added_relation) %}
     union all
     select

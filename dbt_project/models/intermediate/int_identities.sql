@@ -5,7 +5,8 @@
 
     Empty until the Python identity asset has written its first resolution (source python.identity_representatives). -#}
 
-{{ config(tags=['after_identity_graph']) }}
+{#- Indexed on PostgreSQL: an hourly run of int_event_identities names only the identities its events found. -#}
+{{ config(tags=['after_identity_graph'], **postgres_indexes([{'columns': ['rep_node']}])) }}
 
 
 with

@@ -6,13 +6,15 @@
     A node keeps its type as a small rank, not as text (a string per row made the later joins spill at 10M clicks),
     and a 64-bit hash of (type, value) as join key: joins of edges and events on it are ~3x faster than on the two
     strings. The nodes of keys that two nodes share are listed by int_identity_key_collisions, whose strings the joins
-    check. Only read by the daily identity step, so unlogged on PostgreSQL (no write-ahead log; rebuilt by every run). -#}
+    check. Unlogged on PostgreSQL (no write-ahead log; rebuilt by every re-fit), and indexed there by key and number for
+the hourly merge, which looks up only its new identifiers. -#}
 
 {{ config(
     tags=['identity_graph'],
     unlogged=true,
     pre_hook="{{ link_attribution.identity_duckdb_write_settings(true) }}",
     post_hook="{{ link_attribution.identity_duckdb_write_settings(false) }}",
+    **postgres_indexes([{'columns': ['node_key']}, {'columns': ['node']}])
 ) }}
 
 {%- set strong_types = identity_strong_types() %}
