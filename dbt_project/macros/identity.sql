@@ -228,14 +228,17 @@
 {%- endmacro %}
 
 
-{#- identity_representatives(): every node's identity as the Python identity asset left it, node -> rep_node: the
-    last re-fit's resolution (source python.identity_representatives) with the hourly merges since applied (a
-    fitted identity that joined another forwards to it, python.identity_forwards; nodes first seen since the re-fit,
-    python.identity_added_nodes). No rows before the first resolution (then there are no identities yet). -#}
-{% macro identity_representatives() -%}
+{#- identity_representatives(where=none): every node's identity as the Python identity asset left it, node ->
+    rep_node: the last re-fit's resolution (source python.identity_representatives) with the hourly merges since
+    applied (a fitted identity that joined another forwards to it, python.identity_forwards; nodes first seen since
+    the re-fit, python.identity_added_nodes). No rows before the first resolution (then there are no identities
+    yet). `where`, a condition on `node`, is applied inside each part, so a lookup of a few nodes reads them through
+    the tables' indexes. -#}
+{% macro identity_representatives(where=none) -%}
     {%- set fitted = source('python', 'identity_representatives') -%}
     {%- set forwards = source('python', 'identity_forwards') -%}
     {%- set added = source('python', 'identity_added_nodes') -%}
+    {%- set filter = 'where ' ~ where if where else '' -%}
     {%- if int_relation_exists(fitted) %}
     select
         fitted.node,
@@ -248,9 +251,11 @@
         fitted.rep_node
     from {{ fitted }} as fitted
         {%- endif %}
+    {{ filter }}
     {%- if int_relation_exists(added) %}
     union all
     select node, rep_node from {{ added }}
+    {{ filter }}
     {%- endif %}
     {%- else %}
     select cast(null as bigint) as node, cast(null as bigint) as rep_node
@@ -259,14 +264,17 @@
 {%- endmacro %}
 
 
-{#- identity_nodes(): the graph's nodes, int_identity_nodes of the last re-fit and those the hourly merges added
-    since (python.identity_added_nodes), with the columns the identity models read. -#}
-{% macro identity_nodes() -%}
+{#- identity_nodes(where=none): the graph's nodes, int_identity_nodes of the last re-fit and those the hourly merges
+    added since (python.identity_added_nodes), with the columns the identity models read; `where` as above. -#}
+{% macro identity_nodes(where=none) -%}
     {%- set added = source('python', 'identity_added_nodes') %}
+    {%- set filter = 'where ' ~ where if where else '' %}
     select node, type_rank, identifier_value, node_key, first_seen_us from {{ ref('int_identity_nodes') }}
+    {{ filter }}
     {%- if int_relation_exists(added) %}
     union all
     select node, type_rank, identifier_value, node_key, first_seen_us from {{ added }}
+    {{ filter }}
     {%- endif %}
 {%- endmacro %}
 

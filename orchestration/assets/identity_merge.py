@@ -76,8 +76,12 @@ def empty_state(next_node: int, loaded_through: pd.Timestamp | None) -> MergeSta
 
 
 def write_state(wh: Warehouse, conn: object, state: MergeState) -> None:
-    wh.replace_table(state.added[_ADDED_COLUMNS], PYTHON_SCHEMA, ADDED_NODES, conn)
-    wh.replace_table(state.forwards[_FORWARD_COLUMNS], PYTHON_SCHEMA, FORWARDS, conn)
+    # Node numbers stay integers whatever an empty list or a nullable read made of them: a float column would make
+    # the lookups that join it to int_identity_nodes compare as floats, past every index.
+    nodes = {"node": "int64", "type_rank": "int64", "first_seen_us": "int64", "rep_node": "int64"}
+    wh.replace_table(state.added[_ADDED_COLUMNS].astype(nodes), PYTHON_SCHEMA, ADDED_NODES, conn)
+    forwards = state.forwards[_FORWARD_COLUMNS].astype({"old_rep": "int64", "rep_node": "int64"})
+    wh.replace_table(forwards, PYTHON_SCHEMA, FORWARDS, conn)
     wh.replace_table(
         pd.DataFrame(
             {"loaded_through": [state.loaded_through], "next_node": [state.next_node], "fitted_at": [state.fitted_at]}

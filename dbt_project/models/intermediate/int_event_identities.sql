@@ -76,20 +76,41 @@ all_events as not materialized (
 -- An hourly run: the events loaded since the previous build, and those of the identities the hourly merges forwarded
 -- to another (python.identity_forwards: each fitted or merged identity that joined an earlier one, since the last
 -- re-fit). Every other event keeps the identity it has.
-events as (
+{%- if int_relation_exists(forwards_relation) %}
+forwarded as materialized (
+
+    select stored.event_kind, stored.event_id
+    from {{ this }} as stored
+    inner join {{ forwards_relation }} as forwards
+        on forwards.old_identity_id = stored.identity_id
+
+),
+{%- endif %}
+
+events as materialized (
 
     select * from all_events
     where _loaded_at > {{ stored_watermark(this, '_loaded_at') }}
     {%- if int_relation_exists(forwards_relation) %}
     union
     select all_events.*
-    from all_events
-    inner join {{ this }} as stored
-        on stored.event_kind = all_events.event_kind
-        and stored.event_id = all_events.event_id
-    inner join {{ forwards_relation }} as forwards
-        on forwards.old_identity_id = stored.identity_id
+    from forwarded
+    inner join all_events
+        on all_events.event_kind = forwarded.event_kind
+        and all_events.event_id = forwarded.event_id
     {%- endif %}
+
+),
+
+-- The keys the events carry, one row per (type, key): only their nodes are looked up.
+event_keys as materialized (
+
+    {%- for identifier_type, column in event_columns %}
+    select {{ loop.index0 }} as type_rank, {{ identity_node_key(identity_literal(identifier_type), 'events.' ~ column) }} as node_key
+    from events
+    where events.{{ column }} is not null
+    {{ 'union' if not loop.last }}
+    {%- endfor %}
 
 ),
 
@@ -105,6 +126,22 @@ events as (
 
 {%- if has_representatives %}
 
+{%- if incremental %}
+
+nodes as materialized (
+
+    {{ identity_nodes('node_key in (select node_key from event_keys)') }}
+
+),
+
+representatives as (
+
+    {{ identity_representatives('node in (select node from nodes)') }}
+
+),
+
+{%- else %}
+
 nodes as (
 
     {{ identity_nodes() }}
@@ -116,6 +153,8 @@ representatives as (
     {{ identity_representatives() }}
 
 ),
+
+{%- endif %}
 
 collisions as (
 
@@ -133,18 +172,6 @@ keyed_representatives as materialized (
         representatives.rep_node,
         collisions.identifier_value as colliding_value
     from nodes
-    {%- if incremental %}
-    inner join (
-        {%- for identifier_type, column in event_columns %}
-        select {{ loop.index0 }} as type_rank, {{ identity_node_key(identity_literal(identifier_type), 'events.' ~ column) }} as node_key
-        from events
-        where events.{{ column }} is not null
-        {{ 'union' if not loop.last }}
-        {%- endfor %}
-    ) as event_keys
-        on event_keys.type_rank = nodes.type_rank
-        and event_keys.node_key = nodes.node_key
-    {%- endif %}
     inner join representatives
         on representatives.node = nodes.node
     left join collisions
