@@ -79,7 +79,7 @@ def upstream(late: bool = False) -> dict[tuple[str, str], pd.DataFrame]:
     human = events.loc[events["event_id"] != "KB"]
     long = pd.concat(
         [
-            human.loc[human[col].notna(), ["event_kind", "event_id", "observed_at", "_loaded_at"]].assign(
+            human.loc[human[col].notna(), ["event_kind", "event_id", "observed_at"]].assign(
                 identifier_type=t, identifier_value=human.loc[human[col].notna(), col]
             )
             for t, col in STRONG.items()

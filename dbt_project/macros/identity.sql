@@ -291,11 +291,12 @@
 {%- endmacro %}
 
 {#- identity_events_wide(clicks, conversions): one row per event of the two relations (non-bot clicks and
-    conversions), observed_at and one text column per strong identifier. -#}
+    conversions), observed_at, _loaded_at and one text column per strong identifier. -#}
 {% macro identity_events_wide(clicks, conversions) -%}
     {%- for relation, observed_at in [(clicks, 'clicked_at'), (conversions, 'converted_at')] %}
     select
         {{ observed_at }} as observed_at,
+        _loaded_at,
         {%- for _, column in identity_edge_columns() %}
         cast({{ column }} as {{ dbt.type_string() }}) as {{ column }}{{ "," if not loop.last }}
         {%- endfor %}

@@ -36,7 +36,6 @@ events as (
         'click' as event_kind,
         click_id as event_id,
         clicked_at as observed_at,
-        _loaded_at,
         {%- for _, column in identifier_columns %}
         {{ column }}{{ "," if not loop.last }}
         {%- endfor %}
@@ -48,7 +47,6 @@ events as (
         'conversion' as event_kind,
         conversion_id as event_id,
         converted_at as observed_at,
-        _loaded_at,
         {%- for _, column in identifier_columns %}
         {{ column }}{{ "," if not loop.last }}
         {%- endfor %}
@@ -64,8 +62,7 @@ final as (
         cast({{ column }} as {{ dbt.type_string() }}) as identifier_value,
         event_kind,
         event_id,
-        observed_at,
-        _loaded_at
+        observed_at
     from events
     where {{ column }} is not null
     {{ "union all" if not loop.last }}

@@ -1,7 +1,8 @@
 {#- The strong, non-blocked identifiers of the events loaded since the stored identity graph's mark
-    (identity_graph_mark) and the ends of their edges (int_identity_increment_edges), one row each, with their node in int_identity_nodes when they already have one: what the
-    hourly merge (the identity_graph asset) adds to the stored identities. An identifier first seen since the last
-    re-fit has no node here; the merge numbers it (or finds it among the nodes earlier merges added).
+    (identity_graph_mark) and the ends of their edges (int_identity_increment_edges), one row each, with their node
+    in int_identity_nodes when they already have one: what the hourly merge (the identity_graph asset) adds to the
+    stored identities. An identifier first seen since the last re-fit has no node here; the merge numbers it (or
+    finds it among the nodes earlier merges added).
 
     key_shared flags an identifier whose 64-bit key a different node of int_identity_nodes holds (normally never):
     the merge stops with an error then, as only the re-fit joins such keys exactly (int_identity_key_collisions).
@@ -11,21 +12,45 @@
 {{ config(tags=['identity_increment']) }}
 
 {%- set mark = identity_graph_mark() %}
-{%- set strong_types = identity_strong_types() %}
 
 with
 
+new_clicks as (
+
+    select * from {{ ref('int_clicks') }}
+    where not is_bot
+        and {{ identity_since_mark(mark) }}
+
+),
+
+new_conversions as (
+
+    select * from {{ ref('stg_raw__conversions') }}
+    where {{ identity_since_mark(mark) }}
+
+),
+
+-- Read wide and turned long here rather than through int_identifiers: that view lists every event's identifiers,
+-- and PostgreSQL cannot push the load filter into it.
+events as not materialized (
+
+    {{ identity_events_wide('new_clicks', 'new_conversions') }}
+
+),
+
 observed as (
 
+    {%- for identifier_type, column in identity_edge_columns() %}
     select
-        identifier_type,
-        identifier_value,
+        {{ identity_literal(identifier_type) }} as identifier_type,
+        {{ column }} as identifier_value,
         {{ epoch_us('observed_at') }} as observed_us,
         _loaded_at
-    from {{ ref('int_identifiers') }}
-    where {{ identity_since_mark(mark) }}
-        and identifier_type in ({% for t in strong_types %}{{ identity_literal(t) }}{{ ', ' if not loop.last }}{% endfor %})
-        and {{ identity_not_blocked('identifier_type', 'identifier_value') }}
+    from events
+    where {{ column }} is not null
+        and {{ identity_not_blocked(identity_literal(identifier_type), column) }}
+    {{ 'union all' if not loop.last }}
+    {%- endfor %}
 
 ),
 
