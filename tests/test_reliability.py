@@ -42,7 +42,12 @@ from lab.evaluate import evaluate_warehouse
 from lab.synthetic import WorldConfig, generate_world
 from lab.world_files import write_world
 from orchestration.assets import PYTHON_ASSETS
-from orchestration.assets.keys import ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTION
+from orchestration.assets.keys import (
+    ATTRIBUTION_CREDITS,
+    CONVERSION_ATTRIBUTION,
+    IDENTITY_ADDED_NODES,
+    IDENTITY_FORWARDS,
+)
 from orchestration.partitions import REPORTS_BY_WINDOW, REPORTS_TAG
 from orchestration.schedules import COVERS_TAG, first_affected_day, hourly_refresh_schedule, refresh_range
 from python_models.attribution import MODELS
@@ -472,6 +477,9 @@ GBP_RATES_END = (date.fromisoformat(WORLD.start) - timedelta(days=3)).isoformat(
 ATTRIBUTION_KEYS = (ATTRIBUTION_CREDITS, CONVERSION_ATTRIBUTION)
 # Every table the Python assets write (schema intermediate), from their specs: readers must never miss one.
 PYTHON_TABLES = tuple(sorted({key.path[-1] for asset in PYTHON_ASSETS for key in asset.keys}))
+# What the hourly identity merges added since the last re-fit: nothing right after one, so empty is their normal
+# state (never missing, though).
+EMPTY_AFTER_REFIT = {IDENTITY_ADDED_NODES.path[-1], IDENTITY_FORWARDS.path[-1]}
 
 
 class SimulatedCrash(Exception):
@@ -641,10 +649,11 @@ class RefreshReader:
         except psycopg2.Error as exc:
             self.log.problems.append(f"{name}: {type(exc).__name__}: {str(exc).strip()}")
             return
-        if count == 0:
+        relations = self.log.relations.setdefault(name, set())
+        if count:
+            relations.add(int(oid))
+        elif table not in EMPTY_AFTER_REFIT:
             self.log.problems.append(f"{name}: empty")
-        else:
-            self.log.relations.setdefault(name, set()).add(int(oid))
 
     def _check_consistency(self, cur: Any) -> None:
         cur.execute(CONSISTENCY_SQL)
