@@ -347,9 +347,11 @@
         and {{ conversions }}.cookie_id <> {{ clicks }}.cookie_id
 {%- endmacro %}
 
-{#- identity_direct_click_edges(pairs): the pairs of identity_direct_click_pairs as edges, edge_type
-    'direct_click-cookie'. -#}
-{% macro identity_direct_click_edges(pairs) -%}
+{#- identity_edges(events, pairs): every edge: the co-occurrences on `events` (identity_co_occurrences) and the
+    direct-click `pairs` (identity_direct_click_pairs) as edges of type 'direct_click-cookie'. -#}
+{% macro identity_edges(events, pairs) -%}
+    {{ identity_co_occurrences(events) }}
+    union all
     select
         left_type,
         left_value,
@@ -368,16 +370,22 @@
     The hourly merge: the state the identity asset keeps between re-fits, and what its increment reads.
 --------------------------------------------------------------------------------------------------------- -#}
 
+{#- identity_graph_state(): the identity asset's state table (intermediate.identity_graph_state, beside the model),
+    or none before its first write, at parse time, or in a unit test (whose `this` is its given rows). -#}
+{% macro identity_graph_state() -%}
+    {%- if not execute or this is string -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_graph_state')) -}}
+{%- endmacro %}
+
 {#- identity_graph_mark(): the newest event load the stored identity graph covers, as the identity asset last
     recorded it (intermediate.identity_graph_state, after a re-fit or an hourly merge); none before the first.
     Looked up, not named with source(): the increment feeds the asset that writes the mark, and a source would make
     that a cycle. A literal on PostgreSQL (so the load-stamp indexes serve it, see stored_watermark), else a scalar
     subquery. -#}
 {% macro identity_graph_mark() -%}
-    {%- if not execute -%}
-        {{- return(none) -}}
-    {%- endif -%}
-    {%- set state = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_graph_state') -%}
+    {%- set state = identity_graph_state() -%}
     {%- if state is none -%}
         {{- return(none) -}}
     {%- endif -%}
@@ -404,12 +412,9 @@
 {%- endmacro %}
 
 {#- identity_fitted_at(): when the identities were last re-fitted (identity_graph_state.fitted_at, text), which an
-    hourly merge keeps; none before the first re-fit (or in a unit test, whose `this` is its given rows). -#}
+    hourly merge keeps; none before the first re-fit. -#}
 {% macro identity_fitted_at() -%}
-    {%- if not execute or this is string -%}
-        {{- return(none) -}}
-    {%- endif -%}
-    {%- set state = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_graph_state') -%}
+    {%- set state = identity_graph_state() -%}
     {%- if state is none -%}
         {{- return(none) -}}
     {%- endif -%}

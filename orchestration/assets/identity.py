@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from orchestration.assets.common import PYTHON_SCHEMA, PhaseTimer, refresh_scope_metadata
 from orchestration.assets.identity_merge import (
+    REPRESENTATIVES,
     MergeState,
     empty_state,
     fitted_loaded_through,
@@ -54,7 +55,6 @@ from warehouse.client import Warehouse, qualified
 _NODES = qualified(*INT_IDENTITY_NODES.path)
 _NODE_EDGES = qualified(*INT_IDENTITY_NODE_EDGES.path)
 _COLLISIONS = qualified("intermediate", "int_identity_key_collisions")
-_REPRESENTATIVES = qualified(PYTHON_SCHEMA, IDENTITY_REPRESENTATIVES.path[-1])
 _LOOKUP = "identity_lookup__tmp"
 
 # Nothing here depends on row order (the graph is resolved order-free, tested with shuffled input); without the
@@ -181,7 +181,7 @@ def identity_graph(
                 if wh.target.is_postgres:
                     # The hourly merge and int_event_identities look up a few nodes and identities by either column.
                     for column in ("node", "rep_node"):
-                        wh.execute(f"create index on {_REPRESENTATIVES} ({column})", conn)
+                        wh.execute(f"create index on {REPRESENTATIVES} ({column})", conn)
         # A re-fit holds every identifier: the hourly merges start again from it.
         state = empty_state(int(stats["n_identifiers"]), fitted_loaded_through(wh, conn))
         write_state(wh, conn, state)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from orchestration.assets.common import PYTHON_SCHEMA, PhaseTimer
 from orchestration.assets.keys import (
+    IDENTITY_REPRESENTATIVES,
     INT_CLICKS,
     INT_IDENTITY_INCREMENT_EDGES,
     INT_IDENTITY_INCREMENT_NODES,
@@ -34,14 +35,14 @@ from python_models.identity import STRONG_TYPES, UNIT_COUNT_COLUMNS, IdentityLim
 from warehouse.client import Warehouse, qualified
 
 FORWARDS, ADDED_NODES, GRAPH_STATE = "identity_forwards", "identity_added_nodes", "identity_graph_state"
-_REPRESENTATIVES = qualified(PYTHON_SCHEMA, "identity_representatives")
+REPRESENTATIVES = qualified(PYTHON_SCHEMA, IDENTITY_REPRESENTATIVES.path[-1])
 _NODES = qualified(*INT_IDENTITY_NODES.path)
 _LOOKUP = "identity_merge_lookup__tmp"
 # Lookups of a few nodes (the relation {w}, column node): their fitted representatives; the fitted identities'
 # identifiers per type; the identifiers of representatives.
-_REPS_OF = f"select r.node, r.rep_node from {_REPRESENTATIVES} as r inner join {{w}} as w on w.node = r.node"
+_REPS_OF = f"select r.node, r.rep_node from {REPRESENTATIVES} as r inner join {{w}} as w on w.node = r.node"
 _TYPES_OF = (
-    f"select r.rep_node, n.type_rank, count(*) as n from {_REPRESENTATIVES} as r "
+    f"select r.rep_node, n.type_rank, count(*) as n from {REPRESENTATIVES} as r "
     f"inner join {{w}} as w on w.node = r.rep_node inner join {_NODES} as n on n.node = r.node "
     "group by r.rep_node, n.type_rank"
 )
@@ -64,6 +65,11 @@ class MergeState:
     loaded_through: pd.Timestamp
     next_node: int
     fitted_at: str
+
+    @property
+    def forward(self) -> dict[int, int]:
+        """Each forwarded identity's representative → the representative it joined."""
+        return dict(zip(self.forwards["old_rep"], self.forwards["rep_node"], strict=True))
 
 
 def empty_state(next_node: int, loaded_through: pd.Timestamp | None) -> MergeState:
@@ -160,7 +166,7 @@ def merge_new_events(
     with timer("read_identities"):
         fitted = new["fitted_node"].notna().to_numpy()
         reps = _lookup(wh, conn, _REPS_OF, new.loc[fitted, "node"].to_numpy(), ["node", "rep_node"])
-        forward = dict(zip(state.forwards["old_rep"], state.forwards["rep_node"], strict=True))
+        forward = state.forward
         fitted_rep = dict(zip(reps["node"].astype(np.int64), reps["rep_node"].astype(np.int64), strict=True))
         added_rep = dict(
             zip(state.added["node"].astype(np.int64), state.added["rep_node"].astype(np.int64), strict=True)
@@ -244,10 +250,9 @@ def _stored_units(wh: Warehouse, conn: object, reps: np.ndarray, state: MergeSta
     added = state.added.astype({"node": "int64", "rep_node": "int64", "type_rank": "int64"})
     fitted_reps = np.union1d(reps, state.forwards.loc[state.forwards["rep_node"].isin(reps), "old_rep"].to_numpy())
     counted = _lookup(wh, conn, _TYPES_OF, fitted_reps, ["rep_node", "type_rank", "n"])
-    forward = dict(zip(state.forwards["old_rep"], state.forwards["rep_node"], strict=True))
     fitted_members = pd.DataFrame(
         {
-            "rep": [forward.get(r, r) for r in counted["rep_node"].astype(np.int64).tolist()],
+            "rep": _follow(counted["rep_node"], state.forward),
             "type_rank": counted["type_rank"].astype(np.int64),
             "n": counted["n"].astype(np.int64),
         }

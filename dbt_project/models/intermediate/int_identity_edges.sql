@@ -8,7 +8,7 @@
 
     The events are read wide (one row per event, one column per identifier type), the same events int_identifiers
     lists: a pair per two non-null columns is far cheaper than self-joining the long identifier list. The rules are
-    macros (identity_co_occurrences, identity_direct_click_pairs), which the hourly merge's
+    macros (identity_edges, identity_direct_click_pairs), which the hourly merge's
     int_identity_increment_edges applies to newly loaded events. -#}
 
 {{ config(
@@ -37,29 +37,15 @@ events as not materialized (
 
 ),
 
-co_occurrences as (
-
-    {{ identity_co_occurrences('events') }}
-
-),
-
 direct_clicks as (
 
     {{ identity_direct_click_pairs('conversions', 'clicks') }}
 
 ),
 
-direct_click_edges as (
-
-    {{ identity_direct_click_edges('direct_clicks') }}
-
-),
-
 final as (
 
-    select * from co_occurrences
-    union all
-    select * from direct_click_edges
+    {{ identity_edges('events', 'direct_clicks') }}
 
 )
 

@@ -52,12 +52,6 @@ events as not materialized (
 
 ),
 
-co_occurrences as (
-
-    {{ identity_co_occurrences('events') }}
-
-),
-
 direct_clicks as (
 
     {{ identity_direct_click_pairs('new_conversions', 'clicks') }}
@@ -66,17 +60,9 @@ direct_clicks as (
 
 ),
 
-direct_click_edges as (
-
-    {{ identity_direct_click_edges('direct_clicks') }}
-
-),
-
 edges as (
 
-    select * from co_occurrences
-    union all
-    select * from direct_click_edges
+    {{ identity_edges('events', 'direct_clicks') }}
 
 ),
 
