@@ -20,6 +20,8 @@ from orchestration.assets.keys import (
     INT_IDENTITY_NODES,
     INT_MATCH_CANDIDATES,
     INT_NON_CONVERTING_PATHS,
+    INT_POPULARITY_MEMBERS,
+    INT_POPULARITY_MEMBERS_NEW,
     MATCH_MODEL,
     RAW_TABLES,
     SIGNAL_WEIGHTS,
@@ -49,6 +51,10 @@ DAILY_FITTED = IDENTITIES | CHANNEL_FIT | dg.AssetSelection.assets(MATCH_MODEL, 
 IDENTITY_COMPANIONS = dg.AssetSelection.assets(
     INT_IDENTITY_EDGES, INT_IDENTITY_NODES, INT_IDENTITY_KEY_COLLISIONS, INT_IDENTITY_NODE_EDGES, DIM_IDENTITIES
 )
+# The distinct members the candidates' popularity counts read, over every click: the hourly job adds its loads'
+# pairs in INT_POPULARITY_MEMBERS_NEW instead (reading every click for the counts cost the hourly candidates a full
+# scan of the clicks).
+POPULARITY_MEMBERS = dg.AssetSelection.assets(INT_POPULARITY_MEMBERS)
 # dbt source freshness of the raw tables: a dbt invocation of its own (~3-10 s), so it runs on its own schedule
 # instead of adding that to every refresh; a stale feed is worth a look, never a reason to stop attributing.
 RAW_FRESHNESS = dg.AssetSelection.checks_for_assets(*RAW_TABLES.values())
@@ -58,7 +64,7 @@ EVERYTHING = (dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks() - R
 # candidates and facts, the Python steps' scores and credits, and the marts BI reads.
 _WHOLE_TABLE_MODELS = (
     dg.AssetSelection.groups("staging", "intermediate")
-    - dg.AssetSelection.assets(INT_MATCH_CANDIDATES)
+    - dg.AssetSelection.assets(INT_MATCH_CANDIDATES, INT_POPULARITY_MEMBERS_NEW)
     - IDENTITY_INCREMENT
 )
 HISTORY_CHECKS = _WHOLE_TABLE_MODELS - _WHOLE_TABLE_MODELS.without_checks()
@@ -70,7 +76,11 @@ ALL_ASSETS_JOB = dg.define_asset_job(
 )
 HOURLY_JOB = dg.define_asset_job(
     "hourly_refresh",
-    selection=(EVERYTHING | IDENTITY_INCREMENT) - (DAILY_FITTED - MERGED_HOURLY) - IDENTITY_COMPANIONS - HISTORY_CHECKS,
+    selection=(EVERYTHING | IDENTITY_INCREMENT)
+    - (DAILY_FITTED - MERGED_HOURLY)
+    - IDENTITY_COMPANIONS
+    - POPULARITY_MEMBERS
+    - HISTORY_CHECKS,
     description="New raw rows through staging, their identifiers and edges merged into the stored identities, then "
     "candidates, scores, credits and marts of recent days; the reports (and their shared numbers) are rebuilt for "
     "the run's days only. Left until the daily job, which rebuilds them all: " + "; ".join(LEFT_UNTIL_DAILY) + ".",

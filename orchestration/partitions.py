@@ -30,6 +30,7 @@ LEFT_UNTIL_DAILY = (
     "the identity names and identifier map (int_identity_map) and the identity profiles (dim_identities)",
     "candidates, scores and credits on days before the run's days of identities a merge joined",
     "edges of an event's earlier version or of a click a later click flags as a bot",
+    "the popularity members (int_popularity_members) of clicks whose version or bot flag changed since the daily job",
     "the match model, signal weights and channel weights",
     "unique_identities on report days before the run's days",
     "a re-delivered link's creator, campaign and channel on older days of rpt_link_daily",

@@ -38,6 +38,8 @@ from orchestration.assets.keys import (
     INT_IDENTITY_NODE_EDGES,
     INT_IDENTITY_NODES,
     INT_MATCH_CANDIDATES,
+    INT_POPULARITY_MEMBERS,
+    INT_POPULARITY_MEMBERS_NEW,
     MATCH_MODEL,
     MATCH_SCORES,
     PUBLISHED_MARTS,
@@ -152,6 +154,10 @@ def test_identity_step_sits_between_its_dbt_stages_and_the_hourly_job_merges_ins
     assert increment | graph_and_events | {INT_MATCH_CANDIDATES} <= hourly
     assert refit | graph_and_events <= daily and not daily & increment
     assert HOURLY_JOB.tags[IDENTITIES_TAG] == IDENTITIES_MERGED and IDENTITIES_TAG not in DAILY_JOB.tags
+    # The popularity members of every click: rebuilt by the daily job; the hourly job adds its loads' pairs.
+    assert {INT_POPULARITY_MEMBERS, INT_POPULARITY_MEMBERS_NEW} <= graph.get(INT_MATCH_CANDIDATES).parent_keys
+    assert INT_POPULARITY_MEMBERS not in hourly and INT_POPULARITY_MEMBERS_NEW in hourly
+    assert {INT_POPULARITY_MEMBERS, INT_POPULARITY_MEMBERS_NEW} <= daily
 
 
 def test_hourly_job_checks_what_it_writes_and_leaves_whole_table_tests_to_the_daily_job(
@@ -161,11 +167,12 @@ def test_hourly_job_checks_what_it_writes_and_leaves_whole_table_tests_to_the_da
     hourly = HOURLY_JOB.selection.resolve_checks(graph)
     daily = DAILY_JOB.selection.resolve_checks(graph)
     assert "staging" not in {k.asset_key.path[0] for k in hourly}
-    # Of the dbt intermediate models only the partitioned candidates and the hour's identity increment; the Python
-    # steps' and the marts' checks stay.
+    # Of the dbt intermediate models only the partitioned candidates and the hour's increments (identities and
+    # popularity members); the Python steps' and the marts' checks stay.
     assert {k.asset_key for k in hourly if k.asset_key.path[-1].startswith("int_")} == {
         INT_MATCH_CANDIDATES,
         INT_IDENTITY_INCREMENT_NODES,
+        INT_POPULARITY_MEMBERS_NEW,
     }
     assert {MATCH_SCORES, ATTRIBUTION_CREDITS} <= {k.asset_key for k in hourly}
     assert any(k.asset_key.path[0] == "marts" for k in hourly)

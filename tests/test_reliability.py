@@ -925,20 +925,25 @@ INCREMENTAL_MODELS = {
     **{report: "marts" for report in ("rpt_link_daily", "rpt_creator_performance", "rpt_campaign_performance",
                                       "rpt_channel_attribution")},
 }  # fmt: skip
+# The popularity members the hourly run leaves: the daily table as it was, and the pairs its loads added beside it;
+# together they must be what a build of the daily table over the same data selects.
+POPULARITY_MEMBERS = "int_popularity_members"
+POPULARITY_AS_LEFT = (
+    f"select * from intermediate.{POPULARITY_MEMBERS} union all select * from intermediate.{POPULARITY_MEMBERS}_new"
+)
 
 
 def incremental_vs_full(target: Target, wh: Warehouse, work: Path) -> dict[str, tuple[str, str]]:
     """Per incremental model: the checksum of its table and of what a full build over the same data selects (its SQL
-    compiled with --full-refresh, queried without writing anything)."""
+    compiled with --full-refresh, queried without writing anything); the same for the popularity members."""
     dbt_target = work / "dbt_full_build"
-    run_dbt(target, "compile", "--select", *INCREMENTAL_MODELS, "--full-refresh", target_path=dbt_target)
+    models = {**INCREMENTAL_MODELS, POPULARITY_MEMBERS: "intermediate"}
+    run_dbt(target, "compile", "--select", *models, "--full-refresh", target_path=dbt_target)
     out = {}
-    for model, schema in INCREMENTAL_MODELS.items():
+    for model, schema in models.items():
         sql = next((dbt_target / "compiled").rglob(f"{model}.sql")).read_text()
-        out[model] = (
-            frame_checksum(wh.query_df(f"select * from {schema}.{model}")),
-            frame_checksum(wh.query_df(sql)),
-        )
+        left = POPULARITY_AS_LEFT if model == POPULARITY_MEMBERS else f"select * from {schema}.{model}"
+        out[model] = (frame_checksum(wh.query_df(left)), frame_checksum(wh.query_df(sql)))
     return out
 
 
@@ -1298,9 +1303,10 @@ def test_hourly_run_names_on_every_materialization_what_waits_for_the_daily_job(
 def test_hourly_run_leaves_its_incremental_models_as_a_full_build_would(scenario: Scenario) -> None:
     """The hourly run rebuilt the late click (and its IP's neighbours) in int_clicks, its identity (merged into the
     stored identities) in int_event_identities, its window's days in int_report_entity_days and the reports, and the
-    new loads' unusable values; every row equals a full build's over the same data and the same identities."""
+    new loads' unusable values, and added the late click's popularity members beside the daily table's; every row
+    equals a full build's over the same data and the same identities."""
     assert scenario.hourly_run_tags[REPORTS_TAG] == REPORTS_BY_WINDOW
-    assert set(scenario.incremental_vs_full) == set(INCREMENTAL_MODELS)
+    assert set(scenario.incremental_vs_full) == {*INCREMENTAL_MODELS, POPULARITY_MEMBERS}
     for model, (incremental, full) in scenario.incremental_vs_full.items():
         assert incremental == full, model
 

@@ -106,10 +106,11 @@
 
 
 {#- Whether a value may be read from `relation` while the model is rendered: only when `run` or `build` executes
-    it. `compile` and `docs generate` may see a table built by something else, and a unit test's given `this` is
-    its rows, named by a string. -#}
+    it. `compile` and `docs generate` may see a table built by something else, and a unit test's inputs are its
+    given rows: `this` named by a string, a ref by a CTE that dbt names __dbt__cte__<model>. -#}
 {% macro reads_built_table(relation) -%}
-    {{- return(execute and flags.WHICH in ['run', 'build'] and relation is not string) -}}
+    {{- return(execute and flags.WHICH in ['run', 'build'] and relation is not string
+               and not relation.identifier.startswith('__dbt__cte__')) -}}
 {%- endmacro %}
 
 

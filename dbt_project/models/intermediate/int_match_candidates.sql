@@ -37,8 +37,10 @@
 
     Partitions: with vars partition_start / partition_end (Dagster passes the partition's bounds) only
     conversions with converted_at in [start, end) are processed, against clicks from start - lookback_days to
-    end; the pre-hook deletes that window first. Without them everything is rebuilt. Popularity is computed over
-    all non-bot clicks, so a partition's rows do not depend on which window is processed. -#}
+    end; the pre-hook deletes that window first. Without them everything is rebuilt. Popularity counts the members
+    of a value over all non-bot clicks (int_popularity_members and what the loads since its build added,
+    int_popularity_members_new; before the table's first build, the latter holds them all), so a partition's rows
+    do not depend on which window is processed. -#}
 
 {%- set p_start = int_partition_bound('partition_start') %}
 {%- set p_end = int_partition_bound('partition_end') %}
@@ -65,11 +67,11 @@
 {%- set event_identities_relation = ref('int_event_identities') %}
 {%- set has_identities = int_relation_exists(event_identities_relation) %}
 
-{#- Clicks are read through two CTEs of the columns the model needs. On DuckDB (columnar) and on PostgreSQL over long
-    windows they are NOT MATERIALIZED: each join scans only its columns with its filters pushed down, instead of the
-    engine buffering a copy of every click. On PostgreSQL over a window of a week or less (the hourly and daily jobs)
-    they are materialised: a row store reads whole rows, and the dozen joins and counts over int_clicks read it 18
-    times (100 GB at 10M clicks, 168 s for the hourly job's two days; 104 s with the two copies). -#}
+{#- The window's clicks are read through a CTE of the columns the model needs. On DuckDB (columnar) and on PostgreSQL
+    over long windows it is NOT MATERIALIZED: each join scans only its columns with its filters pushed down, instead
+    of the engine buffering a copy of the clicks. On PostgreSQL over a window of a week or less (the hourly and daily
+    jobs) it is materialised: a row store reads whole rows, and the dozen joins over int_clicks read it again each
+    time (18 reads, 100 GB at 10M clicks, 168 s for the hourly job's two days; 104 s with a copy). -#}
 {%- set clicks_cte = postgres_short_window_materialized() %}
 with
 
@@ -89,15 +91,6 @@ conversions_in_window as (
 all_clicks as not materialized (
 
     select * from {{ ref('int_clicks') }}
-
-),
-
--- The values the popularity counts read, over every non-bot click.
-human_clicks as {{ clicks_cte }} (
-
-    select device_fingerprint, cookie_id, ip_hash, user_agent
-    from all_clicks
-    where not is_bot
 
 ),
 
@@ -160,20 +153,27 @@ click_identities as not materialized (
 
 ),
 
-{#- Popularity counts run over all non-bot clicks (never only the window's, so a partition's rows do not depend
-    on the window). Fingerprints are few and the popular ones cover most clicks, so theirs are counted once for
-    all. IPs are many and small, so theirs are counted only for the values a run needs: those of the window's
-    conversions (the guards of the IP joins), then those of the candidate clicks (the output column); a count
-    restricted to some values is exactly the full count for them, and a daily partition touches few IPs. -#}
+{#- Popularity counts the distinct members of a value over all non-bot clicks (never only the window's, so a
+    partition's rows do not depend on the window): the stored members and those the loads since added, which are
+    disjoint. Fingerprints are few and the popular ones cover most clicks, so theirs are counted once for all. IPs
+    are many and small, so theirs are counted only for the values a run needs: those of the window's conversions
+    (the guards of the IP joins), then those of the candidate clicks (the output column). A value no member
+    counts has popularity 0 for the guards and 1 in the output. -#}
+
+popularity_members as not materialized (
+
+    {%- if int_relation_exists(ref('int_popularity_members')) %}
+    select value_kind, value, member from {{ ref('int_popularity_members') }}
+    union all
+    {%- endif %}
+    select value_kind, value, member from {{ ref('int_popularity_members_new') }}
+
+),
 
 fingerprint_popularity as (
 
-    select
-        device_fingerprint,
-        count(distinct cookie_id) as n_cookies
-    from human_clicks
-    where device_fingerprint is not null
-    group by device_fingerprint
+    select value as device_fingerprint, n_cookies
+    from ({{ popularity_counts('popularity_members', 'fingerprint', 'n_cookies') }}) as counts
 
 ),
 
@@ -218,29 +218,40 @@ conversion_ips as (
 
 ip_guard as (
 
-    select
-        ip_hash,
-        count(distinct device_fingerprint) as n_fingerprints
-    from human_clicks
-    where ip_hash in (select ip_hash from conversion_ips)
-    group by ip_hash
+    select value as ip_hash, n_fingerprints
+    from ({{ popularity_counts('popularity_members', 'ip', 'n_fingerprints', 'select ip_hash from conversion_ips') }})
+        as counts
 
 ),
 
 -- IP + user agent matters only on IPs too popular for the IP join (on the others the IP join already pairs every
--- click of the IP), so it is only counted there.
+-- click of the IP), so it is only counted there, for the values the window's conversions carry (the only ones its
+-- joins and recent clicks look up).
+conversion_ip_uas as (
+
+    select distinct
+        conversions.ip_hash,
+        conversions.user_agent,
+        {{ popularity_ip_ua_value('conversions.ip_hash', 'conversions.user_agent') }} as ip_ua_value
+    from conversions
+    inner join ip_guard
+        on conversions.ip_hash = ip_guard.ip_hash
+        and ip_guard.n_fingerprints > {{ max_ip_popularity }}
+    where conversions.user_agent is not null
+
+),
+
 ip_ua_guard as (
 
     select
-        human_clicks.ip_hash,
-        human_clicks.user_agent,
-        count(distinct human_clicks.cookie_id) as n_cookies
-    from human_clicks
-    inner join ip_guard
-        on human_clicks.ip_hash = ip_guard.ip_hash
-        and ip_guard.n_fingerprints > {{ max_ip_popularity }}
-    where human_clicks.user_agent is not null
-    group by human_clicks.ip_hash, human_clicks.user_agent
+        conversion_ip_uas.ip_hash,
+        conversion_ip_uas.user_agent,
+        count(*) as n_cookies
+    from conversion_ip_uas
+    inner join popularity_members
+        on popularity_members.value_kind = 'ip_ua'
+        and popularity_members.value = conversion_ip_uas.ip_ua_value
+    group by conversion_ip_uas.ip_hash, conversion_ip_uas.user_agent
 
 ),
 
@@ -251,9 +262,10 @@ fingerprint_conversions as materialized (
 
     select conversions.conversion_id, conversions.converted_at, conversions.device_fingerprint
     from conversions
-    inner join fingerprint_popularity
+    left join fingerprint_popularity
         on conversions.device_fingerprint = fingerprint_popularity.device_fingerprint
-        and fingerprint_popularity.n_cookies <= {{ max_fingerprint_popularity }}
+    where conversions.device_fingerprint is not null
+        and coalesce(fingerprint_popularity.n_cookies, 0) <= {{ max_fingerprint_popularity }}
 
 ),
 
@@ -261,10 +273,11 @@ ip_conversions as materialized (
 
     select conversions.conversion_id, conversions.converted_at, conversions.ip_hash
     from conversions
-    inner join ip_guard
+    left join ip_guard
         on conversions.ip_hash = ip_guard.ip_hash
-        and ip_guard.n_fingerprints <= {{ max_ip_popularity }}
-    where not conversions.is_datacenter_ip
+    where conversions.ip_hash is not null
+        and not conversions.is_datacenter_ip
+        and coalesce(ip_guard.n_fingerprints, 0) <= {{ max_ip_popularity }}
 
 ),
 
@@ -272,11 +285,15 @@ ip_ua_conversions as materialized (
 
     select conversions.conversion_id, conversions.converted_at, conversions.ip_hash, conversions.user_agent
     from conversions
-    inner join ip_ua_guard
+    inner join ip_guard
+        on conversions.ip_hash = ip_guard.ip_hash
+        and ip_guard.n_fingerprints > {{ max_ip_popularity }}
+    left join ip_ua_guard
         on conversions.ip_hash = ip_ua_guard.ip_hash
         and conversions.user_agent = ip_ua_guard.user_agent
-        and ip_ua_guard.n_cookies <= {{ max_ip_ua_popularity }}
-    where not conversions.is_datacenter_ip
+    where conversions.user_agent is not null
+        and not conversions.is_datacenter_ip
+        and coalesce(ip_ua_guard.n_cookies, 0) <= {{ max_ip_ua_popularity }}
 
 ),
 
@@ -491,12 +508,9 @@ candidate_clicks as (
 
 ip_popularity as (
 
-    select
-        ip_hash,
-        count(distinct device_fingerprint) as n_fingerprints
-    from human_clicks
-    where ip_hash in (select ip_hash from candidate_clicks)
-    group by ip_hash
+    select value as ip_hash, n_fingerprints
+    from ({{ popularity_counts('popularity_members', 'ip', 'n_fingerprints', 'select ip_hash from candidate_clicks') }})
+        as counts
 
 ),
 

@@ -1,0 +1,48 @@
+{#- popularity_members(clicks): what the candidates' popularity guards count, as the distinct (value, member) pairs
+    of `clicks` (a relation or CTE of non-bot clicks with device_fingerprint, cookie_id, ip_hash, user_agent and
+    _loaded_at), each with the first load that brought it: a fingerprint's cookies, an IP's fingerprints, an (IP,
+    user agent)'s cookies. A value's popularity is its number of members. -#}
+{% macro popularity_members(clicks) %}
+    select
+        value_kind,
+        value,
+        member,
+        min(_loaded_at) as first_loaded_at
+    from (
+        select 'fingerprint' as value_kind, device_fingerprint as value, cookie_id as member, _loaded_at
+        from {{ clicks }}
+        where device_fingerprint is not null and cookie_id is not null
+        union all
+        select 'ip', ip_hash, device_fingerprint, _loaded_at
+        from {{ clicks }}
+        where ip_hash is not null and device_fingerprint is not null
+        union all
+        select 'ip_ua', {{ popularity_ip_ua_value('ip_hash', 'user_agent') }}, cookie_id, _loaded_at
+        from {{ clicks }}
+        where ip_hash is not null and user_agent is not null and cookie_id is not null
+    ) as member_rows
+    group by value_kind, value, member
+{% endmacro %}
+
+
+{#- popularity_counts(members, kind, count_name, values): the popularity of each value of `kind` (its number of
+    members in `members`), as columns value and `count_name`; only of the values `values` selects when given. -#}
+{% macro popularity_counts(members, kind, count_name, values=none) %}
+    select
+        value,
+        count(*) as {{ count_name }}
+    from {{ members }}
+    where value_kind = '{{ kind }}'
+    {%- if values %}
+        and value in ({{ values }})
+    {%- endif %}
+    group by value
+{% endmacro %}
+
+
+{#- popularity_ip_ua_value(ip_hash, user_agent): an (IP, user agent) as one value of 32 characters (MD5 of both),
+    since the user agents (150 characters on average) would make the members table as large as the clicks it
+    replaces. -#}
+{% macro popularity_ip_ua_value(ip_hash, user_agent) -%}
+    md5({{ ip_hash }} || chr(31) || {{ user_agent }})
+{%- endmacro %}
