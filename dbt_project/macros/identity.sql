@@ -242,7 +242,7 @@
     {%- if int_relation_exists(fitted) %}
     select
         fitted.node,
-        {% if int_relation_exists(forwards) -%}
+        {% if int_relation_has_rows(forwards) -%}
         coalesce(forwards.rep_node, fitted.rep_node) as rep_node
     from {{ fitted }} as fitted
     left join {{ forwards }} as forwards
@@ -252,7 +252,7 @@
     from {{ fitted }} as fitted
         {%- endif %}
     {{ filter }}
-    {%- if int_relation_exists(added) %}
+    {%- if int_relation_has_rows(added) %}
     union all
     select node, rep_node from {{ added }}
     {{ filter }}
@@ -271,7 +271,7 @@
     {%- set filter = 'where ' ~ where if where else '' %}
     select node, type_rank, identifier_value, node_key, first_seen_us from {{ ref('int_identity_nodes') }}
     {{ filter }}
-    {%- if int_relation_exists(added) %}
+    {%- if int_relation_has_rows(added) %}
     union all
     select node, type_rank, identifier_value, node_key, first_seen_us from {{ added }}
     {{ filter }}

@@ -122,6 +122,20 @@
 {%- endmacro %}
 
 
+{#- int_relation_has_rows(relation): true when the relation exists and, where a run can read it (reads_built_table),
+    holds a row. For the hourly merge's tables, which every re-fit empties: a model reading them right after a re-fit
+    (the daily job, a full run) leaves their join or union out instead of joining empty tables. -#}
+{% macro int_relation_has_rows(relation) -%}
+    {%- if not int_relation_exists(relation) -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- if not reads_built_table(relation) -%}
+        {{- return(true) -}}
+    {%- endif -%}
+    {{- return(run_query('select 1 from ' ~ relation ~ ' limit 1').rows | length > 0) -}}
+{%- endmacro %}
+
+
 {#- int_bytewise_less(a, b): a < b comparing text byte by byte, so canonical orders are the same on every engine.
     DuckDB compares text by bytes already; PostgreSQL follows the database's collation unless told otherwise. The
     collation only applies to the comparison: values selected through a case expression keep their own. -#}

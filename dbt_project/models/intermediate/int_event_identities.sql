@@ -76,7 +76,7 @@ all_events as not materialized (
 -- An hourly run: the events loaded since the previous build, and those of the identities the hourly merges forwarded
 -- to another (python.identity_forwards: each fitted or merged identity that joined an earlier one, since the last
 -- re-fit). Every other event keeps the identity it has.
-{%- if int_relation_exists(forwards_relation) %}
+{%- if int_relation_has_rows(forwards_relation) %}
 forwarded as materialized (
 
     select stored.event_kind, stored.event_id
@@ -91,7 +91,7 @@ events as materialized (
 
     select * from all_events
     where _loaded_at > {{ stored_watermark(this, '_loaded_at') }}
-    {%- if int_relation_exists(forwards_relation) %}
+    {%- if int_relation_has_rows(forwards_relation) %}
     union
     select all_events.*
     from forwarded
@@ -187,7 +187,7 @@ identities as (
     {%- if incremental %}
     where rep_node in (select rep_node from keyed_representatives)
     {%- endif %}
-    {%- if int_relation_exists(added_relation) %}
+    {%- if int_relation_has_rows(added_relation) %}
     union all
     select
         node as rep_node,
