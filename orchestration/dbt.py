@@ -27,9 +27,10 @@ from orchestration.assets.common import OWNERS, refresh_scope_metadata
 from orchestration.assets.keys import PUBLISHED_MARTS
 from orchestration.dbt_in_process import newest_source_mtime
 from orchestration.partitions import DAILY_PARTITIONS, REPORTS_BY_WINDOW, REPORTS_TAG, run_partition_window
+from orchestration.publish import publish_marts_args
 from orchestration.resources import WarehouseResource, dbt_cli
 from warehouse.client import Warehouse, qualified
-from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, resolve_target
+from warehouse.target import PROJECT_ROOT, resolve_target
 
 DBT_PROFILES_DIR = PROJECT_ROOT / "dbt_project"
 
@@ -148,9 +149,10 @@ def build_dbt_assets(project: DbtProject) -> list[dg.AssetsDefinition]:
 
 
 def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list[dg.AssetKey]) -> dg.AssetsDefinition:
-    """The last step of every job: `dbt run-operation publish_marts` copies every mart into the snapshot BI reads
-    (a DuckDB file swapped in by rename, or a PostgreSQL schema swapped in one transaction). It depends on every
-    mart, so a run whose marts failed publishes nothing and readers keep the previous complete snapshot."""
+    """The last step of every job: `dbt run-operation publish_marts` copies the marts into the snapshot BI reads
+    (a DuckDB file swapped in by rename, or a PostgreSQL schema swapped or updated in one transaction): what the
+    run's marts rewrote, or every mart. It depends on every mart, so a run whose marts failed publishes nothing
+    and readers keep the previous complete snapshot."""
 
     @dg.asset(
         key=PUBLISHED_MARTS,
@@ -159,8 +161,10 @@ def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list
         kinds={"dbt"},
         owners=OWNERS,
         description=(
-            "The marts as BI reads them: a consistent snapshot of every mart, replaced whole at the end of each "
-            "run (DuckDB: the .marts.duckdb file beside the warehouse; PostgreSQL: schema marts_published)."
+            "The marts as BI reads them: a consistent snapshot of every mart, replaced at the end of each run "
+            "(DuckDB: the .marts.duckdb file beside the warehouse; PostgreSQL: schema marts_published). A run copies "
+            "what its marts rewrote (the days of the marts by day, the marts rebuilt whole) into the previous "
+            "snapshot; the daily job and full runs copy every mart. Table publish_state says when it was published."
         ),
         pool="warehouse",
     )
@@ -168,26 +172,26 @@ def _publish_asset(project: DbtProject, manifest: Mapping[str, Any], marts: list
         context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         target = warehouse.get().target
-        temporary = None
-        if target.is_duckdb:
-            published = target.published_duckdb_path
-            # A new file per run under a temporary name: the published file is never opened for writing, so a
-            # reader holding it open neither blocks the run nor sees it change.
-            temporary = published.with_name(f"{published.name}.{context.run.run_id[:8]}.tmp")
-            for leftover in published.parent.glob(f"{published.name}.*.tmp*"):  # from runs that died mid-copy
-                leftover.unlink(missing_ok=True)
-            args = {"path": str(temporary)}
-        else:
-            args = {"schema": PUBLISHED_SCHEMA}
         target_path = invocation_target_path(project, "publish_marts", context.run.run_id)
-        invocation = dbt.cli(
-            ["run-operation", "publish_marts", "--args", json.dumps(args)], manifest=manifest, target_path=target_path
-        )
-        invocation.wait()
-        if temporary is not None:
-            os.replace(temporary, target.published_duckdb_path)
+        with publish_marts_args(target, context.run.run_id) as args:
+            invocation = dbt.cli(
+                ["run-operation", "publish_marts", "--args", json.dumps(args)],
+                manifest=manifest,
+                target_path=target_path,
+            )
+            # The macro logs what it copied (every mart, or the run's changes); waiting is reading the events.
+            copied = [
+                message
+                for event in invocation.stream_raw_events()
+                if (message := str(event.raw_event["info"].get("msg", ""))).startswith("publish_marts:")
+            ]
         return dg.MaterializeResult(
-            metadata={"published": target.describe_published(), "marts": len(marts), **refresh_scope_metadata(context)},
+            metadata={
+                "published": target.describe_published(),
+                "marts": len(marts),
+                "copied": copied[-1].removeprefix("publish_marts: ") if copied else "",
+                **refresh_scope_metadata(context),
+            },
         )
 
     return published_marts

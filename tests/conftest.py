@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from warehouse.client import Warehouse, frame_checksum
-from warehouse.target import PROJECT_ROOT, Target, resolve_target, target_env
+from warehouse.target import PROJECT_ROOT, PUBLISHED_SCHEMA, Target, resolve_target, target_env
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 # Every test warehouse hashes PII with this fixed, public salt, so hashes and the identity ids derived from them
@@ -197,6 +197,18 @@ MARTS = (
 def mart_checksums(wh: Warehouse) -> dict[str, str]:
     with wh.connect() as conn:
         return {m: frame_checksum(wh.query_df(f"select * from marts.{m}", conn)) for m in MARTS}
+
+
+def published_checksums(target: Target) -> dict[str, str]:
+    """:func:`mart_checksums` of the published snapshot BI reads."""
+    if target.is_duckdb:
+        import duckdb
+
+        with duckdb.connect(str(target.published_duckdb_path), read_only=True) as conn:
+            return {m: frame_checksum(conn.execute(f"select * from marts.{m}").df()) for m in MARTS}
+    wh = Warehouse(target)
+    with wh.connect() as conn:
+        return {m: frame_checksum(wh.query_df(f"select * from {PUBLISHED_SCHEMA}.{m}", conn)) for m in MARTS}
 
 
 def rounded_checksum(df: pd.DataFrame, digits: int = 9) -> str:

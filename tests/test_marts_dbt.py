@@ -10,6 +10,7 @@ so they have the shapes and dtypes the Python assets write.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from orchestration.publish import publish_marts_args
 from python_models.attribution import AttributionConfig, attribute, select_touches
 from python_models.baseline import SIGNAL_COLUMNS
 from python_models.facts import conversion_facts
-from tests.conftest import MARTS, run_dbt
+from tests.conftest import MARTS, published_checksums, run_dbt
 from warehouse.client import Warehouse, frame_checksum
 from warehouse.target import Target
 
@@ -310,6 +312,11 @@ def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: 
     run_dbt(target, "run", "--select", "rpt_link_daily", target_path=dbt_target)
     assert checksums(wh) == before
 
+    # Publishing for BI: the first publish, and one after marts by day were rebuilt whole, copy every mart; with
+    # nothing rebuilt since, the snapshot is kept as it is.
+    assert publish(target, dbt_target).startswith("publish_marts: 11 marts copied whole")
+    assert publish(target, dbt_target).endswith(": none")
+
     # 4. Upstream changes on both days (V1 on day 5; V3 on day 6, V4 of day 6 disappears); a partitioned
     #    run for day 6 rewrites day 6 and leaves day 5 alone.
     write_upstream(wh, python_tables(revenue={"V1": 10.0, "V3": 70.0}, drop=("V4",)))
@@ -321,6 +328,13 @@ def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: 
         assert set(on_day(new, DAY_6)["conversion_id"]) == {"V3"}, table
     facts = marts_df(wh, "fct_conversion_attribution", "conversion_id").set_index("conversion_id")
     assert float(facts.loc["V3", "revenue"]) == 70.0 and float(facts.loc["V1", "revenue"]) == 100.0
+    # The publish copies day 6 of the two facts into the previous snapshot (V4 leaves it) and nothing else.
+    assert publish(target, dbt_target).endswith(
+        ": fct_attribution_credits (1 windows), fct_conversion_attribution (1 windows)"
+    )
+    # A report rebuilt for every day (the daily job) is published with every other mart.
+    run_dbt(target, "run", "--select", "rpt_link_daily", target_path=dbt_target)
+    assert publish(target, dbt_target).startswith("publish_marts: 11 marts copied whole")
 
     # 5. The conservation test (it passed in the builds above) catches a broken credit row.
     wh.execute(
@@ -347,6 +361,15 @@ def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: 
     # 7. PostgreSQL: the BI role reads every mart and nothing else.
     if not target.is_duckdb:
         assert_bi_role_reads_marts_only(target)
+
+
+def publish(target: Target, dbt_target: Path) -> str:
+    """Publishes the marts as every job's last step does, checks that the snapshot equals the marts, and returns
+    what the operation says it copied."""
+    with publish_marts_args(target, uuid.uuid4().hex) as args:
+        proc = run_dbt(target, "run-operation", "publish_marts", "--args", json.dumps(args), target_path=dbt_target)
+    assert published_checksums(target) == checksums(Warehouse(target))
+    return next(line[line.index("publish_marts:") :] for line in proc.stdout.splitlines() if "publish_marts:" in line)
 
 
 def on_day(frame: pd.DataFrame, day: str) -> pd.DataFrame:

@@ -47,6 +47,7 @@ from orchestration.assets.keys import (
     CONVERSION_ATTRIBUTION,
     IDENTITY_ADDED_NODES,
     IDENTITY_FORWARDS,
+    PUBLISHED_MARTS,
 )
 from orchestration.partitions import REPORTS_BY_WINDOW, REPORTS_TAG
 from orchestration.schedules import COVERS_TAG, first_affected_day, hourly_refresh_schedule, refresh_range
@@ -57,6 +58,7 @@ from tests.conftest import (
     mart_checksums,
     mart_row_checksums,
     module_target,
+    published_checksums,
     run_dbt,
 )
 from tests.money import MoneyCheck, check_report_money
@@ -688,17 +690,6 @@ def published_signature(target: Target) -> list[str] | None:
         return postgres_signature(cur, PUBLISHED_SCHEMA, list(MARTS)) if cur.fetchone()[0] else None
 
 
-def published_checksums(target: Target) -> dict[str, str]:
-    if target.is_duckdb:
-        import duckdb
-
-        with duckdb.connect(str(target.published_duckdb_path), read_only=True) as conn:
-            return {m: frame_checksum(conn.execute(f"select * from marts.{m}").df()) for m in MARTS}
-    wh = Warehouse(target)
-    with wh.connect() as conn:
-        return {m: frame_checksum(wh.query_df(f"select * from {PUBLISHED_SCHEMA}.{m}", conn)) for m in MARTS}
-
-
 class PublishedReader:
     """tests/published_reader.py in processes of their own (a fresh connection per pass and, on DuckDB, one held
     open), polling the published marts while a run replaces them; on exit it waits for the fresh reader to see
@@ -878,6 +869,7 @@ class Scenario:
     hourly_run_tags: dict[str, str] = field(default_factory=dict)  # the run's, with its job's
     # Per run: each materialized asset's metadata labels (the hourly run's name what waits for the daily job).
     metadata_labels: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    published_copied: dict[str, str] = field(default_factory=dict)  # per run: what its publish says it copied
     late_before: pd.DataFrame | None = None
     late_after: pd.DataFrame | None = None
     late_violations: list[str] = field(default_factory=list)
@@ -1004,6 +996,10 @@ def run_scenario(name: str, work: Path) -> Iterator[Scenario]:
             "full": materialized_labels(instance, s.rebuilt_run_id),
             "hourly": materialized_labels(instance, hourly.run_id),
         }
+        s.published_copied = {
+            FULL_REFRESH: published_copied(instance, s.rebuilt_run_id),
+            HOURLY: published_copied(instance, hourly.run_id),
+        }
         s.late_after = late_credits(wh, late)
         s.late_violations = conservation_violations(
             wh, "marts.fct_conversion_attribution", "marts.fct_attribution_credits"
@@ -1020,6 +1016,17 @@ def materialized_labels(instance: dg.DagsterInstance, run_id: str) -> dict[str, 
         for event in events
         if event.asset_materialization is not None
     }
+
+
+def published_copied(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The `copied` metadata of the run's publish: every mart, or the changes since the previous snapshot."""
+    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    (copied,) = [
+        event.asset_materialization.metadata["copied"].value
+        for event in events
+        if event.asset_materialization is not None and event.asset_materialization.asset_key == PUBLISHED_MARTS
+    ]
+    return str(copied)
 
 
 @pytest.fixture(scope="module")
@@ -1162,6 +1169,9 @@ def test_bi_readers_never_block_a_run_nor_see_half_a_refresh(scenario: Scenario)
     for phase, log in scenario.published.items():
         assert log.before is not None and log.after is not None, phase
         assert log.equals_marts, f"{phase}: the published snapshot differs from the marts the run built"
+        # The full refresh copies every mart; the hourly run only the days its marts rewrote, into the old snapshot.
+        expected = "changes since the previous snapshot" if phase == HOURLY else f"{len(MARTS)} marts copied whole"
+        assert scenario.published_copied[phase].startswith(expected), (phase, scenario.published_copied[phase])
         errors = [e["error"] for e in log.seen if e["kind"] == "error"]
         assert not errors, f"{phase}: {errors[:5]}"
         fresh = [e["signature"] for e in log.seen if e["kind"] == "fresh"]

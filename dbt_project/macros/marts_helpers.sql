@@ -50,13 +50,24 @@
 {%- endmacro %}
 
 
+{#- marts_by_day_config(day_column, unique_key, partition_by): the config of a table updated in place by day. With
+    partition_start / partition_end set, an incremental build deletes and rewrites only those days of day_column
+    (pre-hook marts_delete_partition_window; delete+insert on unique_key also removes a key's rows from other days);
+    without them every day. meta published_by_day names the column, so that publishing the marts (publish.sql)
+    carries over the snapshot's other days instead of copying the table whole. -#}
+{% macro marts_by_day_config(day_column, unique_key, partition_by=none) -%}
+    {{- return(dict(pre_hook="{{ marts_delete_partition_window('" ~ day_column ~ "') }}",
+                    meta={'published_by_day': day_column},
+                    **incremental_config(unique_key, 'fail', partition_by=partition_by))) -}}
+{%- endmacro %}
+
+
 {#- marts_report_days_config(): the config of the tables by report_date (int_report_entity_days and the rpt_*
     reports built from it). Updating in place with partition_start / partition_end set (the hourly job passes its
     run's window, which holds every day its loads can change) rebuilds only those days; without them (the daily
     job, full runs) every day. A first build, and every build on Spark (a table there), holds every day. -#}
 {% macro marts_report_days_config() -%}
-    {{- return(dict(pre_hook="{{ marts_delete_partition_window('report_date') }}",
-                    **incremental_config('report_date', 'fail'))) -}}
+    {{- return(marts_by_day_config('report_date', 'report_date')) -}}
 {%- endmacro %}
 
 

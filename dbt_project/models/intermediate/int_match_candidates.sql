@@ -285,14 +285,13 @@ ip_ua_conversions as materialized (
 
     select conversions.conversion_id, conversions.converted_at, conversions.ip_hash, conversions.user_agent
     from conversions
-    inner join ip_guard
-        on conversions.ip_hash = ip_guard.ip_hash
-        and ip_guard.n_fingerprints > {{ max_ip_popularity }}
+    inner join conversion_ip_uas
+        on conversions.ip_hash = conversion_ip_uas.ip_hash
+        and conversions.user_agent = conversion_ip_uas.user_agent
     left join ip_ua_guard
         on conversions.ip_hash = ip_ua_guard.ip_hash
         and conversions.user_agent = ip_ua_guard.user_agent
-    where conversions.user_agent is not null
-        and not conversions.is_datacenter_ip
+    where not conversions.is_datacenter_ip
         and coalesce(ip_ua_guard.n_cookies, 0) <= {{ max_ip_ua_popularity }}
 
 ),

@@ -6,8 +6,7 @@
 {{
     config(
         tags=['partitioned'],
-        pre_hook="{{ marts_delete_partition_window('conversion_date') }}",
-        **incremental_config('conversion_id', 'fail', partition_by='conversion_date')
+        **marts_by_day_config('conversion_date', 'conversion_id', partition_by='conversion_date')
     )
 }}
 
