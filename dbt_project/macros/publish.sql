@@ -191,16 +191,19 @@
 
 {#- publish_changed_days_sql(relation, target_table, windows): replaces the windows' rows of target_table with the
     mart's, and removes every row of a key the mart now holds in those days (a conversion whose date moved into
-    them: delete+insert on the key removed it from its old day in the mart too). -#}
+    them: delete+insert on the key removed it from its old day in the mart too). Two deletes, not one with an
+    `or`: PostgreSQL cannot turn an `in` under an `or` into a join, and over the credits at L it ran for minutes as
+    a subplan rescanned per row. -#}
 {% macro publish_changed_days_sql(relation, target_table, windows) -%}
     {%- set node = (graph.nodes.values() | selectattr('alias', 'equalto', relation.identifier)
                     | selectattr('resource_type', 'equalto', 'model') | first) -%}
     {%- set day = node.config.meta.published_by_day -%}
     {%- set key = node.config.unique_key -%}
-    delete from {{ target_table }} where {{ publish_window_filter(day, windows) }}
+    delete from {{ target_table }} where {{ publish_window_filter(day, windows) }};
     {%- if key and key != day %}
-        or {{ key }} in (select {{ key }} from {{ relation }} where {{ publish_window_filter(day, windows) }})
-    {%- endif %};
+    delete from {{ target_table }}
+    where {{ key }} in (select {{ key }} from {{ relation }} where {{ publish_window_filter(day, windows) }});
+    {%- endif %}
     insert into {{ target_table }} select * from {{ relation }} where {{ publish_window_filter(day, windows) }};
 {%- endmacro %}
 
