@@ -138,7 +138,7 @@
     {%- for node in graph.nodes.values() if node.resource_type == 'model' and node.fqn[1] == 'marts' -%}
         {%- do nodes.update({node.alias: node}) -%}
     {%- endfor -%}
-    {%- set plan = {'previous_mark': previous_mark, 'mark': previous_mark, 'marts': {}, 'full': true} -%}
+    {%- set plan = {'previous_mark': previous_mark, 'mark': previous_mark, 'marts': {}, 'nodes': nodes, 'full': true} -%}
     {%- set rows = [] -%}
     {%- if has_changes -%}
         {%- set rows = run_query(
@@ -160,10 +160,7 @@
             {%- do windows.append([row[1], row[2]]) -%}
         {%- endfor -%}
         {%- set by_day = (nodes[name].config.meta or {}).get('published_by_day') -%}
-        {%- set whole = [] -%}
-        {%- for window in windows if window[0] is none and window[1] is none -%}
-            {%- do whole.append(window) -%}
-        {%- endfor -%}
+        {%- set whole = [none, none] in windows -%}
         {%- if snapshot_columns.get(name) != warehouse_columns.get(name) or (whole and by_day) -%}
             {%- set ns.usable = false -%}
         {%- endif -%}
@@ -189,14 +186,12 @@
 {%- endmacro %}
 
 
-{#- publish_changed_days_sql(relation, target_table, windows): replaces the windows' rows of target_table with the
-    mart's, and removes every row of a key the mart now holds in those days (a conversion whose date moved into
-    them: delete+insert on the key removed it from its old day in the mart too). Two deletes, not one with an
-    `or`: PostgreSQL cannot turn an `in` under an `or` into a join, and over the credits at L it ran for minutes as
-    a subplan rescanned per row. -#}
-{% macro publish_changed_days_sql(relation, target_table, windows) -%}
-    {%- set node = (graph.nodes.values() | selectattr('alias', 'equalto', relation.identifier)
-                    | selectattr('resource_type', 'equalto', 'model') | first) -%}
+{#- publish_changed_days_sql(relation, target_table, windows, node): replaces the windows' rows of target_table
+    with the mart's (`node`: its dbt graph node), and removes every row of a key the mart now holds in those days
+    (a conversion whose date moved into them: delete+insert on the key removed it from its old day in the mart
+    too). Two deletes, not one with an `or`: PostgreSQL cannot turn an `in` under an `or` into a join, and over the
+    credits at L it ran for minutes as a subplan rescanned per row. -#}
+{% macro publish_changed_days_sql(relation, target_table, windows, node) -%}
     {%- set day = node.config.meta.published_by_day -%}
     {%- set key = node.config.unique_key -%}
     delete from {{ target_table }} where {{ publish_window_filter(day, windows) }};
@@ -279,7 +274,8 @@
         drop table {{ snapshot }}.{{ relation.identifier }};
         create table {{ snapshot }}.{{ relation.identifier }} as select * from {{ relation }};
         {% else -%}
-        {{ publish_changed_days_sql(relation, snapshot ~ '.' ~ relation.identifier, plan.marts[relation.identifier]) }}
+        {{ publish_changed_days_sql(relation, snapshot ~ '.' ~ relation.identifier, plan.marts[relation.identifier],
+                                  plan.nodes[relation.identifier]) }}
         {% endif -%}
         {% endfor -%}
         {%- endif %}
@@ -336,7 +332,8 @@
         delete from {{ schema }}.{{ relation.identifier }};
         insert into {{ schema }}.{{ relation.identifier }} select * from {{ relation }};
         {% else -%}
-        {{ publish_changed_days_sql(relation, schema ~ '.' ~ relation.identifier, plan.marts[relation.identifier]) }}
+        {{ publish_changed_days_sql(relation, schema ~ '.' ~ relation.identifier, plan.marts[relation.identifier],
+                                  plan.nodes[relation.identifier]) }}
         {% endif -%}
         {% endfor -%}
         {{ publish_state_sql(schema, plan.mark, true) }}
