@@ -24,10 +24,11 @@ from python_models.baseline import SIGNAL_COLUMNS
 from python_models.facts import conversion_facts
 from tests.conftest import MARTS, published_checksums, run_dbt
 from warehouse.client import Warehouse, frame_checksum
-from warehouse.target import Target
+from warehouse.target import PUBLISHED_SCHEMA, Target
 
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley", "rule_based")
 FACTS = ("fct_attribution_credits", "fct_conversion_attribution")
+REPORTS_BY_DAY = ("rpt_campaign_performance", "rpt_channel_attribution", "rpt_creator_performance", "rpt_link_daily")
 DAY_5, DAY_6 = "2026-01-05", "2026-01-06"
 BI_ROLE = "bi_reader"
 
@@ -316,6 +317,8 @@ def test_marts_build_partitions_conservation_and_docs(target: Target, tmp_path: 
     # nothing rebuilt since, the snapshot is kept as it is.
     assert publish(target, dbt_target).startswith("publish_marts: 11 marts copied whole")
     assert publish(target, dbt_target).endswith(": none")
+    if not target.is_duckdb:
+        assert_by_day_indexes(wh)
 
     # 4. Upstream changes on both days (V1 on day 5; V3 on day 6, V4 of day 6 disappears); a partitioned
     #    run for day 6 rewrites day 6 and leaves day 5 alone.
@@ -370,6 +373,22 @@ def publish(target: Target, dbt_target: Path) -> str:
         proc = run_dbt(target, "run-operation", "publish_marts", "--args", json.dumps(args), target_path=dbt_target)
     assert published_checksums(target) == checksums(Warehouse(target))
     return next(line[line.index("publish_marts:") :] for line in proc.stdout.splitlines() if "publish_marts:" in line)
+
+
+def assert_by_day_indexes(wh: Warehouse) -> None:
+    """PostgreSQL: the marts by day, and their published copies, are indexed on the day and the key that the hourly
+    job's deletes and BI's filters by day look rows up by."""
+    indexed = wh.query_df(
+        "select schemaname, tablename, indexdef from pg_indexes "
+        f"where schemaname in ('marts', '{PUBLISHED_SCHEMA}') and tablename like any (array['fct%', 'rpt%'])"
+    )
+    columns = {
+        (row.schemaname, row.tablename, row.indexdef[row.indexdef.rindex("(") + 1 : -1]) for row in indexed.itertuples()
+    }
+    expected = {(table, column) for table in FACTS for column in ("conversion_date", "conversion_id")}
+    expected |= {(table, "report_date") for table in REPORTS_BY_DAY}
+    for schema in ("marts", PUBLISHED_SCHEMA):
+        assert {(table, column) for s, table, column in columns if s == schema} == expected, schema
 
 
 def on_day(frame: pd.DataFrame, day: str) -> pd.DataFrame:

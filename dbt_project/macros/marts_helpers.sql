@@ -54,11 +54,14 @@
     partition_start / partition_end set, an incremental build deletes and rewrites only those days of day_column
     (pre-hook marts_delete_partition_window; delete+insert on unique_key also removes a key's rows from other days);
     without them every day. meta published_by_day names the column, so that publishing the marts (publish.sql)
-    carries over the snapshot's other days instead of copying the table whole. -#}
+    carries over the snapshot's other days instead of copying the table whole. On PostgreSQL the day and the key
+    are indexed, here and in the published copy, so that those deletes (and BI's filters by day) find their rows
+    without scanning the table. -#}
 {% macro marts_by_day_config(day_column, unique_key, partition_by=none) -%}
+    {%- set indexes = [{'columns': [day_column]}] + ([{'columns': [unique_key]}] if unique_key != day_column else []) -%}
     {{- return(dict(pre_hook="{{ marts_delete_partition_window('" ~ day_column ~ "') }}",
                     meta={'published_by_day': day_column},
-                    **incremental_config(unique_key, 'fail', partition_by=partition_by))) -}}
+                    **incremental_config(unique_key, 'fail', partition_by=partition_by, indexes=indexes))) -}}
 {%- endmacro %}
 
 

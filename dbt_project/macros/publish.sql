@@ -17,9 +17,10 @@
       the published file that the changes are applied to, or a file the marts are copied into whole. The Dagster
       asset then swaps it in with an atomic rename. A reader holding the old file open keeps reading the old
       snapshot; the pipeline never opens the published file for writing.
-    - PostgreSQL: a full publish copies every mart into schema <published>__next, granted to the BI role, and
-      swaps it in by renaming schemas in one transaction; the previous snapshot stays as <published>__old until
-      the next full publish drops it. Changes are applied to the published tables in one transaction by delete
+    - PostgreSQL: a full publish copies every mart, with the indexes its model declares (the day and key of the
+      marts by day, which the publish of changes deletes by), into schema <published>__next, granted to the BI
+      role, and swaps it in by renaming schemas in one transaction; the previous snapshot stays as
+      <published>__old until the next full publish drops it. Changes are applied to the published tables in one transaction by delete
       and insert. Neither takes a lock that waits for a reader's running query, and readers see the old rows
       until the commit.
 
@@ -210,7 +211,7 @@
     {%- set state_sql -%}
     select
         current_timestamp as published_at,
-        {{ int_timestamptz_literal(mark) if mark else "cast('1900-01-01 00:00:00+00:00' as timestamp with time zone)" }}
+        {{ int_timestamptz_literal(mark) if mark else before_every_load() }}
             as changes_through
     {%- endset -%}
     {% if replace -%}
@@ -314,6 +315,10 @@
         create schema {{ next }};
         {% for relation in relations -%}
         create table {{ next }}.{{ relation.identifier }} as select * from {{ relation }};
+        {% for index in plan.nodes[relation.identifier].config.get('indexes') or [] -%}
+        {{ get_create_index_sql(api.Relation.create(database=relation.database, schema=next,
+                                                    identifier=relation.identifier), index) }};
+        {% endfor -%}
         analyze {{ next }}.{{ relation.identifier }};
         {% endfor -%}
         {{ publish_state_sql(next, plan.mark, false) }}

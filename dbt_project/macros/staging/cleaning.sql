@@ -182,5 +182,11 @@
 
 {#- The newest load stamp in `column` over the rows aggregated, or a time before every load when there are none. -#}
 {% macro loaded_watermark(column) -%}
-    coalesce(max({{ column }}), cast('1900-01-01 00:00:00+00:00' as timestamp with time zone))
+    coalesce(max({{ column }}), {{ before_every_load() }})
+{%- endmacro %}
+
+
+{#- before_every_load(): a time stamp older than every load, the mark of "nothing loaded (or published) yet". -#}
+{% macro before_every_load() -%}
+    {{ int_timestamptz_literal('1900-01-01 00:00:00+00:00') }}
 {%- endmacro %}
