@@ -55,8 +55,8 @@
     (pre-hook marts_delete_partition_window; delete+insert on unique_key also removes a key's rows from other days);
     without them every day. meta published_by_day names the column, so that publishing the marts (publish.sql)
     carries over the snapshot's other days instead of copying the table whole. On PostgreSQL the day and the key
-    are indexed, here and in the published copy, so that those deletes (and BI's filters by day) find their rows
-    without scanning the table. -#}
+    are indexed, here and in the published copy, for BI's filters by day and the deletes by day and key (at L a
+    cold two-day delete and insert took the same time with or without them, BENCHMARKS.md). -#}
 {% macro marts_by_day_config(day_column, unique_key, partition_by=none) -%}
     {%- set indexes = [{'columns': [day_column]}] + ([{'columns': [unique_key]}] if unique_key != day_column else []) -%}
     {{- return(dict(pre_hook="{{ marts_delete_partition_window('" ~ day_column ~ "') }}",

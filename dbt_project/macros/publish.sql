@@ -18,11 +18,11 @@
       asset then swaps it in with an atomic rename. A reader holding the old file open keeps reading the old
       snapshot; the pipeline never opens the published file for writing.
     - PostgreSQL: a full publish copies every mart, with the indexes its model declares (the day and key of the
-      marts by day, which the publish of changes deletes by), into schema <published>__next, granted to the BI
-      role, and swaps it in by renaming schemas in one transaction; the previous snapshot stays as
-      <published>__old until the next full publish drops it. Changes are applied to the published tables in one transaction by delete
-      and insert. Neither takes a lock that waits for a reader's running query, and readers see the old rows
-      until the commit.
+      marts by day, which BI filters by and the publish of changes deletes by), into schema <published>__next,
+      granted to the BI role, and swaps it in by renaming schemas in one transaction; the previous snapshot stays
+      as <published>__old until the next full publish drops it. Changes are applied to the published tables in
+      one transaction by delete and insert. Neither takes a lock that waits for a reader's running query, and
+      readers see the old rows until the commit.
 
     The marts are the models of the marts folder (from the dbt graph, never listed by name), so a new or
     reshaped report is published with the rest.
