@@ -34,6 +34,7 @@ LEFT_UNTIL_DAILY = (
     "the match model, signal weights and channel weights",
     "unique_identities on report days before the run's days",
     "a re-delivered link's creator, campaign and channel on older days of rpt_link_daily",
+    "the calibration bins of rpt_attribution_quality on days before the run's days, whose labels read the identities",
     "the data tests on staging and the unpartitioned intermediate tables, which read whole tables",
     "the reports' uniqueness tests on days before the run's days",
 )

@@ -28,7 +28,13 @@ from warehouse.target import PUBLISHED_SCHEMA, Target
 
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley", "rule_based")
 FACTS = ("fct_attribution_credits", "fct_conversion_attribution")
-REPORTS_BY_DAY = ("rpt_campaign_performance", "rpt_channel_attribution", "rpt_creator_performance", "rpt_link_daily")
+REPORTS_BY_DAY = (
+    "rpt_attribution_quality",
+    "rpt_campaign_performance",
+    "rpt_channel_attribution",
+    "rpt_creator_performance",
+    "rpt_link_daily",
+)
 DAY_5, DAY_6 = "2026-01-05", "2026-01-06"
 BI_ROLE = "bi_reader"
 

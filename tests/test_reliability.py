@@ -915,7 +915,7 @@ INCREMENTAL_MODELS = {
     "int_event_identities": "intermediate",
     "int_report_entity_days": "intermediate",
     **{report: "marts" for report in ("rpt_link_daily", "rpt_creator_performance", "rpt_campaign_performance",
-                                      "rpt_channel_attribution")},
+                                      "rpt_channel_attribution", "rpt_attribution_quality")},
 }  # fmt: skip
 # The popularity members the hourly run leaves: the daily table as it was, and the pairs its loads added beside it;
 # together they must be what a build of the daily table over the same data selects.

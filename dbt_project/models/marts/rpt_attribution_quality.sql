@@ -15,7 +15,11 @@
     click shares the 'direct_click' signal (it carried the click id) has a known true click. Each of its scored
     candidate pairs (match_scores) is labelled 1 when the click is that direct click and 0 when the click belongs
     to another identity; clicks of the direct click's own identity (the same person's earlier clicks) are left out
-    as ambiguous. -#}
+    as ambiguous.
+
+    Every row belongs to one conversion day, so the hourly job rewrites only its window's days (macro
+    marts_report_days_config); the labels of older days follow a merge of identities from the next daily job on. -#}
+{{ config(**marts_report_days_config()) }}
 {%- set signal_label = "coalesce(strongest_signal, '(none)')" -%}
 {%- set currency = var('reporting_currency') | string | trim | upper -%}
 {%- set measures = [
@@ -33,6 +37,7 @@ conversions as (
 
     select * from {{ ref('fct_conversion_attribution') }}
     where is_conversion
+        and {{ marts_in_report_window('conversion_date') }}
 
 ),
 
@@ -43,6 +48,7 @@ unattributed_credits as (
         sum(credit_revenue) as unattributed_revenue
     from {{ ref('fct_attribution_credits') }}
     where model = 'last_touch' and is_unattributed
+        and {{ marts_in_report_window('conversion_date') }}
     group by conversion_id
 
 ),
@@ -93,6 +99,22 @@ labelled_conversions as (
 
 ),
 
+labelled_scores as (
+
+    select
+        labelled_conversions.conversion_date,
+        labelled_conversions.direct_click_id,
+        cast(scores.click_id as text) as click_id,
+        cast(scores.match_probability as double precision) as match_probability
+    from {{ source('python', 'match_scores') }} as scores
+    inner join labelled_conversions
+        on cast(scores.conversion_id as text) = labelled_conversions.conversion_id
+    where scores.match_probability is not null
+
+),
+
+{#- Only the clicks the labelled pairs name: the hourly window's pairs look up a few thousand of the 10M clicks
+    (by int_event_identities' event_id index on PostgreSQL) instead of joining every click to every score. #}
 click_identities as (
 
     select
@@ -100,30 +122,30 @@ click_identities as (
         cast(identity_id as text) as identity_id
     from {{ ref('int_event_identities') }}
     where event_kind = 'click'
+        and event_id in (
+            select click_id from labelled_scores
+            union
+            select direct_click_id from labelled_conversions
+        )
 
 ),
 
 labelled_pairs as (
 
     select
-        labelled_conversions.conversion_date,
-        cast(scores.match_probability as double precision) as match_probability,
-        case when cast(scores.click_id as text) = labelled_conversions.direct_click_id then 1 else 0 end as label,
-        least(cast(floor(cast(scores.match_probability as double precision) * 10) as integer), 9) as probability_bin
-    from {{ source('python', 'match_scores') }} as scores
-    inner join labelled_conversions
-        on cast(scores.conversion_id as text) = labelled_conversions.conversion_id
+        labelled_scores.conversion_date,
+        labelled_scores.match_probability,
+        case when labelled_scores.click_id = labelled_scores.direct_click_id then 1 else 0 end as label,
+        least(cast(floor(labelled_scores.match_probability * 10) as integer), 9) as probability_bin
+    from labelled_scores
     left join click_identities as pair_click
-        on cast(scores.click_id as text) = pair_click.click_id
+        on labelled_scores.click_id = pair_click.click_id
     left join click_identities as direct_click
-        on labelled_conversions.direct_click_id = direct_click.click_id
-    where scores.match_probability is not null
-        and (
-            cast(scores.click_id as text) = labelled_conversions.direct_click_id
-            or pair_click.identity_id is null
-            or direct_click.identity_id is null
-            or pair_click.identity_id <> direct_click.identity_id
-        )
+        on labelled_scores.direct_click_id = direct_click.click_id
+    where labelled_scores.click_id = labelled_scores.direct_click_id
+        or pair_click.identity_id is null
+        or direct_click.identity_id is null
+        or pair_click.identity_id <> direct_click.identity_id
 
 ),
 
