@@ -201,6 +201,7 @@ def _dbt_stage(
     project: DbtProject, manifest: Mapping[str, Any], name: str, select: str, exclude: str, window: str | None
 ) -> dg.AssetsDefinition:
     partitioned = window == PARTITIONS
+    views = frozenset(uid for uid, node in manifest["nodes"].items() if node["config"].get("materialized") == "view")
 
     @dbt_assets(
         manifest=manifest,
@@ -225,8 +226,6 @@ def _dbt_stage(
         target_path = invocation_target_path(project, name, context.run.run_id)
         events = list(dbt.cli(args, context=context, target_path=target_path).stream())
         yield from with_row_counts(context, events, warehouse.get(), views)
-
-    views = frozenset(uid for uid, node in manifest["nodes"].items() if node["config"].get("materialized") == "view")
 
     return _assets
 
