@@ -201,7 +201,11 @@ def _dbt_stage(
     project: DbtProject, manifest: Mapping[str, Any], name: str, select: str, exclude: str, window: str | None
 ) -> dg.AssetsDefinition:
     partitioned = window == PARTITIONS
-    views = frozenset(uid for uid, node in manifest["nodes"].items() if node["config"].get("materialized") == "view")
+    views = frozenset(
+        TRANSLATOR.get_asset_key(node)
+        for node in manifest["nodes"].values()
+        if node["config"].get("materialized") == "view"
+    )
 
     @dbt_assets(
         manifest=manifest,
@@ -238,17 +242,17 @@ def invocation_target_path(project: DbtProject, stage: str, run_id: str) -> Path
 
 
 def with_row_counts(
-    context: dg.AssetExecutionContext, events: list[Any], wh: Warehouse, views: frozenset[str] = frozenset()
+    context: dg.AssetExecutionContext, events: list[Any], wh: Warehouse, views: frozenset[dg.AssetKey]
 ) -> Iterator[Any]:
     """Add ``dagster/row_count`` to every materialized table, counted once dbt has finished, and the run's refresh
     scope (what an hourly run leaves as of the last daily job) to every materialization.
 
     dagster-dbt's own row counts query through an in-process dbt adapter, which opens the DuckDB file with a
     different configuration than ours (DuckDB refuses that within one process) and would race dbt's writer. Like
-    dagster-dbt's, they leave out ``views`` (dbt unique ids): counting a view runs its query, and at 10M clicks
+    dagster-dbt's, they leave out ``views`` (asset keys): counting a view runs its query, and at 10M clicks
     ``int_identifiers`` is every identifier of every click.
     """
-    keys = {_event_key(context, e) for e in events if _unique_id(e) not in views} - {None}
+    keys = {_event_key(context, e) for e in events} - {None} - views
     scope = refresh_scope_metadata(context)
     counts: dict[dg.AssetKey, int] = {}
     if keys:
@@ -263,11 +267,6 @@ def with_row_counts(
             rows = {"dagster/row_count": counts[key]} if key in counts else {}
             event = event.with_metadata({**(event.metadata or {}), **rows, **scope})
         yield event
-
-
-def _unique_id(event: Any) -> str | None:
-    value = (getattr(event, "metadata", None) or {}).get("unique_id")
-    return value.value if isinstance(value, dg.TextMetadataValue) else value
 
 
 def _event_key(context: dg.AssetExecutionContext, event: Any) -> dg.AssetKey | None:

@@ -68,7 +68,8 @@
 {#- marts_report_days_config(): the config of the tables by report_date (int_report_entity_days, the rpt_*
     reports built from it, and rpt_attribution_quality). Updating in place with partition_start / partition_end
     set (the hourly job passes its run's window, which holds every day its loads can change) rebuilds only those
-    days; without them (the daily job, full runs) every day. A first build, and every build on Spark (a table there), holds every day. -#}
+    days; without them (the daily job, full runs) every day. A first build, and every build on Spark (a table
+    there), holds every day. -#}
 {% macro marts_report_days_config() -%}
     {{- return(marts_by_day_config('report_date', 'report_date')) -}}
 {%- endmacro %}
